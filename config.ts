@@ -1,0 +1,448 @@
+/** The daemon's flags: names and defaults of the original, parsers, and the Config they make. */
+
+/** Everything the daemon is configured with. Durations are milliseconds. */
+export interface Config {
+  readonly master: string;
+  readonly kubeconfig: string;
+  readonly local: boolean;
+  readonly nodeStatusUpdateFrequency: number;
+  readonly currentNodeName: string;
+  readonly dbclusterLogDir: string;
+  readonly insFolderOverdueDays: number;
+  readonly developMode: boolean;
+  readonly port: number;
+  readonly eventsEnableUpload: boolean;
+  readonly eventsUploadUrl: string;
+  readonly eventsUploadTimeout: number;
+  readonly jobEnableDelFip: boolean;
+  readonly jobEnableAddFip: boolean;
+  readonly polarstackDaemonPodLabels: string;
+  readonly coreVersionCmLabels: string;
+  readonly mpdControllerCmName: string;
+  readonly serviceOwnerDbCluster: string;
+  readonly namespace: string;
+  readonly kubeApiQps: number;
+  readonly kubeApiBurst: number;
+  readonly shutdownGracePeriod: number;
+  readonly hostCommandPrefix: string;
+  readonly portScanMethod: "proc" | "bind";
+  readonly portRanges: string;
+  readonly dockerHost: string;
+  readonly imageStore: "auto" | "docker" | "containerd";
+  readonly versionCheckReportInterval: number;
+  readonly logCleanupMaxFolders: number;
+  readonly netProbeInterval: number;
+  readonly netCardName: string;
+  readonly nodeStatusReportFrequency: number;
+  readonly apiAuth: "tokenreview" | "none" | "";
+  readonly apiAllowedUsers: string;
+  readonly v: number;
+  readonly logtostderr: boolean;
+  readonly alsologtostderr: boolean;
+  readonly logDir: string;
+  readonly logFile: string;
+  readonly logFlushFrequency: number;
+  readonly stderrthreshold: number;
+}
+
+/** A flag value that does not parse; the message names the flag and why. */
+export class FlagError extends Error {
+  /** Builds the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "FlagError";
+  }
+}
+
+const UNITS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  "µs": 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/** Parses a Go duration (`500ms`, `3s`, `1m`, `1h30m`, `1.5h`) into milliseconds; throws on bad input. */
+export function parseGoDuration(text: string): number {
+  const s = text.trim();
+  if (s === "0") return 0;
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let matched = 0;
+  for (const m of s.matchAll(re)) {
+    total += Number(m[1]) * UNITS[m[2]];
+    matched += m[0].length;
+  }
+  if (s === "" || matched !== s.length) {
+    throw new Error(`"${text}" is not a duration (examples: 500ms, 3s, 1m, 1h30m)`);
+  }
+  return total;
+}
+
+/** Parses a boolean the way Go's strconv.ParseBool does. */
+export function parseGoBool(text: string | boolean): boolean {
+  if (typeof text === "boolean") return text;
+  const s = text.trim();
+  if (["1", "t", "T", "TRUE", "true", "True"].includes(s)) return true;
+  if (["0", "f", "F", "FALSE", "false", "False"].includes(s)) return false;
+  throw new Error(`"${text}" is not a boolean (true or false)`);
+}
+
+function integer(min: number, max: number) {
+  return (text: string): number => {
+    const s = text.trim();
+    if (!/^[-+]?\d+$/.test(s)) throw new Error(`"${text}" is not a whole number`);
+    const n = Number(s);
+    if (n < min || n > max) throw new Error(`${n} is out of range ${min}..${max}`);
+    return n;
+  };
+}
+
+function positiveNumber(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`"${text}" is not a number above 0`);
+  return n;
+}
+
+function duration(min: number) {
+  return (text: string): number => {
+    const ms = parseGoDuration(text);
+    if (ms < min) throw new Error(`${text} is shorter than ${min} ms`);
+    return ms;
+  };
+}
+
+function oneOf<T extends string>(...values: T[]) {
+  return (text: string): T => {
+    if (!values.includes(text as T)) throw new Error(`"${text}" is not one of ${values.join(", ")}`);
+    return text as T;
+  };
+}
+
+const text = (s: string) => s;
+
+/** One flag: its name as typed, its Config key, its default (as text, as on the command line), its parser. */
+export interface FlagSpec {
+  /** Name without dashes, e.g. `ins-folder-overdue-days`. */
+  readonly name: string;
+  /** Config key. */
+  readonly key: keyof Config;
+  /** What it does, for --help. */
+  readonly description: string;
+  /** Default as text; undefined means "decided at start" (described in the help). */
+  readonly defaultText?: string;
+  /** Whether it is a boolean (`--x`, `--x=true`, `--x=false`). */
+  readonly boolean?: boolean;
+  /** Turns the text into the value; throws with the reason. */
+  readonly parse: (text: string) => unknown;
+  /** Help group. */
+  readonly group: string;
+}
+
+function flag(
+  name: string,
+  key: keyof Config,
+  group: string,
+  defaultText: string | undefined,
+  parse: (text: string) => unknown,
+  description: string,
+): FlagSpec {
+  return { name, key, group, defaultText, parse, description };
+}
+
+function boolFlag(name: string, key: keyof Config, group: string, defaultText: string, description: string): FlagSpec {
+  return { name, key, group, defaultText, parse: parseGoBool, description, boolean: true };
+}
+
+/** Every flag of the daemon, in help order. The original's flags keep their names and defaults. */
+export const FLAGS: readonly FlagSpec[] = [
+  flag("master", "master", "cluster", "", text, "API server URL (overrides the kubeconfig's server)"),
+  flag(
+    "kubeconfig",
+    "kubeconfig",
+    "cluster",
+    "",
+    text,
+    "Path to a kubeconfig (else in-cluster, $KUBECONFIG, ~/.kube/config)",
+  ),
+  boolFlag(
+    "local",
+    "local",
+    "cluster",
+    "false",
+    "Local mode: run every job on this host, publish nothing, delete no instance folder",
+  ),
+  flag(
+    "current-node-name",
+    "currentNodeName",
+    "cluster",
+    undefined,
+    text,
+    "This host's Node name (default $CURRENT_NODE_NAME, else the host name)",
+  ),
+  flag("namespace", "namespace", "cluster", "kube-system", text, "Namespace of the daemon's ConfigMaps and pods"),
+  flag("kube-api-qps", "kubeApiQps", "cluster", "5", positiveNumber, "Client-side limit of API requests per second"),
+  flag("kube-api-burst", "kubeApiBurst", "cluster", "10", integer(1, 10_000), "Client-side burst of API requests"),
+  flag(
+    "node-status-update-frequency",
+    "nodeStatusUpdateFrequency",
+    "cluster",
+    "10s",
+    duration(0),
+    "Accepted for compatibility with the original (unused: see --node-status-report-frequency)",
+  ),
+  flag("port", "port", "api", "8900", integer(1, 65535), "HTTP API port"),
+  flag(
+    "api-auth",
+    "apiAuth",
+    "api",
+    undefined,
+    oneOf("tokenreview", "none"),
+    "Authentication of the POST endpoints: tokenreview or none (default tokenreview, none in local mode)",
+  ),
+  flag(
+    "api-allowed-users",
+    "apiAllowedUsers",
+    "api",
+    "system:serviceaccount:kube-system:cloud-controller-manager",
+    text,
+    "Comma-separated users allowed to call the POST endpoints",
+  ),
+  flag(
+    "shutdown-grace-period",
+    "shutdownGracePeriod",
+    "api",
+    "20s",
+    duration(0),
+    "How long a running job may finish after SIGTERM",
+  ),
+  flag(
+    "host-command-prefix",
+    "hostCommandPrefix",
+    "host",
+    "",
+    text,
+    'Space-separated command put before every host command, e.g. "nsenter -t 1 -m --"',
+  ),
+  flag(
+    "mpd-controller-cm-name",
+    "mpdControllerCmName",
+    "port-usage",
+    "polardb4mpd-controller",
+    text,
+    "ConfigMap whose annotations hold the port ranges to scan",
+  ),
+  flag(
+    "port-scan-method",
+    "portScanMethod",
+    "port-usage",
+    "proc",
+    oneOf("proc", "bind"),
+    "How used ports are found: proc (/proc/net/tcp*) or bind (the original's)",
+  ),
+  flag(
+    "port-ranges",
+    "portRanges",
+    "port-usage",
+    "",
+    text,
+    "Port ranges to scan, e.g. 5400-5800,30000-39999 (overrides the ConfigMap)",
+  ),
+  flag(
+    "core-version-cm-labels",
+    "coreVersionCmLabels",
+    "core-version",
+    "configtype=minor_version_info,dbClusterMode=WriteReadMore",
+    text,
+    "Label selector of the version ConfigMaps",
+  ),
+  flag(
+    "polarstack-daemon-pod-labels",
+    "polarstackDaemonPodLabels",
+    "core-version",
+    "app=polarstack-daemon",
+    text,
+    "Label selector of the other daemons' pods",
+  ),
+  flag(
+    "docker-host",
+    "dockerHost",
+    "core-version",
+    undefined,
+    text,
+    "Docker Engine socket (default $DOCKER_HOST or unix:///var/run/docker.sock)",
+  ),
+  flag(
+    "image-store",
+    "imageStore",
+    "core-version",
+    "auto",
+    oneOf("auto", "docker", "containerd"),
+    "Image store: auto, docker or containerd",
+  ),
+  flag(
+    "version-check-report-interval",
+    "versionCheckReportInterval",
+    "core-version",
+    "1h",
+    duration(1000),
+    "Rewrite the availability ConfigMap at least this often",
+  ),
+  flag(
+    "dbcluster-log-dir",
+    "dbclusterLogDir",
+    "log-cleanup",
+    "/flash/polardb_dbcluster/",
+    text,
+    "Root of the database instances' log folders",
+  ),
+  flag(
+    "ins-folder-overdue-days",
+    "insFolderOverdueDays",
+    "log-cleanup",
+    "3",
+    integer(1, 36_500),
+    "Days after which logs and idle instance folders are removed",
+  ),
+  flag(
+    "log-cleanup-max-folders",
+    "logCleanupMaxFolders",
+    "log-cleanup",
+    "20",
+    integer(0, 1_000_000),
+    "A run that would remove more instance folders removes none",
+  ),
+  flag(
+    "service-owner-db-cluster",
+    "serviceOwnerDbCluster",
+    "log-cleanup",
+    "mpdcluster",
+    text,
+    "Accepted for compatibility with the original",
+  ),
+  flag(
+    "net-card-name",
+    "netCardName",
+    "node-network",
+    "",
+    text,
+    "Client-network interface (overrides ccm-config NET_CARD_NAME, default bond1)",
+  ),
+  flag(
+    "net-probe-interval",
+    "netProbeInterval",
+    "node-network",
+    undefined,
+    duration(100),
+    "Network probe period (default 3s, or $ProbeJobPeriod seconds)",
+  ),
+  flag(
+    "node-status-report-frequency",
+    "nodeStatusReportFrequency",
+    "node-network",
+    "1m",
+    duration(1000),
+    "Heartbeat PATCH period when nothing changed",
+  ),
+  boolFlag(
+    "events-enable-upload",
+    "eventsEnableUpload",
+    "events",
+    "false",
+    "Also upload events over HTTP (the original's format)",
+  ),
+  flag(
+    "events-upload-url",
+    "eventsUploadUrl",
+    "events",
+    "http://rds-redline-worker-log-api.rds:8080/",
+    text,
+    "Event upload base URL",
+  ),
+  flag(
+    "events-upload-timeout",
+    "eventsUploadTimeout",
+    "events",
+    "3",
+    integer(1, 600),
+    "Event upload timeout in seconds",
+  ),
+  boolFlag("develop-mode", "developMode", "compat", "false", "Accepted for compatibility with the original"),
+  boolFlag("job-enable-del-fip", "jobEnableDelFip", "compat", "true", "Accepted for compatibility with the original"),
+  boolFlag("job-enable-add-fip", "jobEnableAddFip", "compat", "true", "Accepted for compatibility with the original"),
+  flag("v", "v", "logging", "0", integer(0, 10), "Log verbosity (klog): 0-1 info, 2-4 debug, 5+ trace"),
+  boolFlag("logtostderr", "logtostderr", "logging", "true", "Log to standard error (klog)"),
+  boolFlag(
+    "alsologtostderr",
+    "alsologtostderr",
+    "logging",
+    "false",
+    "Log to standard error as well as to the file (klog)",
+  ),
+  flag("log-dir", "logDir", "logging", "", text, "Folder of the log file when --log-file is not given (klog)"),
+  flag("log-file", "logFile", "logging", "", text, "Also write logs (JSON lines) to this file (klog)"),
+  flag(
+    "log-flush-frequency",
+    "logFlushFrequency",
+    "logging",
+    "5s",
+    duration(0),
+    "Accepted (klog); lines are written at once",
+  ),
+  flag(
+    "stderrthreshold",
+    "stderrthreshold",
+    "logging",
+    "2",
+    integer(0, 3),
+    "Accepted (klog): 0 info, 1 warning, 2 error, 3 fatal",
+  ),
+];
+
+/** Environment used for defaults decided at start. */
+export interface ConfigEnv {
+  /** Environment variables. */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** This machine's host name. */
+  readonly hostname: string;
+}
+
+/** Turns raw flag texts (as commander gives them) into a Config; throws FlagError naming the flag. */
+export function buildConfig(raw: Record<string, unknown>, where: ConfigEnv): Config {
+  const values: Record<string, unknown> = {};
+  for (const spec of FLAGS) {
+    const given = raw[spec.key];
+    const input = given === undefined ? spec.defaultText : given;
+    if (input === undefined) continue;
+    try {
+      values[spec.key] = spec.boolean && input === true ? true : spec.parse(String(input));
+    } catch (error) {
+      throw new FlagError(`Invalid value for --${spec.name}: ${(error as Error).message}`);
+    }
+  }
+  const env = where.env;
+  values.currentNodeName = String(values.currentNodeName || env.CURRENT_NODE_NAME || where.hostname).toLowerCase();
+  values.dockerHost ??= env.DOCKER_HOST || "unix:///var/run/docker.sock";
+  if (values.netProbeInterval === undefined) {
+    const fromEnv = env.ProbeJobPeriod;
+    if (fromEnv !== undefined && fromEnv !== "") {
+      const seconds = Number(fromEnv);
+      if (!Number.isInteger(seconds) || seconds < 1) {
+        throw new FlagError(`Invalid value for $ProbeJobPeriod: "${fromEnv}" is not a whole number of seconds`);
+      }
+      values.netProbeInterval = seconds * 1000;
+    } else {
+      values.netProbeInterval = 3000;
+    }
+  }
+  values.apiAuth ??= "";
+  if (!values.logFile && values.logDir) values.logFile = `${values.logDir}/polarstack-daemon.log`;
+  return values as unknown as Config;
+}
+
+/** A Config with every default, for tests and tools. */
+export function defaultConfig(overrides: Partial<Config> = {}): Config {
+  return { ...buildConfig({}, { env: {}, hostname: "localhost" }), ...overrides };
+}

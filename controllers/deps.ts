@@ -1,0 +1,21 @@
+/** What every controller is given: config, cluster (null in local mode), clock, events, logger, command runner. */
+import type { Config } from "../config.ts";
+import type { CommandRunner } from "../host/command.ts";
+import type { KubeClient } from "../k8s/client.ts";
+import type { Clock, EventSink, Logger } from "./types.ts";
+
+/** The dependencies handed to every controller factory by `main.ts` (and by tests). */
+export interface JobDeps {
+  /** The parsed flags. */
+  readonly config: Config;
+  /** The cluster, or null in local mode (publish nothing, delete no instance folder). */
+  readonly kube: KubeClient | null;
+  /** The time. */
+  readonly clock: Clock;
+  /** Where notable actions and failures go (Events on this host's Node). */
+  readonly events: EventSink;
+  /** The job's logger (LogTape). */
+  readonly log: Logger;
+  /** The one command runner. */
+  readonly runCommand: CommandRunner;
+}

@@ -1,0 +1,73 @@
+/** Shared types of the controllers: the clock, the job contract and the event sink. */
+import type { Logger } from "@logtape/logtape";
+
+/** Where a controller gets the time from; tests hand in their own. */
+export interface Clock {
+  /** The current time. */
+  now(): Date;
+}
+
+/** The real clock. */
+export const systemClock: Clock = { now: () => new Date() };
+
+/** When a job runs: a cron expression (a minute or longer) or a fixed interval (the fast probes). */
+export type Schedule =
+  | { readonly cron: string }
+  | { readonly everyMs: number };
+
+/** What a job is given for one run. */
+export interface RunContext {
+  /** Aborted when the job's time limit passes or the daemon shuts down. */
+  readonly signal: AbortSignal;
+  /** Compute everything, change nothing (no cluster write, no file removed). */
+  readonly dryRun: boolean;
+}
+
+/** The outcome of one run: a readable summary and the JSON result served by the API and `once --json`. */
+export interface RunOutcome<T = unknown> {
+  /** One readable line, for logs and `once` without `--json`. */
+  readonly summary: string;
+  /** The job's result in the shape fixed by its issue. */
+  readonly result: T;
+}
+
+/** One job of the daemon: a name, a schedule and `run()`. */
+export interface Controller<T = unknown> {
+  /** The task name: `port-usage`, `core-version`, `log-cleanup`, `node-network`. */
+  readonly name: string;
+  /** When the scheduler runs it. */
+  readonly schedule: Schedule;
+  /** Whether it runs once when the daemon starts. */
+  readonly runAtStart: boolean;
+  /** A run that takes longer is aborted and counted as failed. */
+  readonly timeoutMs: number;
+  /** Observe, plan and apply once. Throws when the run failed. */
+  run(ctx: RunContext): Promise<RunOutcome<T>>;
+}
+
+/** Severity of an event, as Kubernetes events have it. */
+export type EventType = "Normal" | "Warning";
+
+/** A notable action or failure, recorded on this host's Node. */
+export interface DaemonEvent {
+  /** The job (task name) that reports it. */
+  readonly job: string;
+  /** Normal or Warning. */
+  readonly type: EventType;
+  /** A short CamelCase reason, e.g. `PortUsageTooLarge`. */
+  readonly reason: string;
+  /** A sentence that names the object and the cause. */
+  readonly message: string;
+}
+
+/** Where jobs send their events; recording never blocks and never throws. */
+export interface EventSink {
+  /** Records an event in the background. */
+  record(event: DaemonEvent): void;
+}
+
+/** An event sink that keeps nothing, for one-shot dry runs and tests. */
+export const nullEventSink: EventSink = { record: () => {} };
+
+/** The logger type used across the daemon (LogTape's). */
+export type { Logger };

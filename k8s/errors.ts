@@ -1,0 +1,22 @@
+/** Errors of cluster calls, with the object, the HTTP status and the server's reason. */
+
+/** A failed call to the Kubernetes API server. */
+export class KubeError extends Error {
+  /** HTTP status, or 0 for a network error or a timeout. */
+  readonly status: number;
+  /** The `reason` of the server's Status object (e.g. `Conflict`, `NotFound`), when it sent one. */
+  readonly reason: string;
+
+  /** Builds the error; `message` already names the object and the cause. */
+  constructor(message: string, options: { status: number; reason?: string }) {
+    super(message);
+    this.name = "KubeError";
+    this.status = options.status;
+    this.reason = options.reason ?? "";
+  }
+}
+
+/** Whether an error is a KubeError with the given HTTP status. */
+export function isKubeStatus(error: unknown, status: number): boolean {
+  return error instanceof KubeError && error.status === status;
+}
