@@ -1,0 +1,253 @@
+/** The HTTP API: health, readiness, metrics, and the original's `/api/v1` routes with its response envelope. */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { z } from "zod";
+import type { JobStatus } from "../controllers/scheduler.ts";
+import type { Logger } from "../controllers/types.ts";
+import type { KubeClient } from "../k8s/client.ts";
+import type { Metrics } from "./metrics.ts";
+
+/** What the API reads; it never touches the host itself. */
+export interface AppDeps {
+  /** The jobs' state. */
+  readonly jobs: {
+    status(): JobStatus[];
+    lastResult(name: string): unknown;
+    notYetRun(): string[];
+    trigger(name: string): "started" | "queued";
+  };
+  /** The cluster, or null in local mode. */
+  readonly kube: KubeClient | null;
+  /** Whether the cluster answered; null in local mode. */
+  readonly clusterState: () => { reachable: boolean; reason: string } | null;
+  /** Metrics to render and feed. */
+  readonly metrics: Metrics;
+  /** The API's logger. */
+  readonly log: Logger;
+  /** Starts the core-version fan-out to the other daemons (never waits). */
+  readonly fanOut?: () => void;
+  /** Extra data merged into `/api/v1/versions` (the fan-out's outcome). */
+  readonly versionsExtra?: () => Record<string, unknown>;
+  /** Checks a POST's caller; returns an HTTP status and message when refused. */
+  readonly authorize?: (
+    authorization: string | undefined,
+  ) => Promise<{ status: 401 | 403 | 503; message: string } | null>;
+  /** This node's name. */
+  readonly node: string;
+}
+
+type Env = { Variables: { requestId: string } };
+
+/** The most a request body may hold. */
+export const BODY_LIMIT = 1024 * 1024;
+
+/** Routes and their methods, for JSON 405 answers and the route label of metrics. */
+const ROUTES: Record<string, string[]> = {
+  "/healthz": ["GET"],
+  "/readyz": ["GET"],
+  "/metrics": ["GET"],
+  "/api/v1/TestConn": ["GET"],
+  "/api/v1/status": ["GET"],
+  "/api/v1/GetStandByIp": ["GET"],
+  "/api/v1/ports": ["GET"],
+  "/api/v1/versions": ["GET"],
+  "/api/v1/log-cleanup": ["GET"],
+  "/api/v1/node-network": ["GET"],
+  "/api/v1/RequestCheckCoreVersion": ["POST"],
+  "/api/v1/InnerCheckCoreVersion": ["POST"],
+};
+
+const JOB_ROUTES: Record<string, string> = {
+  "/ports": "port-usage",
+  "/versions": "core-version",
+  "/log-cleanup": "log-cleanup",
+  "/node-network": "node-network",
+};
+
+const innerCheckBody = z.object({ HostName: z.string().max(253).optional() }).passthrough();
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+
+/** Whether text is an IPv4 or IPv6 address. */
+export function isIp(text: string): boolean {
+  if (IPV4.test(text)) return true;
+  if (!text.includes(":") || !/^[0-9a-fA-F:.]+$/.test(text)) return false;
+  try {
+    return new URL(`http://[${text}]/`).hostname.length > 2;
+  } catch {
+    return false;
+  }
+}
+
+/** The original's envelope for a success. */
+export function ok(c: Context<Env>, data: unknown) {
+  return c.json({ code: "1", data, message: "", requestId: c.get("requestId") });
+}
+
+/** The original's envelope for an error: `code` is the HTTP status as a string. */
+export function fail(c: Context<Env>, status: number, message: string) {
+  return c.json(
+    { code: String(status), data: null, message, requestId: c.get("requestId") },
+    status as 400,
+  );
+}
+
+/** Builds the Hono app; tests call `app.request()` with no listener. */
+export function createApp(deps: AppDeps): Hono<Env> {
+  const app = new Hono<Env>();
+
+  app.use(async (c, next) => {
+    const given = c.req.header("x-request-id");
+    const requestId = given && /^[\w.:-]{1,128}$/.test(given) ? given : crypto.randomUUID();
+    c.set("requestId", requestId);
+    const t0 = performance.now();
+    await next();
+    c.header("X-Request-Id", requestId);
+    const route = ROUTES[c.req.path] ? c.req.path : "other";
+    deps.metrics.httpRequest(route, c.req.method, c.res.status);
+    const line = {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: Math.round(performance.now() - t0),
+      requestId,
+    };
+    if (c.req.path === "/healthz" || c.req.path === "/readyz" || c.req.path === "/metrics") {
+      deps.log.debug("{method} {path} {status}", line);
+    } else {
+      deps.log.info("{method} {path} {status}", line);
+    }
+  });
+
+  app.use(bodyLimit({
+    maxSize: BODY_LIMIT,
+    onError: (c) => fail(c as Context<Env>, 413, `Request body is larger than ${BODY_LIMIT} bytes`),
+  }));
+
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+
+  app.get("/readyz", (c) => {
+    const reasons: string[] = [];
+    const cluster = deps.clusterState();
+    if (cluster && !cluster.reachable) reasons.push(`cluster not reachable: ${cluster.reason}`);
+    const waiting = deps.jobs.notYetRun();
+    if (waiting.length > 0) reasons.push(`jobs that have not run yet: ${waiting.join(", ")}`);
+    if (reasons.length > 0) return c.json({ status: "not ready", reason: reasons.join("; ") }, 503);
+    return c.json({ status: "ready", mode: cluster ? "cluster" : "local" });
+  });
+
+  app.get("/metrics", async (c) => {
+    c.header("Content-Type", deps.metrics.registry.contentType);
+    return c.body(await deps.metrics.registry.metrics());
+  });
+
+  const v1 = new Hono<Env>();
+
+  v1.get("/TestConn", (c) => ok(c, { message: "connected" }));
+
+  v1.get("/status", (c) =>
+    ok(c, {
+      node: deps.node,
+      mode: deps.kube ? "cluster" : "local",
+      jobs: deps.jobs.status().map(({ lastResult: _omitted, ...job }) => job),
+    }));
+
+  for (const [path, job] of Object.entries(JOB_ROUTES)) {
+    v1.get(path, (c) => {
+      const result = deps.jobs.lastResult(job);
+      const extra = job === "core-version" ? deps.versionsExtra?.() ?? {} : {};
+      if (result === null || result === undefined) {
+        if (Object.keys(extra).length > 0) return ok(c, extra);
+        return fail(c, 503, `Job "${job}" has not finished a run yet: try again shortly`);
+      }
+      return ok(c, { ...(result as Record<string, unknown>), ...extra });
+    });
+  }
+
+  v1.get("/GetStandByIp", async (c) => {
+    const podName = c.req.query("podName")?.trim();
+    const namespace = c.req.query("namespace")?.trim() || "default";
+    if (!podName) return fail(c, 400, "Missing query parameter podName");
+    if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(podName)) {
+      return fail(c, 400, `Invalid query parameter podName: "${podName.slice(0, 64)}" is not a pod name`);
+    }
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) {
+      return fail(c, 400, `Invalid query parameter namespace: "${namespace.slice(0, 64)}" is not a namespace name`);
+    }
+    if (!deps.kube) return fail(c, 503, "No cluster in local mode: GetStandByIp needs one");
+    try {
+      const pods = await deps.kube.listPods({ namespace, fieldSelector: `metadata.name=${podName}` });
+      const nodeName = pods[0]?.spec?.nodeName;
+      if (pods.length === 0) return fail(c, 404, `Pod "${namespace}/${podName}" not found`);
+      if (!nodeName) return fail(c, 404, `Pod "${namespace}/${podName}" is not scheduled on a node yet`);
+      const node = await deps.kube.getNode(nodeName);
+      if (!node) return fail(c, 404, `Node "${nodeName}" of pod "${namespace}/${podName}" not found`);
+      const condition = node.status?.conditions?.find((cond) => cond.type === "StandbyIP");
+      if (!condition) return fail(c, 404, `Node "${nodeName}" has no StandbyIP condition`);
+      if (condition.status !== "True") {
+        return fail(c, 404, `Condition StandbyIP of Node "${nodeName}" is ${condition.status}`);
+      }
+      const ip = (condition.message ?? "").trim();
+      if (!isIp(ip)) {
+        return fail(c, 422, `Condition StandbyIP of Node "${nodeName}" holds "${ip.slice(0, 64)}", which is not an IP`);
+      }
+      return ok(c, ip);
+    } catch (error) {
+      return fail(c, 502, (error as Error).message);
+    }
+  });
+
+  const guard = async (c: Context<Env>) => {
+    if (!deps.authorize) return null;
+    const refused = await deps.authorize(c.req.header("authorization"));
+    return refused ? fail(c, refused.status, refused.message) : null;
+  };
+
+  v1.post("/RequestCheckCoreVersion", async (c) => {
+    const refused = await guard(c);
+    if (refused) return refused;
+    deps.jobs.trigger("core-version");
+    deps.fanOut?.();
+    return ok(c, "done");
+  });
+
+  v1.post("/InnerCheckCoreVersion", async (c) => {
+    const refused = await guard(c);
+    if (refused) return refused;
+    const text = await c.req.text();
+    if (text.trim() !== "") {
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        return fail(c, 400, "Request body is not valid JSON");
+      }
+      const parsed = innerCheckBody.safeParse(body);
+      if (!parsed.success) {
+        return fail(c, 400, `Invalid request body: ${parsed.error.issues[0]?.message ?? "bad shape"}`);
+      }
+      deps.log.info("Core version check asked by {host}", { host: parsed.data.HostName ?? "unknown" });
+    }
+    deps.jobs.trigger("core-version");
+    return ok(c, "OK");
+  });
+
+  app.route("/api/v1", v1);
+
+  app.notFound((c) => {
+    const allowed = ROUTES[c.req.path];
+    if (allowed && !allowed.includes(c.req.method) && !(c.req.method === "HEAD" && allowed.includes("GET"))) {
+      c.header("Allow", allowed.join(", "));
+      return fail(c, 405, `Method ${c.req.method} is not allowed on ${c.req.path}: use ${allowed.join(", ")}`);
+    }
+    return fail(c, 404, `No route ${c.req.method} ${c.req.path.slice(0, 200)}`);
+  });
+
+  app.onError((error, c) => {
+    deps.log.error("Unhandled error on {path}: {error}", { path: c.req.path, error: error.message });
+    return fail(c, 500, `Internal error: ${error.message}`);
+  });
+
+  return app;
+}

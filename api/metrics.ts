@@ -1,0 +1,109 @@
+/** Prometheus metrics: per job runs, failures, skipped ticks, duration, last success; HTTP requests; process memory. */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { LastRun } from "../controllers/scheduler.ts";
+
+/** The daemon's metrics and the hooks that feed them. */
+export interface Metrics {
+  /** The registry to render. */
+  readonly registry: Registry;
+  /** Records a finished job run. */
+  jobRun(name: string, run: LastRun): void;
+  /** Records a skipped tick. */
+  jobSkipped(name: string): void;
+  /** Records an HTTP answer. */
+  httpRequest(route: string, method: string, code: number): void;
+  /** Records a cluster API answer (status 0 = network error). */
+  kubeRequest(method: string, status: number): void;
+  /** Adds to a job-specific counter, e.g. `log_cleanup_bytes_freed`. */
+  jobCounter(name: string, help: string, value: number, labels?: Record<string, string>): void;
+}
+
+/** Creates the metrics on a new registry. */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  const prefix = "polarstack_daemon_";
+  const runs = new Counter({
+    name: `${prefix}job_runs_total`,
+    help: "Job runs by outcome",
+    labelNames: ["job", "outcome"],
+    registers: [registry],
+  });
+  const skipped = new Counter({
+    name: `${prefix}job_skipped_ticks_total`,
+    help: "Ticks skipped because the job was still running",
+    labelNames: ["job"],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: `${prefix}job_duration_seconds`,
+    help: "Job run duration",
+    labelNames: ["job"],
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+    registers: [registry],
+  });
+  const lastSuccess = new Gauge({
+    name: `${prefix}job_last_success_timestamp_seconds`,
+    help: "Unix time of the job's last successful run",
+    labelNames: ["job"],
+    registers: [registry],
+  });
+  const http = new Counter({
+    name: `${prefix}http_requests_total`,
+    help: "HTTP requests by route, method and code",
+    labelNames: ["route", "method", "code"],
+    registers: [registry],
+  });
+  const kube = new Counter({
+    name: `${prefix}kube_requests_total`,
+    help: "Kubernetes API requests by method and status (0 = network error)",
+    labelNames: ["method", "status"],
+    registers: [registry],
+  });
+  new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes",
+    registers: [registry],
+    collect() {
+      this.set(Deno.memoryUsage().rss);
+    },
+  });
+  new Gauge({
+    name: "nodejs_heap_size_used_bytes",
+    help: "V8 heap used in bytes",
+    registers: [registry],
+    collect() {
+      this.set(Deno.memoryUsage().heapUsed);
+    },
+  });
+  const extra = new Map<string, Counter>();
+  return {
+    registry,
+    jobRun(name, run) {
+      runs.inc({ job: name, outcome: run.outcome });
+      duration.observe({ job: name }, run.durationMs / 1000);
+      if (run.outcome === "success") lastSuccess.set({ job: name }, Date.now() / 1000);
+    },
+    jobSkipped(name) {
+      skipped.inc({ job: name });
+    },
+    httpRequest(route, method, code) {
+      http.inc({ route, method, code: String(code) });
+    },
+    kubeRequest(method, status) {
+      kube.inc({ method, status: String(status) });
+    },
+    jobCounter(name, help, value, labels = {}) {
+      let counter = extra.get(name);
+      if (!counter) {
+        counter = new Counter({
+          name: `${prefix}${name}`,
+          help,
+          labelNames: Object.keys(labels),
+          registers: [registry],
+        });
+        extra.set(name, counter);
+      }
+      counter.inc(labels, value);
+    },
+  };
+}

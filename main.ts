@@ -1,0 +1,271 @@
+/**
+ * polarstack-daemon: the per-host daemon of PolarDB Stack. The command line: flags -> config, then the
+ * daemon or one `once` task. The only place that wires things together.
+ */
+import { Argument, Command, CommanderError, Option } from "commander";
+import denoConfig from "./deno.json" with { type: "json" };
+import { buildConfig, type Config, FlagError, FLAGS } from "./config.ts";
+import { setUpLogging, taskLogger } from "./logging.ts";
+import type { JobDeps } from "./controllers/deps.ts";
+import { runWithLimit, Scheduler } from "./controllers/scheduler.ts";
+import { type Controller, type Logger, nullEventSink, systemClock } from "./controllers/types.ts";
+import { createPortUsageController } from "./controllers/port_usage.ts";
+import { createCoreVersionController } from "./controllers/core_version.ts";
+import { createLogCleanupController } from "./controllers/log_cleanup.ts";
+import { createNodeNetworkController } from "./controllers/node_network.ts";
+import { createCommandRunner } from "./host/command.ts";
+import { createKubeClient, type KubeClient } from "./k8s/client.ts";
+import { createEventSink, type DaemonEventSink } from "./k8s/events.ts";
+import { chooseClusterSource, loadConnection } from "./k8s/kube_config.ts";
+import { createApp } from "./api/app.ts";
+import { createMetrics, type Metrics } from "./api/metrics.ts";
+
+/** The daemon's version (from deno.json). */
+export const VERSION: string = denoConfig.version;
+
+/** The one-shot tasks, by name. */
+export const TASKS = ["port-usage", "core-version", "log-cleanup", "node-network"] as const;
+
+/** Exit codes of the command line. */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+const BOOLEAN_FLAGS = new Set(FLAGS.filter((f) => f.boolean).map((f) => `--${f.name}`).concat(["--dry-run", "--json"]));
+
+/** Go's flag package never takes the next word as a boolean's value: `--local once` is `--local=true once`. */
+export function normalizeArgs(args: readonly string[]): string[] {
+  return args.map((arg) => (BOOLEAN_FLAGS.has(arg) ? `${arg}=true` : arg));
+}
+
+function addFlags(command: Command): Command {
+  for (const spec of FLAGS) {
+    const option = new Option(`--${spec.name} ${spec.boolean ? "[bool]" : "<value>"}`, spec.description);
+    if (spec.defaultText !== undefined && spec.defaultText !== "") option.default(spec.defaultText);
+    option.helpGroup(`${spec.group} flags:`);
+    command.addOption(option);
+  }
+  return command;
+}
+
+interface Runtime {
+  readonly config: Config;
+  readonly kube: KubeClient | null;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly events: DaemonEventSink;
+  readonly cluster: { reachable: boolean; reason: string };
+}
+
+function hostIp(): string {
+  const found = Deno.networkInterfaces().find((i) => i.family === "IPv4" && !i.address.startsWith("127."));
+  return found?.address ?? "127.0.0.1";
+}
+
+function createRuntime(config: Config, options: { json?: boolean; dryRun?: boolean }): Runtime {
+  setUpLogging({
+    v: config.v,
+    toStderr: config.logtostderr || config.alsologtostderr,
+    file: config.logFile || undefined,
+    json: options.json ? true : undefined,
+  });
+  const log = taskLogger("daemon");
+  const metrics = createMetrics();
+  const cluster = { reachable: false, reason: "no answer from the API server yet" };
+  const source = chooseClusterSource({
+    kubeconfig: config.kubeconfig,
+    master: config.master,
+    local: config.local,
+    env: Deno.env.toObject(),
+    exists: (path) => {
+      try {
+        return Deno.statSync(path).isFile;
+      } catch {
+        return false;
+      }
+    },
+  });
+  const connection = loadConnection(source, Deno.env.toObject());
+  let kube: KubeClient | null = null;
+  if (connection) {
+    log.info("Using the cluster from {source} at {server}", { source: connection.source, server: connection.server });
+    kube = createKubeClient(connection, {
+      namespace: config.namespace,
+      userAgent: `polarstack-daemon/${VERSION}`,
+      qps: config.kubeApiQps,
+      burst: config.kubeApiBurst,
+      onResponse: ({ method, status }) => {
+        metrics.kubeRequest(method, status);
+        cluster.reachable = status > 0 && status < 500;
+        cluster.reason = status === 0 ? "network error or timeout" : `last answer ${status}`;
+      },
+      onRetry: ({ what, attempt, delayMs, cause }) =>
+        log.warn("Retry {attempt} of {what} in {delayMs} ms: {cause}", { what, attempt, delayMs, cause }),
+    });
+  } else if (source.kind === "local") {
+    log.warn(
+      "LOCAL MODE: {reason}. Every job runs against this host, nothing is published to a cluster, and no instance folder is deleted",
+      { reason: source.reason },
+    );
+  }
+  const events = options.dryRun ? { ...nullEventSink, flush: () => Promise.resolve() } : createEventSink({
+    kube,
+    node: config.currentNodeName,
+    log,
+    clock: systemClock,
+    upload: config.eventsEnableUpload
+      ? { url: config.eventsUploadUrl, timeoutMs: config.eventsUploadTimeout * 1000, ip: hostIp() }
+      : undefined,
+  });
+  return { config, kube, log, metrics, events, cluster };
+}
+
+function createControllers(runtime: Runtime) {
+  const runCommand = createCommandRunner({
+    prefix: runtime.config.hostCommandPrefix.split(/\s+/).filter(Boolean),
+  });
+  const deps = (task: string): JobDeps => ({
+    config: runtime.config,
+    kube: runtime.kube,
+    clock: systemClock,
+    events: runtime.events,
+    log: taskLogger(task),
+    runCommand,
+  });
+  const coreVersion = createCoreVersionController(deps("core-version"));
+  const controllers: Controller[] = [
+    createPortUsageController(deps("port-usage")),
+    coreVersion,
+    createLogCleanupController(deps("log-cleanup")),
+    createNodeNetworkController(deps("node-network")),
+  ];
+  return { controllers, coreVersion };
+}
+
+async function runDaemon(config: Config): Promise<number> {
+  const runtime = createRuntime(config, {});
+  const { log } = runtime;
+  addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    log.error("Unhandled rejection: {error}", { error: String(event.reason?.message ?? event.reason) });
+  });
+  const { controllers, coreVersion } = createControllers(runtime);
+  const scheduler = new Scheduler(controllers, {
+    clock: systemClock,
+    log: taskLogger("scheduler"),
+    onRun: (name, run) => runtime.metrics.jobRun(name, run),
+    onSkip: (name) => runtime.metrics.jobSkipped(name),
+  });
+  const app = createApp({
+    jobs: scheduler,
+    kube: runtime.kube,
+    clusterState: () => (runtime.kube ? runtime.cluster : null),
+    metrics: runtime.metrics,
+    log: taskLogger("api"),
+    fanOut: () => coreVersion.fanOut(),
+    versionsExtra: () => coreVersion.fanOutState(),
+    node: config.currentNodeName,
+  });
+  const server = Deno.serve({
+    port: config.port,
+    hostname: "0.0.0.0",
+    onListen: ({ port }) => log.info("Listening on port {port}, node {node}", { port, node: config.currentNodeName }),
+  }, app.fetch);
+  scheduler.start();
+
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
+  for (const signal of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(signal, () => stop(signal));
+  const signal = await stopped;
+  log.info("Received {signal}: stopping (grace {grace} ms)", { signal, grace: config.shutdownGracePeriod });
+  const finished = await scheduler.stop(config.shutdownGracePeriod);
+  await server.shutdown();
+  await Promise.race([runtime.events.flush(), new Promise((r) => setTimeout(r, 2000))]);
+  log.info(finished ? "Stopped" : "Stopped; a job was still running at the end of the grace period and was abandoned");
+  return EXIT.ok;
+}
+
+async function runOnce(task: string, config: Config, options: { dryRun: boolean; json: boolean }): Promise<number> {
+  const runtime = createRuntime(config, { dryRun: options.dryRun });
+  const { controllers } = createControllers(runtime);
+  const controller = controllers.find((c) => c.name === task)!;
+  const { run, outcome } = await runWithLimit(controller, { dryRun: options.dryRun, clock: systemClock });
+  await Promise.race([runtime.events.flush(), new Promise((r) => setTimeout(r, 5000))]);
+  if (!outcome) {
+    console.error(`${task} failed: ${run.error}`);
+    return EXIT.failed;
+  }
+  console.log(
+    options.json ? JSON.stringify(outcome.result) : `${options.dryRun ? "[dry run] " : ""}${outcome.summary}`,
+  );
+  return EXIT.ok;
+}
+
+/** Builds the command line; `exit` receives the exit code (tests pass their own). */
+export function buildProgram(onConfig: (action: () => Promise<number>) => void): Command {
+  const program = addFlags(
+    new Command("polarstack-daemon")
+      .description("The per-host daemon of PolarDB Stack: port usage, engine versions, log cleanup, client network")
+      .version(VERSION, "--version", "Print the version and exit")
+      .helpOption("-h, --help", "Show this help")
+      .exitOverride()
+      .showSuggestionAfterError(false)
+      .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) }),
+  );
+  program.action((raw) => {
+    const config = toConfig(raw);
+    onConfig(() => runDaemon(config));
+  });
+  addFlags(
+    program.command("once")
+      .description("Run one task once, print a summary (or JSON) and exit: 0 done, 1 failed, 2 usage error")
+      .addArgument(
+        new Argument("<task>", "port-usage, core-version, log-cleanup or node-network").choices(TASKS),
+      )
+      .option("--dry-run [bool]", "Compute everything, change nothing: no cluster write, no file removed")
+      .option("--json [bool]", "Print one JSON document instead of a summary")
+      .helpOption("-h, --help", "Show this help")
+      .exitOverride(),
+  ).action((task: string, raw: Record<string, unknown>) => {
+    const config = toConfig(raw);
+    const dryRun = toBool(raw.dryRun, "dry-run");
+    const json = toBool(raw.json, "json");
+    onConfig(() => runOnce(task, config, { dryRun, json }));
+  });
+  return program;
+}
+
+function toBool(value: unknown, name: string): boolean {
+  if (value === undefined) return false;
+  if (value === true || value === "true") return true;
+  if (value === "false") return false;
+  throw new FlagError(`Invalid value for --${name}: "${value}" is not a boolean (true or false)`);
+}
+
+function toConfig(raw: Record<string, unknown>): Config {
+  return buildConfig(raw, { env: Deno.env.toObject(), hostname: Deno.hostname() });
+}
+
+/** Parses `args` and runs the daemon or a task; resolves to the exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  let action: (() => Promise<number>) | null = null;
+  try {
+    buildProgram((a) => (action = a)).parse(normalizeArgs(args), { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.exitCode === 0) return EXIT.ok; // --help, --version
+      return EXIT.usage; // commander printed the one line
+    }
+    if (error instanceof FlagError) {
+      console.error(error.message);
+      return EXIT.usage;
+    }
+    throw error;
+  }
+  if (!action) return EXIT.usage;
+  try {
+    return await (action as () => Promise<number>)();
+  } catch (error) {
+    console.error((error as Error).message);
+    return EXIT.failed;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
