@@ -100,8 +100,7 @@ export function parseKubeconfig(
     throw new Error(`${where} is not valid YAML: ${(error as Error).message}`);
   }
   const contextName = doc["current-context"] as string | undefined;
-  const context = pick<Dict>(doc.contexts, contextName, "context") ??
-    (Array.isArray(doc.contexts) && doc.contexts.length === 1 ? (doc.contexts[0] as Dict).context as Dict : undefined);
+  const context = pick<Dict>(doc.contexts, contextName, "context");
   if (!context && !options.master) {
     throw new Error(`${where} has no current context "${contextName ?? ""}": set current-context`);
   }
