@@ -1,0 +1,187 @@
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
+import { getLogger } from "@logtape/logtape";
+import { type AppDeps, createApp, isIp } from "../api/app.ts";
+import { createMetrics } from "../api/metrics.ts";
+import { type CronRegistrar, Scheduler } from "../controllers/scheduler.ts";
+import { type Controller, systemClock } from "../controllers/types.ts";
+
+const noCron: CronRegistrar = () => Promise.resolve();
+
+function job(name: string, result: unknown): Controller {
+  return {
+    name,
+    schedule: { cron: "* * * * *" },
+    runAtStart: false,
+    timeoutMs: 1000,
+    run: () => Promise.resolve({ summary: `${name} done`, result }),
+  };
+}
+
+function setUp(overrides: Partial<AppDeps> = {}) {
+  const scheduler = new Scheduler([
+    job("port-usage", { node: "n1", used: [5432] }),
+    job("core-version", { node: "n1" }),
+  ], {
+    clock: systemClock,
+    log: getLogger(["test"]),
+    cron: noCron,
+  });
+  scheduler.start();
+  const metrics = createMetrics();
+  const app = createApp({
+    jobs: scheduler,
+    kube: null,
+    clusterState: () => null,
+    metrics,
+    log: getLogger(["test"]),
+    node: "n1",
+    ...overrides,
+  });
+  return { app, scheduler, metrics };
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 20));
+
+Deno.test("GET /healthz answers the original's body", async () => {
+  const { app } = setUp();
+  const res = await app.request("/healthz");
+  assertEquals(res.status, 200);
+  assertEquals(await res.json(), { status: "ok" });
+  assertMatch(res.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+});
+
+Deno.test("/readyz is 503 with the reason until every job has run, and until the cluster answers", async () => {
+  const cluster = { reachable: false, reason: "network error or timeout" };
+  const { app, scheduler } = setUp({ clusterState: () => cluster });
+  let res = await app.request("/readyz");
+  assertEquals(res.status, 503);
+  const body = await res.json();
+  assertStringIncludes(body.reason, "cluster not reachable: network error or timeout");
+  assertStringIncludes(body.reason, "jobs that have not run yet: port-usage, core-version");
+  scheduler.trigger("port-usage");
+  scheduler.trigger("core-version");
+  await settle();
+  res = await app.request("/readyz");
+  assertEquals((await res.json()).reason, "cluster not reachable: network error or timeout");
+  cluster.reachable = true;
+  res = await app.request("/readyz");
+  assertEquals(res.status, 200);
+  assertEquals(await res.json(), { status: "ready", mode: "cluster" });
+});
+
+Deno.test("/api/v1 answers in the original's envelope and echoes X-Request-Id", async () => {
+  const { app } = setUp();
+  const res = await app.request("/api/v1/TestConn", { headers: { "X-Request-Id": "abc-123" } });
+  assertEquals(res.status, 200);
+  assertEquals(res.headers.get("x-request-id"), "abc-123");
+  assertEquals(await res.json(), { code: "1", data: { message: "connected" }, message: "", requestId: "abc-123" });
+});
+
+Deno.test("job routes serve the last result, 503 before the first run", async () => {
+  const { app, scheduler } = setUp();
+  let res = await app.request("/api/v1/ports");
+  assertEquals(res.status, 503);
+  const err = await res.json();
+  assertEquals(err.code, "503");
+  assertEquals(err.message, 'Job "port-usage" has not finished a run yet: try again shortly');
+  scheduler.trigger("port-usage");
+  await settle();
+  res = await app.request("/api/v1/ports");
+  assertEquals((await res.json()).data, { node: "n1", used: [5432] });
+  const status = await (await app.request("/api/v1/status")).json();
+  assertEquals(status.data.jobs.map((j: { name: string }) => j.name), ["port-usage", "core-version"]);
+  assertEquals(status.data.jobs[0].lastRun.summary, "port-usage done");
+  assertEquals(status.data.mode, "local");
+});
+
+Deno.test("unknown paths are JSON 404, wrong methods JSON 405 with Allow", async () => {
+  const { app } = setUp();
+  let res = await app.request("/nope");
+  assertEquals(res.status, 404);
+  assertEquals((await res.json()).message, "No route GET /nope");
+  res = await app.request("/api/v1/TestConn", { method: "DELETE" });
+  assertEquals(res.status, 405);
+  assertEquals(res.headers.get("allow"), "GET");
+  assertEquals((await res.json()).code, "405");
+  res = await app.request("/api/v1/InnerCheckCoreVersion");
+  assertEquals(res.status, 405);
+});
+
+Deno.test("POST bodies over 1 MiB get 413; malformed JSON gets 400", async () => {
+  const { app } = setUp();
+  let res = await app.request("/api/v1/InnerCheckCoreVersion", { method: "POST", body: "x".repeat(1024 * 1024 + 1) });
+  assertEquals(res.status, 413);
+  assertEquals((await res.json()).code, "413");
+  res = await app.request("/api/v1/InnerCheckCoreVersion", { method: "POST", body: "{not json" });
+  assertEquals(res.status, 400);
+  assertEquals((await res.json()).message, "Request body is not valid JSON");
+  res = await app.request("/api/v1/InnerCheckCoreVersion", { method: "POST", body: '{"HostName": 7}' });
+  assertEquals(res.status, 400);
+});
+
+Deno.test("InnerCheckCoreVersion triggers a check here; RequestCheckCoreVersion also fans out", async () => {
+  let fanOuts = 0;
+  const { app, scheduler } = setUp({ fanOut: () => fanOuts++ });
+  let res = await app.request("/api/v1/InnerCheckCoreVersion", { method: "POST", body: '{"HostName":"n2"}' });
+  assertEquals((await res.json()).data, "OK");
+  await settle();
+  assertEquals(scheduler.status().find((j) => j.name === "core-version")?.runs, 1);
+  res = await app.request("/api/v1/RequestCheckCoreVersion", { method: "POST" });
+  assertEquals((await res.json()).data, "done");
+  await settle();
+  assertEquals(fanOuts, 1);
+  assertEquals(scheduler.status().find((j) => j.name === "core-version")?.runs, 2);
+});
+
+Deno.test("POST routes refuse callers the authorizer refuses", async () => {
+  const { app } = setUp({
+    authorize: (h) => Promise.resolve(h ? null : { status: 401 as const, message: "Missing bearer token" }),
+  });
+  let res = await app.request("/api/v1/InnerCheckCoreVersion", { method: "POST" });
+  assertEquals(res.status, 401);
+  assertEquals((await res.json()).message, "Missing bearer token");
+  res = await app.request("/api/v1/InnerCheckCoreVersion", { method: "POST", headers: { Authorization: "Bearer x" } });
+  assertEquals(res.status, 200);
+});
+
+Deno.test("GetStandByIp: 400 names the parameter; 503 in local mode", async () => {
+  const { app } = setUp();
+  let res = await app.request("/api/v1/GetStandByIp");
+  assertEquals(res.status, 400);
+  assertEquals((await res.json()).message, "Missing query parameter podName");
+  res = await app.request("/api/v1/GetStandByIp?podName=Bad_Name");
+  assertEquals(res.status, 400);
+  assertStringIncludes((await res.json()).message, "Invalid query parameter podName");
+  res = await app.request("/api/v1/GetStandByIp?podName=p1&namespace=a%20b");
+  assertStringIncludes((await res.json()).message, "Invalid query parameter namespace");
+  res = await app.request("/api/v1/GetStandByIp?podName=p1");
+  assertEquals(res.status, 503);
+});
+
+Deno.test("/metrics renders job and HTTP counters and process memory", async () => {
+  const { app, scheduler, metrics } = setUp();
+  const s = new Scheduler([job("x", 1)], {
+    clock: systemClock,
+    log: getLogger(["test"]),
+    cron: noCron,
+    onRun: (n, r) => metrics.jobRun(n, r),
+  });
+  s.start();
+  s.trigger("x");
+  await settle();
+  await app.request("/api/v1/TestConn");
+  scheduler.trigger("port-usage");
+  const text = await (await app.request("/metrics")).text();
+  assertStringIncludes(text, 'polarstack_daemon_job_runs_total{job="x",outcome="success"} 1');
+  assertStringIncludes(
+    text,
+    'polarstack_daemon_http_requests_total{route="/api/v1/TestConn",method="GET",code="200"} 1',
+  );
+  assertMatch(text, /process_resident_memory_bytes \d{6,}/);
+  assertMatch(text, /polarstack_daemon_job_last_success_timestamp_seconds\{job="x"\} \d+/);
+});
+
+Deno.test("isIp", () => {
+  for (const ip of ["10.0.0.1", "255.255.255.255", "::1", "fe80::1", "2001:db8::8a2e:370:7334"]) assert(isIp(ip), ip);
+  for (const bad of ["", "0.0.0", "256.1.1.1", "abc", "1.2.3.4.5", ":::", "10.0.0.1\n"]) assert(!isIp(bad), bad);
+});
