@@ -1,0 +1,125 @@
+/** Starts `main.ts` as its own process, as an operator would, and talks to its HTTP API. */
+
+/** A daemon process under test. */
+export interface DaemonProcess {
+  /** The child process. */
+  readonly child: Deno.ChildProcess;
+  /** Base URL of its HTTP API. */
+  readonly url: string;
+  /** Everything it wrote to stderr so far. */
+  stderr(): string;
+  /** Sends a signal and waits for the exit code. */
+  stop(signal?: Deno.Signal): Promise<number>;
+}
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Runs `deno run -A main.ts ...args` to completion; returns code, stdout and stderr. */
+export async function runMain(
+  args: readonly string[],
+  options: { env?: Record<string, string>; timeoutMs?: number; prefix?: readonly string[] } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const argv = [...(options.prefix ?? []), Deno.execPath(), "run", "-A", `${ROOT}main.ts`, ...args];
+  const output = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    cwd: ROOT,
+    env: { NO_COLOR: "1", ...options.env },
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(options.timeoutMs ?? 60_000),
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+}
+
+/** Starts the daemon with `args` (add `--port`); resolves once `/healthz` answers. */
+export async function startDaemon(
+  args: readonly string[],
+  options: { port: number; env?: Record<string, string>; prefix?: readonly string[]; host?: string } = {
+    port: freePort(),
+  },
+): Promise<DaemonProcess> {
+  const argv = [
+    ...(options.prefix ?? []),
+    Deno.execPath(),
+    "run",
+    "-A",
+    `${ROOT}main.ts`,
+    "--port",
+    String(options.port),
+    ...args,
+  ];
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    cwd: ROOT,
+    env: { NO_COLOR: "1", ...options.env },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  const reading = (async () => {
+    for await (const chunk of child.stderr) text += decoder.decode(chunk, { stream: true });
+  })();
+  const url = `http://${options.host ?? "127.0.0.1"}:${options.port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      const res = await fetch(`${url}/healthz`);
+      await res.body?.cancel();
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      await child.status;
+      throw new Error(`The daemon did not answer /healthz within 30 s; stderr:\n${text}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    child,
+    url,
+    stderr: () => text,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch {
+        // already gone
+      }
+      const status = await child.status;
+      await reading;
+      return status.code;
+    },
+  };
+}
+
+/** Polls `fn` until it returns a truthy value or `timeoutMs` passes. */
+export async function waitFor<T>(
+  fn: () => Promise<T> | T,
+  options: { timeoutMs?: number; what?: string } = {},
+): Promise<T> {
+  const deadline = Date.now() + (options.timeoutMs ?? 15_000);
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out waiting for ${options.what ?? "a condition"}${last ? `: ${last}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
