@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# Build: deno compile of the daemon. Final: distroless (no shell), the binary and nsenter only.
+# Base images are pinned by version or digest; re-check the digests with
+# `docker buildx imagetools inspect <image>` when upgrading (they could not be pulled where this was written).
+
+FROM denoland/deno:debian-2.9.6 AS build
+WORKDIR /src
+COPY deno.json deno.lock ./
+RUN deno install --frozen
+COPY . .
+RUN deno task compile
+
+# nsenter runs host commands (ipmitool, ctr) in the host's mount namespace: --host-command-prefix.
+FROM debian:12.11-slim AS tools
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends util-linux=2.38.1-5+deb12u3 \
+  && rm -rf /var/lib/apt/lists/*
+
+FROM gcr.io/distroless/cc-debian12@sha256:b7550f0b15838de14c564337eef2b804ba593ae55d81ca855421bd52f19bb480
+COPY --from=tools /usr/bin/nsenter /usr/bin/nsenter
+COPY --from=tools /lib/x86_64-linux-gnu/libselinux.so.1 /lib/x86_64-linux-gnu/libpcre2-8.so.0 /lib/x86_64-linux-gnu/
+COPY --from=build /src/dist/polarstack-daemon /polarstack-daemon
+# Root: the log cleanup removes files of the database users, and nsenter needs it.
+USER 0:0
+EXPOSE 8900
+ENTRYPOINT ["/polarstack-daemon"]

@@ -1,0 +1,87 @@
+/** Authentication of the POST endpoints: a bearer token checked with a Kubernetes TokenReview, cached for a minute. */
+import type { Clock } from "../controllers/types.ts";
+import type { KubeClient } from "../k8s/client.ts";
+
+/** A refusal: HTTP status and message. */
+export interface Refusal {
+  /** 401 (no or bad token), 403 (user not allowed), 503 (cannot check now). */
+  readonly status: 401 | 403 | 503;
+  /** The reason, for the caller. */
+  readonly message: string;
+}
+
+/** What a TokenReview said of a token. */
+export interface Review {
+  /** Whether the token is valid. */
+  readonly authenticated: boolean;
+  /** The user name when it is. */
+  readonly username: string;
+}
+
+/** Decides, without I/O, whether a reviewed user may call the POST endpoints. */
+export function decide(review: Review, allowed: ReadonlySet<string>): Refusal | null {
+  if (!review.authenticated) return { status: 401, message: "Invalid bearer token: the API server did not accept it" };
+  if (!allowed.has(review.username)) {
+    return { status: 403, message: `User "${review.username}" may not call this endpoint: see --api-allowed-users` };
+  }
+  return null;
+}
+
+/** The token in an `Authorization: Bearer <token>` header, or null. */
+export function bearerToken(header: string | undefined): string | null {
+  const match = /^Bearer\s+(\S{1,4096})\s*$/i.exec(header ?? "");
+  return match ? match[1] : null;
+}
+
+/** Options of the authorizer. */
+export interface AuthorizerOptions {
+  /** The cluster that reviews tokens. */
+  readonly kube: KubeClient;
+  /** The users allowed (`--api-allowed-users`). */
+  readonly allowedUsers: readonly string[];
+  /** The time, for the cache. */
+  readonly clock: Clock;
+  /** How long a review is trusted. */
+  readonly cacheMs?: number;
+}
+
+async function digest(token: string): Promise<string> {
+  const bytes = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token)));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Makes the `authorize` function of the API from TokenReviews. */
+export function createTokenReviewAuthorizer(
+  options: AuthorizerOptions,
+): (header: string | undefined) => Promise<Refusal | null> {
+  const allowed = new Set(options.allowedUsers.map((u) => u.trim()).filter(Boolean));
+  const cacheMs = options.cacheMs ?? 60_000;
+  // Keyed by the token's hash, so the cache never holds a token.
+  const cache = new Map<string, { review: Review; at: number }>();
+  return async (header) => {
+    const token = bearerToken(header);
+    if (!token) {
+      return { status: 401, message: "Missing bearer token: send Authorization: Bearer <service account token>" };
+    }
+    const key = await digest(token);
+    const now = options.clock.now().getTime();
+    const hit = cache.get(key);
+    if (hit && now - hit.at < cacheMs) return decide(hit.review, allowed);
+    let review: Review;
+    try {
+      const answer = await options.kube.request("POST", "/apis/authentication.k8s.io/v1/tokenreviews", {
+        body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token } },
+        what: "create TokenReview",
+      }) as { status?: { authenticated?: boolean; user?: { username?: string } } };
+      review = {
+        authenticated: answer?.status?.authenticated === true,
+        username: answer?.status?.user?.username ?? "",
+      };
+    } catch (error) {
+      return { status: 503, message: `Cannot check the bearer token: ${(error as Error).message}` };
+    }
+    if (cache.size >= 1000) cache.delete(cache.keys().next().value!);
+    cache.set(key, { review, at: now });
+    return decide(review, allowed);
+  };
+}
