@@ -1,0 +1,98 @@
+/** The local image store: every image reference on this host, in one listing (Docker Engine API or containerd's `ctr`). */
+import type { CommandRunner } from "./command.ts";
+import { createDockerApiClient, listDockerImageRefs } from "./docker_api.ts";
+
+/** Which store answered. */
+export type ImageStoreKind = "docker" | "containerd";
+
+/** One listing of the store. */
+export interface ImageListing {
+  /** The store that was listed. */
+  readonly store: ImageStoreKind;
+  /** Where: the Docker host, or `ctr -n k8s.io` (with its address when one was given). */
+  readonly source: string;
+  /** Every reference as the store spells it (tags and digests; not normalised). */
+  readonly refs: string[];
+  /** How many calls the listing took (API requests or commands). */
+  readonly calls: number;
+}
+
+/** Options of a listing. */
+export interface ImageStoreOptions {
+  /** `auto` (Docker when its socket answers, else containerd), `docker` or `containerd`. */
+  readonly kind: "auto" | "docker" | "containerd";
+  /** Docker daemon address, `unix:///var/run/docker.sock`. */
+  readonly dockerHost: string;
+  /** The command runner (for `ctr`). */
+  readonly runCommand: CommandRunner;
+  /** containerd socket passed to `ctr --address`; ctr's own default (/run/containerd/containerd.sock) when absent. */
+  readonly containerdAddress?: string;
+  /** containerd namespace of the kubelet's images (default `k8s.io`). */
+  readonly containerdNamespace?: string;
+  /** Time limit of each call in milliseconds (default 20 s). */
+  readonly timeoutMs?: number;
+  /** Aborts the listing. */
+  readonly signal?: AbortSignal;
+}
+
+/** Lists every image reference of the store; throws `Cannot list images: ...` naming what was tried and why it failed. */
+export async function listImages(options: ImageStoreOptions): Promise<ImageListing> {
+  const tried: string[] = [];
+  if (options.kind !== "containerd") {
+    try {
+      return await listDocker(options);
+    } catch (error) {
+      tried.push(`Docker at ${options.dockerHost}: ${(error as Error).message}`);
+      if (options.kind === "docker" || error instanceof AnsweredError) {
+        throw new Error(`Cannot list images: ${tried.join("; ")}`);
+      }
+    }
+  }
+  try {
+    return await listContainerd(options);
+  } catch (error) {
+    tried.push(`containerd: ${(error as Error).message}`);
+    throw new Error(`Cannot list images: ${tried.join("; ")}`);
+  }
+}
+
+/** The Docker daemon answered, but its answer is unusable: `auto` does not fall back to containerd then. */
+class AnsweredError extends Error {}
+
+async function listDocker(options: ImageStoreOptions): Promise<ImageListing> {
+  const docker = createDockerApiClient(options.dockerHost, { timeoutMs: options.timeoutMs, signal: options.signal });
+  try {
+    await docker.apiVersion();
+    try {
+      const refs = await listDockerImageRefs(docker);
+      return { store: "docker", source: options.dockerHost, refs, calls: 2 };
+    } catch (error) {
+      throw new AnsweredError((error as Error).message);
+    }
+  } finally {
+    docker.close();
+  }
+}
+
+async function listContainerd(options: ImageStoreOptions): Promise<ImageListing> {
+  const namespace = options.containerdNamespace ?? "k8s.io";
+  const address = options.containerdAddress ? ["--address", options.containerdAddress] : [];
+  const argv = ["ctr", ...address, "-n", namespace, "images", "ls", "-q"];
+  const timeoutMs = options.timeoutMs ?? 20_000;
+  let result;
+  try {
+    result = await options.runCommand(argv, { timeoutMs, signal: options.signal });
+  } catch (error) {
+    // The runner says `Cannot run "ctr": command not found`; keep the cause short.
+    const message = (error as Error).message.replace(/^Cannot run "ctr": /, "");
+    throw new Error(`ctr: ${message}`);
+  }
+  if (result.timedOut) throw new Error(`ctr: timed out after ${timeoutMs / 1000} s`);
+  if (result.code !== 0) {
+    const why = result.stderr.trim().split("\n").pop() || "no output";
+    throw new Error(`ctr exited with code ${result.code}: ${why}`);
+  }
+  const refs = result.stdout.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+  const source = `ctr -n ${namespace}${options.containerdAddress ? ` at ${options.containerdAddress}` : ""}`;
+  return { store: "containerd", source, refs, calls: 1 };
+}
