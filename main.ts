@@ -16,9 +16,10 @@ import { createNodeNetworkController } from "./controllers/node_network.ts";
 import { createCommandRunner } from "./host/command.ts";
 import { createKubeClient, type KubeClient } from "./k8s/client.ts";
 import { createEventSink, type DaemonEventSink } from "./k8s/events.ts";
-import { chooseClusterSource, loadConnection } from "./k8s/kube_config.ts";
+import { chooseClusterSource, type ClusterConnection, loadConnection } from "./k8s/kube_config.ts";
 import { createApp } from "./api/app.ts";
 import { createMetrics, type Metrics } from "./api/metrics.ts";
+import { createTokenReviewAuthorizer } from "./api/auth.ts";
 
 /** The daemon's version (from deno.json). */
 export const VERSION: string = denoConfig.version;
@@ -53,6 +54,7 @@ interface Runtime {
   readonly metrics: Metrics;
   readonly events: DaemonEventSink;
   readonly cluster: { reachable: boolean; reason: string };
+  readonly connection: ClusterConnection | null;
 }
 
 function hostIp(): string {
@@ -115,7 +117,7 @@ function createRuntime(config: Config, options: { json?: boolean; dryRun?: boole
       ? { url: config.eventsUploadUrl, timeoutMs: config.eventsUploadTimeout * 1000, ip: hostIp() }
       : undefined,
   });
-  return { config, kube, log, metrics, events, cluster };
+  return { config, kube, log, metrics, events, cluster, connection };
 }
 
 function createControllers(runtime: Runtime) {
@@ -130,7 +132,20 @@ function createControllers(runtime: Runtime) {
     log: taskLogger(task),
     runCommand,
   });
-  const coreVersion = createCoreVersionController(deps("core-version"));
+  // The fan-out proves who calls with this daemon's own service account token.
+  const fanOutHeaders = (): Record<string, string> => {
+    const { connection } = runtime;
+    let token = connection?.token;
+    if (connection?.tokenFile) {
+      try {
+        token = Deno.readTextFileSync(connection.tokenFile).trim();
+      } catch {
+        token = undefined;
+      }
+    }
+    return token ? { Authorization: `Bearer ${token}` } : {};
+  };
+  const coreVersion = createCoreVersionController(deps("core-version"), { fanOutHeaders });
   const controllers: Controller[] = [
     createPortUsageController(deps("port-usage")),
     coreVersion,
@@ -143,6 +158,18 @@ function createControllers(runtime: Runtime) {
 async function runDaemon(config: Config): Promise<number> {
   const runtime = createRuntime(config, {});
   const { log } = runtime;
+  const apiAuth = config.apiAuth || (runtime.kube ? "tokenreview" : "none");
+  if (apiAuth === "tokenreview" && !runtime.kube) {
+    throw new FlagError("Invalid value for --api-auth: tokenreview needs a cluster, and this daemon runs in local mode");
+  }
+  if (apiAuth === "none") log.warn("The POST endpoints are not authenticated (--api-auth=none)");
+  const authorize = apiAuth === "tokenreview" && runtime.kube
+    ? createTokenReviewAuthorizer({
+      kube: runtime.kube,
+      allowedUsers: config.apiAllowedUsers.split(","),
+      clock: systemClock,
+    })
+    : undefined;
   addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
     log.error("Unhandled rejection: {error}", { error: String(event.reason?.message ?? event.reason) });
@@ -162,6 +189,7 @@ async function runDaemon(config: Config): Promise<number> {
     log: taskLogger("api"),
     fanOut: () => coreVersion.fanOut(),
     versionsExtra: () => coreVersion.fanOutState(),
+    authorize,
     node: config.currentNodeName,
   });
   const server = Deno.serve({
@@ -264,7 +292,7 @@ export async function main(args: readonly string[]): Promise<number> {
     return await (action as () => Promise<number>)();
   } catch (error) {
     console.error((error as Error).message);
-    return EXIT.failed;
+    return error instanceof FlagError ? EXIT.usage : EXIT.failed;
   }
 }
 

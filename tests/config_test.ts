@@ -83,3 +83,9 @@ Deno.test("every flag has a unique name and Config key", () => {
     if (flag.defaultText !== undefined) assertEquals(flag.key in config, true, flag.name);
   }
 });
+
+Deno.test("the README's flag table is the flag definitions'", async () => {
+  const { flagsTable } = await import("../scripts/flags_table.ts");
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  assertEquals(readme.includes(flagsTable()), true, "run: deno run -A scripts/flags_table.ts --write");
+});
