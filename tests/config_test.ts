@@ -87,5 +87,7 @@ Deno.test("every flag has a unique name and Config key", () => {
 Deno.test("the README's flag table is the flag definitions'", async () => {
   const { flagsTable } = await import("../scripts/flags_table.ts");
   const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
-  assertEquals(readme.includes(flagsTable()), true, "run: deno run -A scripts/flags_table.ts --write");
+  // deno fmt aligns the columns: compare without the padding.
+  const squash = (text: string) => text.replace(/ *\| */g, "|").replace(/-{3,}/g, "---");
+  assertEquals(squash(readme).includes(squash(flagsTable())), true, "run: deno run -A scripts/flags_table.ts --write");
 });
