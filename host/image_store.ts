@@ -77,7 +77,8 @@ async function listDocker(options: ImageStoreOptions): Promise<ImageListing> {
 async function listContainerd(options: ImageStoreOptions): Promise<ImageListing> {
   const namespace = options.containerdNamespace ?? "k8s.io";
   const address = options.containerdAddress ? ["--address", options.containerdAddress] : [];
-  const argv = ["ctr", ...address, "-n", namespace, "images", "ls", "-q"];
+  // Without a connect timeout ctr waits about 10 s for a socket that is not there.
+  const argv = ["ctr", ...address, "--connect-timeout", "3s", "-n", namespace, "images", "ls", "-q"];
   const timeoutMs = options.timeoutMs ?? 20_000;
   let result;
   try {
@@ -89,6 +90,8 @@ async function listContainerd(options: ImageStoreOptions): Promise<ImageListing>
   }
   if (result.timedOut) throw new Error(`ctr: timed out after ${timeoutMs / 1000} s`);
   if (result.code !== 0) {
+    const dial = /failed to dial "([^"]+)"/.exec(result.stderr);
+    if (dial) throw new Error(`ctr: cannot connect to containerd at ${dial[1]}`);
     const why = result.stderr.trim().split("\n").pop() || "no output";
     throw new Error(`ctr exited with code ${result.code}: ${why}`);
   }

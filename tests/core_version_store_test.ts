@@ -129,6 +129,27 @@ Deno.test("image-store=auto with neither store says what was tried", async () =>
   }
 });
 
+Deno.test({
+  name: "image-store=containerd with no containerd at the address says so",
+  ignore: skipUnless(hasCommand("ctr"), "needs ctr (Debian package containerd)"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "pd-nocontainerd-" });
+    try {
+      await rejects(
+        listImages({
+          kind: "containerd",
+          dockerHost: "unix:///nonexistent/docker.sock",
+          containerdAddress: `${dir}/containerd.sock`,
+          runCommand,
+        }),
+        { message: `Cannot list images: containerd: ctr: cannot connect to containerd at ${dir}/containerd.sock` },
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("image-store=docker does not try containerd; a file that is not a socket is refused", async () => {
   const dir = await Deno.makeTempDir({ prefix: "pd-notsocket-" });
   try {
