@@ -39,8 +39,9 @@ export function normalizeArgs(args: readonly string[]): string[] {
 
 function addFlags(command: Command): Command {
   for (const spec of FLAGS) {
-    const option = new Option(`--${spec.name} ${spec.boolean ? "[bool]" : "<value>"}`, spec.description);
-    if (spec.defaultText !== undefined && spec.defaultText !== "") option.default(spec.defaultText);
+    // Defaults are applied by buildConfig, so a value given before `once` is not hidden by the sub-command's default.
+    const shown = spec.defaultText ? ` (default: ${spec.defaultText})` : "";
+    const option = new Option(`--${spec.name} ${spec.boolean ? "[bool]" : "<value>"}`, `${spec.description}${shown}`);
     option.helpGroup(`${spec.group} flags:`);
     command.addOption(option);
   }
@@ -160,7 +161,9 @@ async function runDaemon(config: Config): Promise<number> {
   const { log } = runtime;
   const apiAuth = config.apiAuth || (runtime.kube ? "tokenreview" : "none");
   if (apiAuth === "tokenreview" && !runtime.kube) {
-    throw new FlagError("Invalid value for --api-auth: tokenreview needs a cluster, and this daemon runs in local mode");
+    throw new FlagError(
+      "Invalid value for --api-auth: tokenreview needs a cluster, and this daemon runs in local mode",
+    );
   }
   if (apiAuth === "none") log.warn("The POST endpoints are not authenticated (--api-auth=none)");
   const authorize = apiAuth === "tokenreview" && runtime.kube
@@ -235,6 +238,7 @@ export function buildProgram(onConfig: (action: () => Promise<number>) => void):
       .helpOption("-h, --help", "Show this help")
       .exitOverride()
       .showSuggestionAfterError(false)
+      .enablePositionalOptions()
       .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) }),
   );
   program.action((raw) => {
@@ -252,7 +256,8 @@ export function buildProgram(onConfig: (action: () => Promise<number>) => void):
       .helpOption("-h, --help", "Show this help")
       .exitOverride(),
   ).action((task: string, raw: Record<string, unknown>) => {
-    const config = toConfig(raw);
+    const given = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined));
+    const config = toConfig({ ...program.opts(), ...given });
     const dryRun = toBool(raw.dryRun, "dry-run");
     const json = toBool(raw.json, "json");
     onConfig(() => runOnce(task, config, { dryRun, json }));

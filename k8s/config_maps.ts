@@ -43,7 +43,8 @@ export async function applyConfigMap(
       const written = current ? await kube.replaceConfigMap(body) : await kube.createConfigMap(body);
       return { written: true, created: current === null, configMap: written };
     } catch (error) {
-      if (error instanceof KubeError && error.status === 409 && attempt < attempts) continue;
+      // 409: changed or created meanwhile; 404: deleted meanwhile. Either way, read and decide again.
+      if (error instanceof KubeError && (error.status === 409 || error.status === 404) && attempt < attempts) continue;
       throw error;
     }
   }
