@@ -38,7 +38,7 @@ Deno.test("bad flags exit 2 with one line that names the flag", async () => {
     [["--ins-folder-overdue-days=-1"], /^Invalid value for --ins-folder-overdue-days: -1 is out of range/],
     [["--net-probe-interval=fast"], /^Invalid value for --net-probe-interval: "fast" is not a duration/],
     [["--no-such-flag"], /unknown option '--no-such-flag'/],
-    [["once", "everything"], /argument 'everything' is invalid/],
+    [["once", "everything"], /value 'everything' is invalid for argument 'task'/],
     [["once", "port-usage", "--dry-run=perhaps"], /^Invalid value for --dry-run/],
   ];
   for (const [args, pattern] of cases) {
