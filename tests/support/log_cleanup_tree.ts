@@ -1,0 +1,165 @@
+/** Test trees for the log-cleanup job: real files with real mtimes, and GNU find as the referee. */
+import { getLogger } from "@logtape/logtape";
+import { defaultConfig } from "../../config.ts";
+import type { JobDeps } from "../../controllers/deps.ts";
+import type { Clock, DaemonEvent, EventSink } from "../../controllers/types.ts";
+import type { KubeClient } from "../../k8s/client.ts";
+import type { CommandRunner } from "../../host/command.ts";
+
+/** One day in ms. */
+export const DAY = 86_400_000;
+
+/** A temporary directory holding a root (`<tmp>/root`) and an outside area (`<tmp>/outside`). */
+export interface TestTree {
+  /** The temporary directory. */
+  readonly base: string;
+  /** The log root (resolved, no trailing slash). */
+  readonly root: string;
+  /** A folder outside the root, for link targets. */
+  readonly outside: string;
+  /** Removes everything. */
+  cleanup(): Promise<void>;
+}
+
+/** Creates an empty tree in a new temporary directory. */
+export async function makeTree(): Promise<TestTree> {
+  const base = await Deno.realPath(await Deno.makeTempDir({ prefix: "log_cleanup_" }));
+  const root = `${base}/root`;
+  const outside = `${base}/outside`;
+  await Deno.mkdir(root);
+  await Deno.mkdir(outside);
+  return { base, root, outside, cleanup: () => Deno.remove(base, { recursive: true }) };
+}
+
+/** Writes a file (creating its parents) whose mtime is `ageMs` before `nowMs`. */
+export async function file(path: string, ageMs: number, nowMs: number, content = "x"): Promise<void> {
+  await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+  await Deno.writeTextFile(path, content);
+  await age(path, ageMs, nowMs);
+}
+
+/** Makes a directory (and its parents) whose mtime is `ageMs` before `nowMs`. */
+export async function dir(path: string, ageMs: number, nowMs: number): Promise<void> {
+  await Deno.mkdir(path, { recursive: true });
+  await age(path, ageMs, nowMs);
+}
+
+/** Sets the mtime of a file or directory (follows links: use `linkAge` for a link itself). */
+export async function age(path: string, ageMs: number, nowMs: number): Promise<void> {
+  const t = (nowMs - ageMs) / 1000;
+  await Deno.utime(path, t, t);
+}
+
+/** Creates a symbolic link whose own mtime is `ageMs` before `nowMs` (`touch -h`: utime follows links). */
+export async function link(target: string, path: string, ageMs: number, nowMs: number): Promise<void> {
+  await Deno.symlink(target, path);
+  await linkAge(path, ageMs, nowMs);
+}
+
+/** Sets a link's own mtime with `touch -h -d @seconds`. */
+export async function linkAge(path: string, ageMs: number, nowMs: number): Promise<void> {
+  const seconds = ((nowMs - ageMs) / 1000).toFixed(3);
+  await run(["touch", "-h", "-d", `@${seconds}`, path]);
+}
+
+/** Runs a command (argument array, no shell) and returns its stdout bytes; throws on failure. */
+export async function run(argv: string[]): Promise<Uint8Array> {
+  const out = await new Deno.Command(argv[0], { args: argv.slice(1), stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) throw new Error(`${argv.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  return out.stdout;
+}
+
+/** Runs GNU find with `-print0` and returns the paths, sorted (bytes that are not UTF-8 become U+FFFD). */
+export async function find(args: string[]): Promise<string[]> {
+  const out = new TextDecoder().decode(await run(["find", ...args, "-print0"]));
+  return out.split("\0").filter((p) => p !== "").sort();
+}
+
+/**
+ * Makes an entry `<parent>/<prefix>\xff\xfe` (a directory) or `<parent>/<prefix>\xff.log` (a file): names that
+ * are not UTF-8. Deno's file APIs and Deno.Command's args take only strings, so this calls libc through FFI.
+ */
+export function nonUtf8(parent: string, kind: "dir" | "file", prefix: string): void {
+  const libc = Deno.dlopen("libc.so.6", {
+    mkdir: { parameters: ["buffer", "u32"], result: "i32" },
+    creat: { parameters: ["buffer", "u32"], result: "i32" },
+    close: { parameters: ["i32"], result: "i32" },
+  });
+  try {
+    const text = new TextEncoder().encode(`${parent}/${prefix}`);
+    const tail = kind === "dir" ? [0xff, 0xfe] : [0xff, 0x2e, 0x6c, 0x6f, 0x67];
+    const path = new Uint8Array([...text, ...tail, 0]);
+    if (kind === "dir") {
+      if (libc.symbols.mkdir(path, 0o755) !== 0) throw new Error(`Cannot make a directory in "${parent}"`);
+    } else {
+      const fd = libc.symbols.creat(path, 0o644);
+      if (fd < 0) throw new Error(`Cannot make a file in "${parent}"`);
+      libc.symbols.close(fd);
+    }
+  } finally {
+    libc.close();
+  }
+}
+
+/** An event sink that keeps the events. */
+export function recordingSink(): EventSink & { events: DaemonEvent[] } {
+  const events: DaemonEvent[] = [];
+  return { events, record: (event) => events.push(event) };
+}
+
+/** JobDeps for the log-cleanup controller in a test. */
+export function cleanupDeps(options: {
+  root: string;
+  kube: KubeClient | null;
+  nowMs?: number;
+  days?: number;
+  maxFolders?: number;
+  events?: EventSink;
+}): JobDeps {
+  const clock: Clock = { now: () => new Date(options.nowMs ?? Date.now()) };
+  const runCommand: CommandRunner = () => Promise.reject(new Error("The log-cleanup job runs no command"));
+  return {
+    config: defaultConfig({
+      dbclusterLogDir: options.root,
+      insFolderOverdueDays: options.days ?? 3,
+      logCleanupMaxFolders: options.maxFolders ?? 20,
+    }),
+    kube: options.kube,
+    clock,
+    events: options.events ?? recordingSink(),
+    log: getLogger(["polarstack-daemon", "test", "log-cleanup"]),
+    runCommand,
+  };
+}
+
+/** A KubeClient whose listPods answers with pods of the given ins_id values (other calls fail). */
+export function podsClient(insIds: string[] | Error): KubeClient {
+  const fail = () => Promise.reject(new Error("Not used by the log-cleanup job"));
+  return {
+    namespace: "kube-system",
+    listPods: () =>
+      insIds instanceof Error ? Promise.reject(insIds) : Promise.resolve(insIds.map((id, i) => ({
+        metadata: { name: `pod-${i}`, namespace: "default", labels: { "apsara.metric.ins_id": id } },
+      }))),
+    getConfigMap: fail,
+    createConfigMap: fail,
+    replaceConfigMap: fail,
+    listConfigMaps: fail,
+    getNode: fail,
+    patchNodeStatus: fail,
+    createEvent: fail,
+    patchEvent: fail,
+    request: fail,
+  };
+}
+
+/** Whether a path exists (without following a final link). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
