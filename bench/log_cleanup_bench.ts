@@ -13,7 +13,7 @@ import type { KubeClient } from "../k8s/client.ts";
 const FOLDERS = 1000;
 const PER_FOLDER = 100;
 const DAYS = 3;
-const RUNS = 5;
+const RUNS = 7;
 const DAY = 86_400_000;
 
 /** Every 100th folder is dead (all old, inactive); the rest belong to active instances. */
