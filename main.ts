@@ -181,7 +181,30 @@ async function runDaemon(config: Config): Promise<number> {
   const scheduler = new Scheduler(controllers, {
     clock: systemClock,
     log: taskLogger("scheduler"),
-    onRun: (name, run) => runtime.metrics.jobRun(name, run),
+    onRun: (name, run) => {
+      runtime.metrics.jobRun(name, run);
+      if (name === "log-cleanup" && run.outcome === "success") {
+        const result = scheduler.lastResult(name) as { bytes?: number; counts?: Record<string, number> } | null;
+        const counts = result?.counts ?? {};
+        const m = runtime.metrics;
+        m.jobCounter("log_cleanup_bytes_freed_total", "Bytes freed by the log cleanup", result?.bytes ?? 0);
+        m.jobCounter("log_cleanup_removed_total", "Entries removed by the log cleanup", counts.instanceFolders ?? 0, {
+          kind: "instance_folder",
+        });
+        m.jobCounter("log_cleanup_removed_total", "Entries removed by the log cleanup", counts.logFiles ?? 0, {
+          kind: "log_file",
+        });
+        m.jobCounter("log_cleanup_removed_total", "Entries removed by the log cleanup", counts.dataDirs ?? 0, {
+          kind: "data_dir",
+        });
+        m.jobCounter("log_cleanup_errors_total", "Paths the log cleanup failed to remove", counts.errors ?? 0);
+        m.jobCounter(
+          "log_cleanup_folder_limit_exceeded_total",
+          "Runs that removed no folder because too many were due",
+          counts.folderLimitExceeded ?? 0,
+        );
+      }
+    },
     onSkip: (name) => runtime.metrics.jobSkipped(name),
   });
   const app = createApp({
