@@ -252,8 +252,19 @@ async function runOnce(task: string, config: Config, options: { dryRun: boolean;
   return EXIT.ok;
 }
 
-/** Builds the command line; `exit` receives the exit code (tests pass their own). */
-export function buildProgram(onConfig: (action: () => Promise<number>) => void): Command {
+/** What the command line asks for: the daemon, or one task. */
+export type Invocation =
+  | { readonly kind: "daemon"; readonly config: Config }
+  | {
+    readonly kind: "once";
+    readonly task: string;
+    readonly config: Config;
+    readonly dryRun: boolean;
+    readonly json: boolean;
+  };
+
+/** Builds the command line; `onParsed` receives what it asks for (tests read it without running anything). */
+export function buildProgram(onParsed: (invocation: Invocation) => void): Command {
   const program = addFlags(
     new Command("polarstack-daemon")
       .description("The per-host daemon of PolarDB Stack: port usage, engine versions, log cleanup, client network")
@@ -266,7 +277,7 @@ export function buildProgram(onConfig: (action: () => Promise<number>) => void):
   );
   program.action((raw) => {
     const config = toConfig(raw);
-    onConfig(() => runDaemon(config));
+    onParsed({ kind: "daemon", config });
   });
   addFlags(
     program.command("once")
@@ -283,7 +294,7 @@ export function buildProgram(onConfig: (action: () => Promise<number>) => void):
     const config = toConfig({ ...program.opts(), ...given });
     const dryRun = toBool(raw.dryRun, "dry-run");
     const json = toBool(raw.json, "json");
-    onConfig(() => runOnce(task, config, { dryRun, json }));
+    onParsed({ kind: "once", task, config, dryRun, json });
   });
   return program;
 }
@@ -299,11 +310,19 @@ function toConfig(raw: Record<string, unknown>): Config {
   return buildConfig(raw, { env: Deno.env.toObject(), hostname: Deno.hostname() });
 }
 
+/** Parses a command line without running anything; throws FlagError or CommanderError (help, version, usage). */
+export function parseCommandLine(args: readonly string[]): Invocation {
+  let invocation: Invocation | null = null;
+  buildProgram((parsed) => (invocation = parsed)).parse(normalizeArgs(args), { from: "user" });
+  if (!invocation) throw new FlagError("Nothing to run: see --help");
+  return invocation;
+}
+
 /** Parses `args` and runs the daemon or a task; resolves to the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
-  let action: (() => Promise<number>) | null = null;
+  let asked: Invocation;
   try {
-    buildProgram((a) => (action = a)).parse(normalizeArgs(args), { from: "user" });
+    asked = parseCommandLine(args);
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.exitCode === 0) return EXIT.ok; // --help, --version
@@ -315,9 +334,8 @@ export async function main(args: readonly string[]): Promise<number> {
     }
     throw error;
   }
-  if (!action) return EXIT.usage;
   try {
-    return await (action as () => Promise<number>)();
+    return asked.kind === "daemon" ? await runDaemon(asked.config) : await runOnce(asked.task, asked.config, asked);
   } catch (error) {
     console.error((error as Error).message);
     return error instanceof FlagError ? EXIT.usage : EXIT.failed;
