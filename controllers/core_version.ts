@@ -275,13 +275,15 @@ export function createCoreVersionController(deps: JobDeps, options: CoreVersionO
     if (kube && ctx.dryRun) {
       plan = planAvailability({ ...input, previous: await kube.getConfigMap(name) });
     } else if (kube) {
-      const applied = await applyConfigMap(kube, name, (current) => {
-        plan = planAvailability({ ...input, previous: current });
-        if (!plan.write) return null;
-        return {
-          metadata: { name, labels: current?.metadata?.labels, annotations: current?.metadata?.annotations },
-          data: { ...current?.data, ...plan.data },
-        };
+      const applied = await applyConfigMap(kube, name, {
+        decide: (current) => {
+          plan = planAvailability({ ...input, previous: current });
+          if (!plan.write) return null;
+          return {
+            metadata: { name, labels: current?.metadata?.labels, annotations: current?.metadata?.annotations },
+            data: { ...current?.data, ...plan.data },
+          };
+        },
       });
       written = applied.written;
       if (written) log.info("Wrote ConfigMap {name}: {existing}", { name, existing: plan.data.existingVersions });

@@ -396,10 +396,12 @@ export function createPortUsageController(
     }
 
     let lastPlan: PortUsagePlan | null = null;
-    const applied = await applyConfigMap(kube, name, (current) => {
-      const plan = planPortUsage({ node, used, existing: current, now: clock.now() });
-      lastPlan = plan;
-      return plan.changed && !plan.tooLarge ? plan.configMap : null;
+    const applied = await applyConfigMap(kube, name, {
+      decide: (current) => {
+        const plan = planPortUsage({ node, used, existing: current, now: clock.now() });
+        lastPlan = plan;
+        return plan.changed && !plan.tooLarge ? plan.configMap : null;
+      },
     });
     const plan = lastPlan as PortUsagePlan | null;
     if (plan?.changed && plan.tooLarge) throw tooLargeError(plan, used.length, false);

@@ -74,14 +74,14 @@ export function listeningPortOfLine(buf: Uint8Array, start: number, end: number)
 }
 
 /**
- * Marks in `bitmap` (index = port) the listening ports of the complete lines in `buf[start, end)`;
+ * Marks in `bitmap` (index = port) the listening ports of the complete lines in `buf`;
  * returns the offset just after the last complete line (the rest is a partial line for the next read).
  */
-export function markListeningPorts(buf: Uint8Array, start: number, end: number, bitmap: Uint8Array): number {
-  let lineStart = start;
+export function markListeningPorts(buf: Uint8Array, bitmap: Uint8Array): number {
+  let lineStart = 0;
   for (;;) {
     const newline = buf.indexOf(NEWLINE, lineStart);
-    if (newline < 0 || newline >= end) return lineStart;
+    if (newline < 0) return lineStart;
     const port = listeningPortOfLine(buf, lineStart, newline);
     if (port >= 0) bitmap[port] = 1;
     lineStart = newline + 1;
@@ -189,7 +189,7 @@ export async function readListeningTcpPorts(options: ReadListeningOptions = {}):
         const n = file.readSync(buf.subarray(filled));
         if (n === null) break;
         filled += n;
-        const consumed = markListeningPorts(buf, 0, filled, bitmap);
+        const consumed = markListeningPorts(buf.subarray(0, filled), bitmap);
         buf.copyWithin(0, consumed, filled);
         filled -= consumed;
       }

@@ -20,9 +20,9 @@ export interface ApplyResult {
 export async function applyConfigMap(
   kube: KubeClient,
   name: string,
-  decide: (current: V1ConfigMap | null) => V1ConfigMap | null,
-  options: { attempts?: number } = {},
+  options: { decide: (current: V1ConfigMap | null) => V1ConfigMap | null; attempts?: number },
 ): Promise<ApplyResult> {
+  const { decide } = options;
   const attempts = options.attempts ?? 5;
   for (let attempt = 1;; attempt++) {
     const current = await kube.getConfigMap(name);

@@ -79,16 +79,18 @@ Deno.test("applyConfigMap creates, replaces, leaves alone, and re-decides after 
   const server = await startFakeKubeApiServer();
   try {
     const kube = createKubeClient(server.connection(), { userAgent: "t", backoffCapMs: 10 });
-    let result = await applyConfigMap(kube, "cm", () => ({ data: { a: "1" } }));
+    let result = await applyConfigMap(kube, "cm", { decide: () => ({ data: { a: "1" } }) });
     assertEquals([result.written, result.created], [true, true]);
-    result = await applyConfigMap(kube, "cm", () => null);
+    result = await applyConfigMap(kube, "cm", { decide: () => null });
     assertEquals(result.written, false);
     let decisions = 0;
-    result = await applyConfigMap(kube, "cm", (current) => {
-      decisions++;
-      // Someone else writes between our read and our write, once.
-      if (decisions === 1) server.put({ ...current, data: { a: "other" } });
-      return { ...current, data: { ...current?.data, b: "2" } };
+    result = await applyConfigMap(kube, "cm", {
+      decide: (current) => {
+        decisions++;
+        // Someone else writes between our read and our write, once.
+        if (decisions === 1) server.put({ ...current, data: { a: "other" } });
+        return { ...current, data: { ...current?.data, b: "2" } };
+      },
     });
     assertEquals(decisions, 2);
     assertEquals(server.get("configmaps", "kube-system", "cm")?.data, { a: "other", b: "2" });

@@ -233,7 +233,7 @@ Deno.test("markListeningPorts marks complete lines only and returns where the pa
   const text = `${TCP6_LINES.join("\n")}\n${TCP6_LINES[0].slice(0, 20)}`;
   const bytes = new TextEncoder().encode(text);
   const bitmap = new Uint8Array(65536);
-  const consumed = markListeningPorts(bytes, 0, bytes.length, bitmap);
+  const consumed = markListeningPorts(bytes, bitmap);
   assert.equal(consumed, text.lastIndexOf("\n") + 1);
   assert.deepEqual(usedPortsInRanges(bitmap, [[1, 65535]]), [0x846f, 0x9963, 0xa841]);
 });
