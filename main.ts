@@ -113,6 +113,7 @@ function createRuntime(config: Config, options: { json?: boolean; dryRun?: boole
     kube,
     node: config.currentNodeName,
     log,
+    jobLog: taskLogger,
     clock: systemClock,
     upload: config.eventsEnableUpload
       ? { url: config.eventsUploadUrl, timeoutMs: config.eventsUploadTimeout * 1000, ip: hostIp() }
@@ -181,6 +182,7 @@ async function runDaemon(config: Config): Promise<number> {
   const scheduler = new Scheduler(controllers, {
     clock: systemClock,
     log: taskLogger("scheduler"),
+    jobLog: taskLogger,
     onRun: (name, run) => {
       runtime.metrics.jobRun(name, run);
       if (name === "log-cleanup" && run.outcome === "success") {

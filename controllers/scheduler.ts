@@ -61,6 +61,8 @@ export interface SchedulerOptions {
   readonly onRun?: (name: string, run: LastRun) => void;
   /** Called for every skipped tick, for metrics. */
   readonly onSkip?: (name: string) => void;
+  /** The logger of one job, so its lines carry its task name (default: `log`). */
+  readonly jobLog?: (name: string) => Logger;
 }
 
 interface JobEntry {
@@ -198,7 +200,7 @@ export class Scheduler {
     if (entry.running) {
       entry.skippedTicks++;
       this.#options.onSkip?.(entry.controller.name);
-      this.#options.log.debug("Job {job} is still running: tick skipped", { job: entry.controller.name });
+      this.#jobLog(entry).debug("Job {job} is still running: tick skipped", { job: entry.controller.name });
       return;
     }
     entry.running = this.#runLoop(entry);
@@ -284,6 +286,10 @@ export class Scheduler {
     clearTimeout(timer);
     this.#stop.abort(new Error("The daemon is shutting down"));
     return finished;
+  }
+
+  #jobLog(entry: JobEntry): Logger {
+    return this.#options.jobLog?.(entry.controller.name) ?? this.#options.log;
   }
 
   #entry(name: string): JobEntry {

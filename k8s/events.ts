@@ -23,6 +23,8 @@ export interface EventSinkOptions {
   readonly node: string;
   /** The daemon's logger. */
   readonly log: Logger;
+  /** The logger of a job, so an event's log line carries its task name (default: `log`). */
+  readonly jobLog?: (job: string) => Logger;
   /** The time. */
   readonly clock: Clock;
   /** The HTTP upload, when enabled. */
@@ -139,7 +141,9 @@ export function createEventSink(options: EventSinkOptions): DaemonEventSink {
 
   return {
     record(event) {
-      options.log.info("Event {reason}: {message}", { ...event });
+      const log = options.jobLog?.(event.job) ?? options.log;
+      if (event.type === "Warning") log.warn("Event {reason}: {message}", { ...event });
+      else log.info("Event {reason}: {message}", { ...event });
       if (!options.kube && !options.upload) return;
       if (queue.length >= maxQueue) {
         const dropped = queue.shift()!;
