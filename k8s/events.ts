@@ -2,6 +2,7 @@
 import type { CoreV1Event } from "@kubernetes/client-node";
 import type { Clock, DaemonEvent, EventSink, Logger } from "../controllers/types.ts";
 import type { KubeClient } from "./client.ts";
+import { KubeError } from "./errors.ts";
 
 /** Options of the original's event upload (`--events-enable-upload`). */
 export interface EventUploadOptions {
@@ -91,7 +92,12 @@ export function createEventSink(options: EventSinkOptions): DaemonEventSink {
             lastTimestamp: stamp as unknown as Date,
             count: 1,
           };
-          await options.kube.createEvent(body);
+          try {
+            await options.kube.createEvent(body);
+          } catch (error) {
+            // The name is new for every Event: AlreadyExists means an earlier attempt (timed out here) landed.
+            if (!(error instanceof KubeError && error.status === 409 && error.reason === "AlreadyExists")) throw error;
+          }
           seen.set(key, { name, count: 1 });
           if (seen.size > MAX_KEYS) seen.delete(seen.keys().next().value!);
         }
