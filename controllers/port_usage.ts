@@ -266,6 +266,14 @@ function sameSet(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((port, i) => port === b[i]);
 }
 
+/** How many invalid ranges are named in the log and the Event; the rest are counted. */
+const REPORTED_INVALID = 10;
+
+/** Cuts hostile text for a log line or an Event: at most `max` characters, and how long it was. */
+function clip(text: string, max = 80): string {
+  return text.length <= max ? text : `${text.slice(0, max)}... (${text.length} characters)`;
+}
+
 /** Creates the port-usage job: every minute and once at start. */
 export function createPortUsageController(
   deps: JobDeps,
@@ -308,13 +316,24 @@ export function createPortUsageController(
     }
     lastReportedInvalid = fingerprint;
     const cm = config.mpdControllerCmName;
-    for (const item of invalid) {
+    // Annotations are anyone's to write: a few readable lines and one short Event, whatever their number and size.
+    const shown = invalid.slice(0, REPORTED_INVALID).map((item) => ({
+      key: clip(item.key),
+      value: clip(item.value),
+      reason: clip(item.reason),
+    }));
+    for (const item of shown) {
       log.warn("Skipping port range {value} of ConfigMap {configMap} annotation {key}: {reason}", {
         configMap: cm,
         ...item,
       });
     }
-    const list = invalid.map((item) => `${item.key}="${item.value}" (${item.reason})`).join(", ");
+    const more = invalid.length - shown.length;
+    if (more > 0) {
+      log.warn("Skipping {more} more invalid port ranges of ConfigMap {configMap}", { more, configMap: cm });
+    }
+    const list = shown.map((item) => `${item.key}="${item.value}" (${item.reason})`).join(", ") +
+      (more > 0 ? `, and ${more} more` : "");
     events.record({
       job: "port-usage",
       type: "Warning",
