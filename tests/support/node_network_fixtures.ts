@@ -1,0 +1,100 @@
+/** Test support of the node-network job: a fake sysfs folder, a movable clock, ipmitool fixtures, deps. */
+import { getLogger } from "@logtape/logtape";
+import { type Config, defaultConfig } from "../../config.ts";
+import type { JobDeps } from "../../controllers/deps.ts";
+import type { Clock, DaemonEvent } from "../../controllers/types.ts";
+import { type CommandRunner, createCommandRunner } from "../../host/command.ts";
+import type { InterfaceAddress } from "../../host/net_probe.ts";
+import type { KubeClient } from "../../k8s/client.ts";
+
+const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+
+/** The ipmitool fixtures: a normal answer, a failure (exit 1 + stderr), a hang; `missing` runs no such command. */
+export type IpmitoolMode = "ok" | "fail" | "hang" | "missing";
+
+/** The path of an ipmitool fixture executable. */
+export function ipmitoolFixture(mode: Exclude<IpmitoolMode, "missing">): string {
+  return `${FIXTURES}${mode === "ok" ? "ipmitool" : `ipmitool_${mode}`}`;
+}
+
+/** A real command runner that runs the chosen fixture in place of `ipmitool`, and counts the runs. */
+export function ipmitoolRunner(mode: IpmitoolMode): CommandRunner & { calls: number } {
+  const real = createCommandRunner();
+  const runner = ((argv, options) => {
+    runner.calls++;
+    const program = mode === "missing" ? "psd-test-no-such-ipmitool" : ipmitoolFixture(mode);
+    return real([argv[0] === "ipmitool" ? program : argv[0], ...argv.slice(1)], options);
+  }) as CommandRunner & { calls: number };
+  runner.calls = 0;
+  return runner;
+}
+
+/** A clock the test moves by hand. */
+export interface ManualClock extends Clock {
+  /** Moves the time forward. */
+  advance(ms: number): void;
+}
+
+/** Makes a clock that starts at `start`. */
+export function manualClock(start = new Date("2026-01-01T00:00:00.250Z")): ManualClock {
+  let t = start.getTime();
+  return { now: () => new Date(t), advance: (ms) => (t += ms) };
+}
+
+/** A writable fake of /sys/class/net and the address list, for odd states without a namespace. */
+export interface FakeHost {
+  /** The fake sysfs folder. */
+  readonly sysfsRoot: string;
+  /** The address list to hand to the probe. */
+  readonly interfaces: () => readonly InterfaceAddress[];
+  /** Creates or changes an interface (operstate, flags, carrier; null carrier = unreadable). */
+  setLink(nic: string, link: { operstate: string; flags?: number; carrier?: number | null }): Promise<void>;
+  /** Sets the IPv4 addresses of an interface. */
+  setAddresses(nic: string, addresses: string[]): void;
+  /** Deletes an interface. */
+  removeLink(nic: string): Promise<void>;
+  /** Removes the folder. */
+  cleanup(): Promise<void>;
+}
+
+/** Makes an empty fake host. */
+export async function fakeHost(): Promise<FakeHost> {
+  const sysfsRoot = await Deno.makeTempDir({ prefix: "psd-sysfs-" });
+  const addresses = new Map<string, string[]>();
+  return {
+    sysfsRoot,
+    interfaces: () =>
+      [...addresses].flatMap(([name, list]) => list.map((address) => ({ name, family: "IPv4" as const, address }))),
+    async setLink(nic, { operstate, flags = 0x1003, carrier = 1 }) {
+      await Deno.mkdir(`${sysfsRoot}/${nic}`, { recursive: true });
+      await Deno.writeTextFile(`${sysfsRoot}/${nic}/operstate`, `${operstate}\n`);
+      await Deno.writeTextFile(`${sysfsRoot}/${nic}/flags`, `0x${flags.toString(16)}\n`);
+      await Deno.remove(`${sysfsRoot}/${nic}/carrier`).catch(() => {});
+      if (carrier !== null) await Deno.writeTextFile(`${sysfsRoot}/${nic}/carrier`, `${carrier}\n`);
+    },
+    setAddresses(nic, list) {
+      addresses.set(nic, list);
+    },
+    async removeLink(nic) {
+      await Deno.remove(`${sysfsRoot}/${nic}`, { recursive: true });
+      addresses.delete(nic);
+    },
+    cleanup: () => Deno.remove(sysfsRoot, { recursive: true }),
+  };
+}
+
+/** JobDeps for a test: config overrides, the cluster (or null), a clock, a runner; events are collected. */
+export function testDeps(
+  options: { config?: Partial<Config>; kube: KubeClient | null; clock: Clock; runCommand: CommandRunner },
+): JobDeps & { recorded: DaemonEvent[] } {
+  const recorded: DaemonEvent[] = [];
+  return {
+    config: defaultConfig({ currentNodeName: "node-1", ...options.config }),
+    kube: options.kube,
+    clock: options.clock,
+    events: { record: (event) => recorded.push(event) },
+    log: getLogger(["polarstack-daemon", "test", "node-network"]),
+    runCommand: options.runCommand,
+    recorded,
+  };
+}
