@@ -44,9 +44,12 @@ async function call(
   }
 }
 
-/** Runs `fn` with a fresh server and closes it afterwards. */
+/**
+ * Runs `fn` with a fresh server and closes it afterwards. RBAC is off: these tests use the daemon's token for calls
+ * outside its role to test the server's mechanics; fake_kube_rbac_test.ts tests RBAC.
+ */
 async function withServer(fn: (server: FakeKubeApiServer) => Promise<void>, seed: object[] = []): Promise<void> {
-  const server = await startFakeKubeApiServer({ seed });
+  const server = await startFakeKubeApiServer({ seed, rbac: false });
   try {
     await fn(server);
   } finally {
@@ -661,8 +664,16 @@ Deno.test(
         assertEquals((await control("POST", "tokens", { token: "t2", username: "bob", groups: [] })).status, 204);
         assertEquals((await control("POST", "faults", [{ pathPrefix: "/api", count: 5, status: 500 }])).status, 204);
         assertEquals((await control("DELETE", "faults")).status, 204);
+        // RBAC from manifests/ by default: bob has no binding; a token in system:masters may do anything.
+        await assertRejects(
+          () => createKubeClient({ ...connection, token: "t2" }, { userAgent: "bob", retries: 0 }).getNode("node-1"),
+          KubeError,
+          `403 Forbidden: nodes "node-1" is forbidden: User "bob" cannot get resource "nodes" in API group "" at the cluster scope`,
+        );
+        const root = { token: "t3", username: "root", groups: ["system:masters"] };
+        assertEquals((await control("POST", "tokens", root)).status, 204);
         assertEquals(
-          (await createKubeClient({ ...connection, token: "t2" }, { userAgent: "bob" }).getNode("node-1"))?.metadata
+          (await createKubeClient({ ...connection, token: "t3" }, { userAgent: "root" }).getNode("node-1"))?.metadata
             ?.name,
           "node-1",
         );

@@ -6,6 +6,12 @@
  * AlreadyExists, 404 NotFound, 422 Invalid (names, ConfigMap keys and its 1048576-byte limit, Event namespaces),
  * 415 for an unknown PATCH type, 400 for a bad selector or body, all as `Status` objects. Watch is not served.
  *
+ * RBAC is enforced as on the real server (`fake_kube_rbac.ts`): by default with the Role, ClusterRole and bindings
+ * of the project's `manifests/` (plus the bootstrap discovery roles), so the daemon's token (`token`) may do exactly
+ * what the manifests grant and gets the real 403 Forbidden Status for anything else. `adminToken` authenticates as
+ * `system:admin` in `system:masters`, which may do anything: use it (or `put`/`get`) to seed or inspect objects
+ * over HTTP. `rbac: false` turns the check off; `rbac: { objects }` uses other RBAC objects.
+ *
  * In a test:
  * ```ts
  * const server = await startFakeKubeApiServer({ seed: [node] });
@@ -15,14 +21,16 @@
  *
  * As its own process (prints `listening on https://127.0.0.1:PORT` when ready, stops on SIGTERM or SIGINT):
  * `deno run -A tests/support/fake_kube_apiserver.ts --port 0 --seed FILE --kubeconfig-out FILE
- * [--hostname ADDR] [--token TOKEN]`. Such a process is controlled over HTTPS with the same bearer token:
+ * [--hostname ADDR] [--token TOKEN] [--rbac manifests|off]`. Such a process is controlled over HTTPS with the same
+ * bearer token:
  * - `GET /_fake/requests` (the request log as JSON), `DELETE /_fake/requests` (clears it);
  * - `POST /_fake/faults` (a fault or a list of faults, as `injectFault` takes), `DELETE /_fake/faults`;
  * - `POST /_fake/tokens` (`{"token", "username", "groups"}`, as `addToken`);
  * - `GET /_fake/objects/<resource>[/<namespace>][/<name>]` (an object, or a list when the name is left out),
  *   `PUT /_fake/objects` (an object or a list, stored as `put` does), `DELETE /_fake/objects/<resource>[/<namespace>]/<name>`.
- * `/_fake/` requests are neither logged nor faulted. Any listen address other than loopback gets a certificate
- * signed by the same CA at start (needs `openssl`); loopback uses the pre-made one in `certs/`.
+ * `/_fake/` requests are neither logged, nor faulted, nor subject to RBAC (any known token will do). Any listen
+ * address other than loopback gets a certificate signed by the same CA at start (needs `openssl`); loopback uses the
+ * pre-made one in `certs/`.
  */
 import { parseArgs } from "node:util";
 import type { ClusterConnection } from "../../k8s/kube_config.ts";
@@ -36,6 +44,13 @@ import {
   kubeTime,
   RESOURCES,
 } from "./fake_kube_store.ts";
+import {
+  BOOTSTRAP_RBAC,
+  createRbacAuthorizer,
+  forbiddenStatus,
+  parseRbacYaml,
+  requestAttributes,
+} from "./fake_kube_rbac.ts";
 import { invalidMessage, validateObject } from "./fake_kube_validation.ts";
 
 export type { FakeResource } from "./fake_kube_store.ts";
@@ -98,6 +113,11 @@ export interface FakeKubeApiServerOptions {
   hostname?: string;
   /** The service account's bearer token; random by default. */
   token?: string;
+  /**
+   * RBAC: `"manifests"` (the default) enforces the RBAC objects of the project's `manifests/*.yaml`, `{ objects }`
+   * enforces those objects, `false` allows every authenticated request. The bootstrap discovery roles always apply.
+   */
+  rbac?: "manifests" | false | { objects: object[] };
 }
 
 /** A running fake API server. */
@@ -108,6 +128,8 @@ export interface FakeKubeApiServer {
   readonly caCert: string;
   /** A valid bearer token of the daemon's service account (`DEFAULT_USER`). */
   readonly token: string;
+  /** A bearer token of `ADMIN_USER` (the superuser group, never refused by RBAC): for seeding and inspecting. */
+  readonly adminToken: string;
   /** A kubeconfig file (temporary) for the server, the CA and the token. */
   readonly kubeconfigPath: string;
   /** The connection for `createKubeClient`. */
@@ -141,6 +163,14 @@ export const DEFAULT_USER: FakeUser = {
   uid: "6a3c2d0e-0000-4000-8000-00000000cc11",
 };
 
+/** The user of the admin token: in the real server's superuser group `system:masters`. */
+export const ADMIN_USER: FakeUser = {
+  username: "system:admin",
+  groups: ["system:masters", "system:authenticated"],
+  uid: "6a3c2d0e-0000-4000-8000-0000000ad111",
+};
+
+const MANIFESTS_DIR = new URL("../../manifests/", import.meta.url);
 const CERTS_DIR = `${import.meta.dirname}/certs`;
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost", "0.0.0.0", "::"]);
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -229,6 +259,16 @@ async function signCertificate(host: string): Promise<{ cert: string; key: strin
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** Every object of the project's `manifests/*.yaml` (read at each start: tests may run after an edit). */
+async function manifestObjects(): Promise<object[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(MANIFESTS_DIR)) {
+    if (entry.isFile && /\.ya?ml$/.test(entry.name)) names.push(entry.name);
+  }
+  const texts = await Promise.all(names.sort().map((name) => Deno.readTextFile(new URL(name, MANIFESTS_DIR))));
+  return texts.flatMap((text, i) => parseRbacYaml(text, `manifests/${names[i]}`));
 }
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
@@ -396,6 +436,13 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
   const tokens = new Map<string, FakeUser>();
   const token = options.token ?? `fake-${crypto.randomUUID()}`;
   tokens.set(token, DEFAULT_USER);
+  const adminToken = `fake-admin-${crypto.randomUUID()}`;
+  tokens.set(adminToken, ADMIN_USER);
+  const rbac = options.rbac ?? "manifests";
+  const authorizer = rbac === false ? null : createRbacAuthorizer([
+    ...BOOTSTRAP_RBAC,
+    ...(rbac === "manifests" ? await manifestObjects() : rbac.objects),
+  ]);
   const requests: FakeRequest[] = [];
   let faults: FakeFault[] = [];
   const closing = new AbortController();
@@ -708,7 +755,16 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
     if (["healthz", "livez", "readyz"].includes(segments[0]) && segments.length === 1) {
       return new Response("ok", { headers: { "Content-Type": "text/plain; charset=utf-8" } });
     }
-    if (!userOf(request)) return failure(401, "Unauthorized");
+    const user = userOf(request);
+    if (!user) return failure(401, "Unauthorized");
+    if (authorizer) {
+      const attributes = requestAttributes(request.method, url);
+      const decision = authorizer.authorize(user, attributes);
+      if (!decision.allowed) {
+        const { message, details } = forbiddenStatus(user, attributes, decision.reason);
+        return failure(403, message, { details });
+      }
+    }
     if (text.length > MAX_BODY_BYTES) return failure(413, `Request entity too large: limit is ${MAX_BODY_BYTES}`);
     return api(request, url, segments, text);
   }
@@ -738,6 +794,7 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
     url,
     caCert,
     token,
+    adminToken,
     kubeconfigPath,
     requests,
     connection: () => ({ server: url, caCert, token, source: `fake API server ${url}` }),
@@ -766,8 +823,12 @@ async function main(args: string[]): Promise<void> {
       seed: { type: "string" },
       "kubeconfig-out": { type: "string" },
       token: { type: "string" },
+      rbac: { type: "string", default: "manifests" },
     },
   });
+  if (values.rbac !== "manifests" && values.rbac !== "off") {
+    throw new Error(`Invalid --rbac "${values.rbac}": must be manifests or off`);
+  }
   const seed = values.seed ? JSON.parse(await Deno.readTextFile(values.seed)) : [];
   if (!Array.isArray(seed)) throw new Error(`Seed file "${values.seed}" must hold a JSON array of objects`);
   const server = await startFakeKubeApiServer({
@@ -775,6 +836,7 @@ async function main(args: string[]): Promise<void> {
     hostname: values.hostname,
     seed,
     token: values.token,
+    rbac: values.rbac === "off" ? false : "manifests",
   });
   if (values["kubeconfig-out"]) await Deno.copyFile(server.kubeconfigPath, values["kubeconfig-out"]);
   const stop = async () => {
