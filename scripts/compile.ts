@@ -1,10 +1,12 @@
 /** `deno task compile`: one executable in dist/, or one clear line saying why not. */
+import { V8_FLAGS } from "../config.ts";
 
 const args = [
   "compile",
   // Deno asks for all permissions to read /proc and /sys (the port and network probes), so no narrower set works.
   "--allow-all",
   "--unstable-cron",
+  `--v8-flags=${V8_FLAGS.join(",")}`,
   "--include",
   "deno.json",
   "--output",

@@ -91,3 +91,9 @@ Deno.test("the README's flag table is the flag definitions'", async () => {
   const squash = (text: string) => text.replace(/ *\| */g, "|").replace(/-{3,}/g, "---");
   assertEquals(squash(readme).includes(squash(flagsTable())), true, "run: deno run -A scripts/flags_table.ts --write");
 });
+
+Deno.test("deno task start runs with the daemon's V8 flags", async () => {
+  const { V8_FLAGS } = await import("../config.ts");
+  const deno = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  assertEquals(deno.tasks.start, `deno run -A --v8-flags=${V8_FLAGS.join(",")} main.ts`);
+});

@@ -40,16 +40,29 @@ Deno.test("rate limiter: a burst goes at once, then QPS spaces the rest", () => 
 });
 
 Deno.test("cluster source: flags, then in-cluster, then $KUBECONFIG, then ~/.kube/config, else local", () => {
-  const files = new Set(["/sa/token", "/k/a", "/home/u/.kube/config", "/var/run/secrets/kubernetes.io/serviceaccount/token"]);
+  const files = new Set([
+    "/sa/token",
+    "/k/a",
+    "/home/u/.kube/config",
+    "/var/run/secrets/kubernetes.io/serviceaccount/token",
+  ]);
   const exists = (p: string) => files.has(p);
-  const inCluster = { KUBERNETES_SERVICE_HOST: "10.0.0.1", KUBERNETES_SERVICE_PORT: "443", KUBECONFIG: "/k/a", HOME: "/home/u" };
+  const inCluster = {
+    KUBERNETES_SERVICE_HOST: "10.0.0.1",
+    KUBERNETES_SERVICE_PORT: "443",
+    KUBECONFIG: "/k/a",
+    HOME: "/home/u",
+  };
   assertEquals(chooseClusterSource({ local: true, kubeconfig: "/x", env: inCluster, exists }).kind, "local");
   assertEquals(chooseClusterSource({ kubeconfig: "/x", master: "https://m", env: inCluster, exists }), {
     kind: "kubeconfig",
     path: "/x",
     master: "https://m",
   });
-  assertEquals(chooseClusterSource({ master: "https://m", env: inCluster, exists }), { kind: "master", master: "https://m" });
+  assertEquals(chooseClusterSource({ master: "https://m", env: inCluster, exists }), {
+    kind: "master",
+    master: "https://m",
+  });
   assertEquals(chooseClusterSource({ env: inCluster, exists }), { kind: "in-cluster" });
   assertEquals(chooseClusterSource({ env: { KUBECONFIG: "/missing:/k/a", HOME: "/home/u" }, exists }), {
     kind: "kubeconfig",
@@ -103,8 +116,20 @@ Deno.test("kubeconfig: server, CA data, token, relative file paths", () => {
 
 Deno.test("kubeconfig: refuses what it cannot honour, naming the file", () => {
   const exec = KUBECONFIG.replace("token: abc", "exec: {command: aws}");
-  assertThrows(() => parseKubeconfig(exec, { path: "/k", readFile: () => "" }), Error, `Kubeconfig "/k" user "u" uses exec`);
-  assertThrows(() => parseKubeconfig("{{{", { path: "/k", readFile: () => "" }), Error, `Kubeconfig "/k" is not valid YAML`);
+  assertThrows(
+    () => parseKubeconfig(exec, { path: "/k", readFile: () => "" }),
+    Error,
+    `Kubeconfig "/k" user "u" uses exec`,
+  );
+  assertThrows(
+    () => parseKubeconfig("{{{", { path: "/k", readFile: () => "" }),
+    Error,
+    `Kubeconfig "/k" is not valid YAML`,
+  );
   const noContext = KUBECONFIG.replace("current-context: ctx", "current-context: nope");
-  assertThrows(() => parseKubeconfig(noContext, { path: "/k", readFile: () => "" }), Error, 'has no current context "nope"');
+  assertThrows(
+    () => parseKubeconfig(noContext, { path: "/k", readFile: () => "" }),
+    Error,
+    'has no current context "nope"',
+  );
 });

@@ -7,6 +7,7 @@ import type { NodeCondition } from "../controllers/node_network.ts";
 import { addVeth, canMakeNetns, createNetns, type NetNs, type NsProcess, run, startIn } from "./support/netns.ts";
 import { ipmitoolFixture } from "./support/node_network_fixtures.ts";
 import { hasCommand, skipUnless } from "./support/prereq.ts";
+import { daemonCommand } from "./support/daemon_process.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const CA = `${ROOT}tests/support/certs/ca.pem`;
@@ -144,10 +145,7 @@ Deno.test({
       const env = { PATH: `${dir}/bin:/usr/sbin:/usr/bin:/sbin:/bin` };
       const common = ["--kubeconfig", `${dir}/kubeconfig`, "--current-node-name", NODE];
       const daemon = await startIn(ns, [
-        Deno.execPath(),
-        "run",
-        "-A",
-        `${ROOT}main.ts`,
+        ...daemonCommand([]),
         ...common,
         "--net-probe-interval",
         `${PROBE_MS}ms`,
@@ -300,10 +298,7 @@ Deno.test({
           "env",
           `PATH=${env.PATH}`,
           "NO_COLOR=1",
-          Deno.execPath(),
-          "run",
-          "-A",
-          `${ROOT}main.ts`,
+          ...daemonCommand([]),
           "once",
           "node-network",
           "--json",

@@ -1,4 +1,5 @@
 /** Starts `main.ts` as its own process, as an operator would, and talks to its HTTP API. */
+import { V8_FLAGS } from "../../config.ts";
 
 /** A daemon process under test. */
 export interface DaemonProcess {
@@ -22,12 +23,17 @@ export function freePort(): number {
   return port;
 }
 
+/** The command line that runs the daemon as production does: `deno run -A --v8-flags=... main.ts ...args`. */
+export function daemonCommand(args: readonly string[]): string[] {
+  return [Deno.execPath(), "run", "-A", `--v8-flags=${V8_FLAGS.join(",")}`, `${ROOT}main.ts`, ...args];
+}
+
 /** Runs `deno run -A main.ts ...args` to completion; returns code, stdout and stderr. */
 export async function runMain(
   args: readonly string[],
   options: { env?: Record<string, string>; timeoutMs?: number; prefix?: readonly string[] } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const argv = [...(options.prefix ?? []), Deno.execPath(), "run", "-A", `${ROOT}main.ts`, ...args];
+  const argv = [...(options.prefix ?? []), ...daemonCommand(args)];
   const output = await new Deno.Command(argv[0], {
     args: argv.slice(1),
     cwd: ROOT,
@@ -49,12 +55,7 @@ export async function startDaemon(
 ): Promise<DaemonProcess> {
   const argv = [
     ...(options.prefix ?? []),
-    Deno.execPath(),
-    "run",
-    "-A",
-    `${ROOT}main.ts`,
-    "--port",
-    String(options.port),
+    ...daemonCommand(["--port", String(options.port)]),
     ...args,
   ];
   const child = new Deno.Command(argv[0], {
