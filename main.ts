@@ -89,6 +89,7 @@ function createRuntime(config: Config, options: { json?: boolean; dryRun?: boole
   const connection = loadConnection(source, Deno.env.toObject());
   let kube: KubeClient | null = null;
   if (connection) {
+    cluster.reason = `no answer from the API server at ${connection.server} yet`;
     log.info("Using the cluster from {source} at {server}", { source: connection.source, server: connection.server });
     kube = createKubeClient(connection, {
       namespace: config.namespace,
@@ -98,10 +99,14 @@ function createRuntime(config: Config, options: { json?: boolean; dryRun?: boole
       onResponse: ({ method, status }) => {
         metrics.kubeRequest(method, status);
         cluster.reachable = status > 0 && status < 500;
-        cluster.reason = status === 0 ? "network error or timeout" : `last answer ${status}`;
+        if (status >= 500) cluster.reason = `the API server at ${connection.server} answers ${status}`;
+        if (status === 0) cluster.reason = `no answer from the API server at ${connection.server}`;
       },
-      onRetry: ({ what, attempt, delayMs, cause }) =>
-        log.warn("Retry {attempt} of {what} in {delayMs} ms: {cause}", { what, attempt, delayMs, cause }),
+      onRetry: ({ what, attempt, delayMs, cause }) => {
+        // The retry knows the cause (connection refused, timeout): /readyz shows it.
+        if (!cluster.reachable) cluster.reason = `${connection.server}: ${cause}`;
+        log.warn("Retry {attempt} of {what} in {delayMs} ms: {cause}", { what, attempt, delayMs, cause });
+      },
     });
   } else if (source.kind === "local") {
     log.warn(

@@ -76,6 +76,7 @@ Deno.test("API server down at start: /healthz 200, /readyz 503 naming the cluste
     const notReady = await readiness(daemon.url);
     assertEquals(notReady.status, 503);
     assertStringIncludes(notReady.body.reason, "cluster not reachable");
+    assertStringIncludes(notReady.body.reason, `https://127.0.0.1:${apiPort}`);
     // The probe's run is abandoned at its 2 s limit while the client keeps retrying the refused connection.
     const failing = await until(async () => {
       const jobs = await jobStatus(daemon.url);
