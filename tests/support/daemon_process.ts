@@ -1,5 +1,6 @@
 /** Starts `main.ts` as its own process, as an operator would, and talks to its HTTP API. */
 import { V8_FLAGS } from "../../config.ts";
+import { stopChild } from "./child.ts";
 
 /** A daemon process under test. */
 export interface DaemonProcess {
@@ -92,12 +93,8 @@ export async function startDaemon(
     url,
     stderr: () => text,
     async stop(signal: Deno.Signal = "SIGTERM") {
-      try {
-        child.kill(signal);
-      } catch {
-        // already gone
-      }
-      const status = await child.status;
+      // The daemon's own grace period is 20 s; a daemon that ignores the signal fails its test instead of hanging it.
+      const status = await stopChild(child, { signal, killAfterMs: 40_000 });
       await reading;
       return status.code;
     },

@@ -1,5 +1,6 @@
 /** A real Docker daemon for tests: dockerd on a temporary socket and data root (vfs, no iptables, no bridge). */
 import { rootfsTar } from "./docker_tar.ts";
+import { stopChild } from "./child.ts";
 
 /** A running test daemon. */
 export interface TestDockerDaemon {
@@ -80,20 +81,7 @@ export async function startDockerDaemon(): Promise<TestDockerDaemon> {
     if (stopped) return;
     stopped = true;
     client.close();
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // already gone
-    }
-    const killer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-    }, 15_000);
-    await child.status;
-    clearTimeout(killer);
+    await stopChild(child, { killAfterMs: 15_000 });
     await drained;
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,5 +1,6 @@
 /** Network namespaces for tests: made by the test, addresses only inside them, removed afterwards. */
 import { hasCommand, isRoot } from "./prereq.ts";
+import { stopChild } from "./child.ts";
 
 /** Whether network namespaces can be made here (root and iproute2's `ip`). */
 export function canMakeNetns(): boolean {
@@ -120,20 +121,7 @@ export async function startIn(
     child,
     stderr: () => err,
     async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-      const killer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // already gone
-        }
-      }, 5000);
-      await child.status;
-      clearTimeout(killer);
+      await stopChild(child, { killAfterMs: 5000 });
       await Promise.allSettled([readErr, readOut]);
     },
   };
