@@ -7,8 +7,8 @@ import denoConfig from "./deno.json" with { type: "json" };
 import { buildConfig, type Config, FlagError, FLAGS } from "./config.ts";
 import { setUpLogging, taskLogger } from "./logging.ts";
 import type { JobDeps } from "./controllers/deps.ts";
-import { runWithLimit, Scheduler } from "./controllers/scheduler.ts";
-import { type Controller, type Logger, nullEventSink, systemClock } from "./controllers/types.ts";
+import { type LastRun, runWithLimit, Scheduler } from "./controllers/scheduler.ts";
+import { type Controller, type EventSink, type Logger, nullEventSink, systemClock } from "./controllers/types.ts";
 import { createPortUsageController } from "./controllers/port_usage.ts";
 import { createCoreVersionController } from "./controllers/core_version.ts";
 import { createLogCleanupController } from "./controllers/log_cleanup.ts";
@@ -162,6 +162,19 @@ function createControllers(runtime: Runtime) {
   return { controllers, coreVersion };
 }
 
+/** An Event when a job starts failing and when it recovers: once per change, not once per run. */
+function reportTransition(
+  events: EventSink,
+  change: { name: string; run: LastRun; previous?: LastRun["outcome"] },
+): void {
+  const { name, run, previous } = change;
+  if (run.outcome === "failure" && previous !== "failure") {
+    events.record({ job: name, type: "Warning", reason: "JobFailed", message: `Job "${name}" failed: ${run.error}` });
+  } else if (run.outcome === "success" && previous === "failure") {
+    events.record({ job: name, type: "Normal", reason: "JobRecovered", message: `Job "${name}" works again` });
+  }
+}
+
 async function runDaemon(config: Config): Promise<number> {
   const runtime = createRuntime(config, {});
   const { log } = runtime;
@@ -184,12 +197,15 @@ async function runDaemon(config: Config): Promise<number> {
     log.error("Unhandled rejection: {error}", { error: String(event.reason?.message ?? event.reason) });
   });
   const { controllers, coreVersion } = createControllers(runtime);
+  const lastOutcome = new Map<string, LastRun["outcome"]>();
   const scheduler = new Scheduler(controllers, {
     clock: systemClock,
     log: taskLogger("scheduler"),
     jobLog: taskLogger,
     onRun: (name, run) => {
       runtime.metrics.jobRun(name, run);
+      reportTransition(runtime.events, { name, run, previous: lastOutcome.get(name) });
+      lastOutcome.set(name, run.outcome);
       if (name === "log-cleanup" && run.outcome === "success") {
         const result = scheduler.lastResult(name) as { bytes?: number; counts?: Record<string, number> } | null;
         const counts = result?.counts ?? {};
