@@ -2,6 +2,7 @@
 import type { V1ConfigMap, V1Pod } from "@kubernetes/client-node";
 import { type ImageStoreKind, listImages } from "../host/image_store.ts";
 import { applyConfigMap } from "../k8s/config_maps.ts";
+import { kubeTime } from "../k8s/values.ts";
 import type { JobDeps } from "./deps.ts";
 import type { Controller, RunContext, RunOutcome } from "./types.ts";
 
@@ -137,11 +138,6 @@ export interface AvailabilityPlan {
   readonly write: boolean;
 }
 
-/** Formats a time as the original did: UTC `YYYY-MM-DDTHH:MM:SSZ`. */
-export function formatCheckTime(time: Date): string {
-  return time.toISOString().replace(/\.\d{3}Z$/, "Z");
-}
-
 /** Decides which versions are available and whether the availability ConfigMap must be written. */
 export function planAvailability(input: AvailabilityInput): AvailabilityPlan {
   const sorted = [...input.versions].sort((a, b) => a.configMap < b.configMap ? -1 : a.configMap > b.configMap ? 1 : 0);
@@ -152,7 +148,7 @@ export function planAvailability(input: AvailabilityInput): AvailabilityPlan {
   const existingVersions = [...new Set(versions.filter((v) => v.available).map((v) => v.name))];
   const data: AvailabilityData = {
     existingVersions: existingVersions.join(","),
-    checkTime: formatCheckTime(input.now),
+    checkTime: kubeTime(input.now),
     details: JSON.stringify(versions),
   };
   const old = input.previous?.data;

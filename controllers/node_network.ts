@@ -3,9 +3,9 @@
  * conditions NodeClientNetworkUnavailable, NodeClientIP, NodeOobIP and NodeRefreshFlag on this host's Node.
  */
 import type { V1Node } from "@kubernetes/client-node";
-import { parseGoBool } from "../config.ts";
 import { type OobAnswer, readOobAddress } from "../host/ipmi.ts";
 import { type InterfaceState, type NetProbeOptions, probeInterface } from "../host/net_probe.ts";
+import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import type { JobDeps } from "./deps.ts";
 import type { Controller, RunContext, RunOutcome } from "./types.ts";
 
@@ -96,11 +96,6 @@ export function desiredConditions(input: DesiredInput): DesiredCondition[] {
   }
   out.push({ type: "NodeRefreshFlag", status: "True", reason: "Refresh", message: "Refresh" });
   return out;
-}
-
-/** A time as Kubernetes writes it (RFC 3339, whole seconds). */
-export function kubeTime(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 /**
@@ -279,7 +274,7 @@ export function createNodeNetworkController(
     let value = oobSetting?.value ?? true;
     try {
       const text = await readConfigMapKey("controller-config", "isCheckOObIP");
-      value = text === undefined ? true : lenientBool(text);
+      value = parseLenientBool(text, true);
     } catch (error) {
       log.warn("Cannot read isCheckOObIP, using {value}: {error}", { value, error: (error as Error).message });
     }
@@ -415,13 +410,4 @@ export function createNodeNetworkController(
       return next;
     },
   };
-}
-
-/** Parses `isCheckOObIP` leniently: a Go boolean, else (unparseable) the default true. */
-export function lenientBool(text: string): boolean {
-  try {
-    return parseGoBool(text);
-  } catch {
-    return true;
-  }
 }

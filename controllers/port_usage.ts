@@ -3,6 +3,7 @@ import type { V1ConfigMap } from "@kubernetes/client-node";
 import { scanPortsByBind } from "../host/bind_scan.ts";
 import { readListeningTcpPorts } from "../host/proc_net.ts";
 import { applyConfigMap } from "../k8s/config_maps.ts";
+import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import type { JobDeps } from "./deps.ts";
 import type { Controller, RunContext, RunOutcome } from "./types.ts";
 
@@ -173,18 +174,6 @@ export function parsePortRanges(annotations: Readonly<Record<string, string>> | 
   return { ranges: mergeRanges(ranges), invalid };
 }
 
-const TRUE_WORDS = new Set(["1", "t", "y", "true", "yes"]);
-const FALSE_WORDS = new Set(["0", "f", "n", "false", "no"]);
-
-/** The original's lenient boolean: `1 t y true yes` / `0 f n false no` (any case, trimmed); anything else is the default. */
-export function parseLenientBool(value: string | undefined, defaultValue: boolean): boolean {
-  if (value === undefined) return defaultValue;
-  const word = value.trim().toLowerCase();
-  if (TRUE_WORDS.has(word)) return true;
-  if (FALSE_WORDS.has(word)) return false;
-  return defaultValue;
-}
-
 /** The used ports inside the (sorted, merged) ranges, sorted. */
 export function usedPortsInRanges(found: Set<number> | Uint8Array, ranges: readonly PortRange[]): number[] {
   const used: number[] = [];
@@ -224,11 +213,6 @@ export function configMapDataSize(configMap: Pick<V1ConfigMap, "data" | "binaryD
   return size;
 }
 
-/** The original's timestamp: UTC `YYYY-MM-DDTHH:MM:SSZ`. */
-export function formatUtcSeconds(date: Date): string {
-  return `${date.toISOString().slice(0, 19)}Z`;
-}
-
 /** Decides what to publish: data `"<port>": "the port already use"`, annotation `updateTimestamp`, changed or not, fits or not. */
 export function planPortUsage(observed: PortUsageObserved): PortUsagePlan {
   const name = portUsageConfigMapName(observed.node);
@@ -243,7 +227,7 @@ export function planPortUsage(observed: PortUsageObserved): PortUsagePlan {
     metadata: {
       ...existing?.metadata,
       name,
-      annotations: { ...existing?.metadata?.annotations, updateTimestamp: formatUtcSeconds(observed.now) },
+      annotations: { ...existing?.metadata?.annotations, updateTimestamp: kubeTime(observed.now) },
     },
     data,
   };

@@ -3,6 +3,7 @@ import type { CoreV1Event } from "@kubernetes/client-node";
 import type { Clock, DaemonEvent, EventSink, Logger } from "../controllers/types.ts";
 import type { KubeClient } from "./client.ts";
 import { KubeError } from "./errors.ts";
+import { kubeTime } from "./values.ts";
 
 /** Options of the original's event upload (`--events-enable-upload`). */
 export interface EventUploadOptions {
@@ -65,7 +66,7 @@ export function createEventSink(options: EventSinkOptions): DaemonEventSink {
 
   async function send(event: DaemonEvent): Promise<void> {
     const now = options.clock.now();
-    const stamp = now.toISOString().replace(/\.\d+Z$/, "Z");
+    const stamp = kubeTime(now);
     if (options.kube) {
       const key = `${event.type}\u0000${event.reason}\u0000${event.message}`;
       const known = seen.get(key);

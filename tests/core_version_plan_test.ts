@@ -3,12 +3,12 @@ import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import {
   availabilityConfigMapName,
-  formatCheckTime,
   normalizeImageRef,
   parseVersionConfigMap,
   planAvailability,
   type VersionSpec,
 } from "../controllers/core_version.ts";
+import { kubeTime } from "../k8s/values.ts";
 
 function cm(name: string, data: Record<string, string>): V1ConfigMap {
   return { metadata: { name }, data };
@@ -235,7 +235,7 @@ Deno.test("planAvailability writes only when something but checkTime changed, or
   strictEqual(badTime.changed, false);
 });
 
-Deno.test("formatCheckTime and the ConfigMap name", () => {
-  strictEqual(formatCheckTime(new Date("2026-12-31T23:59:59.999Z")), "2026-12-31T23:59:59Z");
+Deno.test("checkTime format and the ConfigMap name", () => {
+  strictEqual(kubeTime(new Date("2026-12-31T23:59:59.999Z")), "2026-12-31T23:59:59Z");
   strictEqual(availabilityConfigMapName("Node-1"), "polarstack-daemon-version-availability-node-1");
 });

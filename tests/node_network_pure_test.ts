@@ -5,12 +5,11 @@ import {
   desiredConditions,
   type DesiredInput,
   knownAddress,
-  kubeTime,
-  lenientBool,
   type NodeCondition,
   planConditionPatch,
   stampConditions,
 } from "../controllers/node_network.ts";
+import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import { parseIpmiLanPrint } from "../host/ipmi.ts";
 import { firstIPv4, type InterfaceState, interfaceState, isInterfaceName } from "../host/net_probe.ts";
 
@@ -56,15 +55,15 @@ Deno.test("isInterfaceName refuses path tricks and over-long names", () => {
   }
 });
 
-Deno.test("knownAddress and lenientBool", () => {
+Deno.test("knownAddress and the lenient isCheckOObIP boolean (default true)", () => {
   assert.equal(knownAddress("192.0.2.1"), "192.0.2.1");
   assert.equal(knownAddress("0.0.0.0"), null);
   assert.equal(knownAddress(""), null);
   assert.equal(knownAddress(undefined), null);
   for (const t of ["true", "1", "t", "TRUE", "True", " true ", "yes", "garbage", ""]) {
-    assert.equal(lenientBool(t), true, t);
+    assert.equal(parseLenientBool(t, true), true, t);
   }
-  for (const f of ["false", "0", "f", "F", "FALSE", "False"]) assert.equal(lenientBool(f), false, f);
+  for (const f of ["false", "0", "f", "F", "FALSE", "False"]) assert.equal(parseLenientBool(f, true), false, f);
 });
 
 const base: DesiredInput = {

@@ -3,9 +3,7 @@ import assert from "node:assert/strict";
 import {
   CONFIGMAP_MAX_BYTES,
   configMapDataSize,
-  formatUtcSeconds,
   mergeRanges,
-  parseLenientBool,
   parsePortRange,
   parsePortRanges,
   parseRangeList,
@@ -13,6 +11,7 @@ import {
   PORT_USED_VALUE,
   usedPortsInRanges,
 } from "../controllers/port_usage.ts";
+import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import { listeningPortOfLine, markListeningPorts, parseProcNetTcpLine } from "../host/proc_net.ts";
 
 Deno.test("parsePortRange keeps the original's test cases", () => {
@@ -122,7 +121,7 @@ Deno.test("planPortUsage: the original's keys, value and annotation; created whe
   assert.equal(PORT_USED_VALUE, "the port already use");
   assert.deepEqual(plan.configMap.metadata?.annotations, { updateTimestamp: "2026-11-25T08:09:10Z" });
   assert.equal(plan.sizeBytes, 2 + 20 + 4 + 20);
-  assert.equal(formatUtcSeconds(new Date("2026-01-02T03:04:05.000+02:00")), "2026-01-02T01:04:05Z");
+  assert.equal(kubeTime(new Date("2026-01-02T03:04:05.000+02:00")), "2026-01-02T01:04:05Z");
 });
 
 Deno.test("planPortUsage compares the set of data keys only, and keeps the existing metadata", () => {
