@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { createNodeNetworkController, type NodeCondition } from "../controllers/node_network.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
+import type { RunOptions } from "../host/command.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
 import {
   type FakeHost,
@@ -340,7 +341,16 @@ Deno.test("settings: isCheckOObIP false -> no NodeOobIP and no ipmitool; NET_CAR
   try {
     await s.host.setLink("eth7", { operstate: "up" });
     s.host.setAddresses("eth7", ["198.51.100.70"]);
-    const runner = ipmitoolRunner("ok");
+    // ipmitool answers only when the test says so: whether the probe waits for it must not depend on timing.
+    const ipmitool = ipmitoolRunner("ok");
+    const answered = Promise.withResolvers<void>();
+    const runner = Object.assign(
+      (argv: readonly string[], options: RunOptions) => {
+        runner.calls++;
+        return answered.promise.then(() => ipmitool(argv, options));
+      },
+      { calls: 0 },
+    );
     const c = createNodeNetworkController(testDeps({ kube: s.kube, clock: s.clock, runCommand: runner }), s.host);
     let { result } = await c.run(ctx());
     assert.equal(runner.calls, 0);
@@ -357,6 +367,7 @@ Deno.test("settings: isCheckOObIP false -> no NodeOobIP and no ipmitool; NET_CAR
     assert.equal(result.nic, "eth7");
     assert.equal(runner.calls, 1);
     assert.equal(result.oobIp, null, "pending: the probe does not wait for ipmitool");
+    answered.resolve();
     await new Promise((r) => setTimeout(r, 500));
     s.clock.advance(3000);
     ({ result } = await c.run(ctx()));
