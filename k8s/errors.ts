@@ -15,8 +15,3 @@ export class KubeError extends Error {
     this.reason = options.reason ?? "";
   }
 }
-
-/** Whether an error is a KubeError with the given HTTP status. */
-export function isKubeStatus(error: unknown, status: number): boolean {
-  return error instanceof KubeError && error.status === status;
-}

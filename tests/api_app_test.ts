@@ -159,7 +159,7 @@ Deno.test("GetStandByIp: 400 names the parameter; 503 in local mode", async () =
 });
 
 Deno.test("/metrics renders job and HTTP counters and process memory", async () => {
-  const { app, scheduler, metrics } = setUp();
+  const { app, metrics } = setUp();
   const s = new Scheduler([job("x", 1)], {
     clock: systemClock,
     log: getLogger(["test"]),
@@ -170,7 +170,6 @@ Deno.test("/metrics renders job and HTTP counters and process memory", async () 
   s.trigger("x");
   await settle();
   await app.request("/api/v1/TestConn");
-  scheduler.trigger("port-usage");
   const text = await (await app.request("/metrics")).text();
   assertStringIncludes(text, 'polarstack_daemon_job_runs_total{job="x",outcome="success"} 1');
   assertStringIncludes(
