@@ -197,36 +197,14 @@ async function runDaemon(config: Config): Promise<number> {
     log.error("Unhandled rejection: {error}", { error: String(event.reason?.message ?? event.reason) });
   });
   const { controllers, coreVersion } = createControllers(runtime);
-  const lastOutcome = new Map<string, LastRun["outcome"]>();
   const scheduler = new Scheduler(controllers, {
     clock: systemClock,
     log: taskLogger("scheduler"),
     jobLog: taskLogger,
-    onRun: (name, run) => {
+    onRun: (name, run, details) => {
       runtime.metrics.jobRun(name, run);
-      reportTransition(runtime.events, { name, run, previous: lastOutcome.get(name) });
-      lastOutcome.set(name, run.outcome);
-      if (name === "log-cleanup" && run.outcome === "success") {
-        const result = scheduler.lastResult(name) as { bytes?: number; counts?: Record<string, number> } | null;
-        const counts = result?.counts ?? {};
-        const m = runtime.metrics;
-        m.jobCounter("log_cleanup_bytes_freed_total", "Bytes freed by the log cleanup", result?.bytes ?? 0);
-        m.jobCounter("log_cleanup_removed_total", "Entries removed by the log cleanup", counts.instanceFolders ?? 0, {
-          kind: "instance_folder",
-        });
-        m.jobCounter("log_cleanup_removed_total", "Entries removed by the log cleanup", counts.logFiles ?? 0, {
-          kind: "log_file",
-        });
-        m.jobCounter("log_cleanup_removed_total", "Entries removed by the log cleanup", counts.dataDirs ?? 0, {
-          kind: "data_dir",
-        });
-        m.jobCounter("log_cleanup_errors_total", "Paths the log cleanup failed to remove", counts.errors ?? 0);
-        m.jobCounter(
-          "log_cleanup_folder_limit_exceeded_total",
-          "Runs that removed no folder because too many were due",
-          counts.folderLimitExceeded ?? 0,
-        );
-      }
+      reportTransition(runtime.events, { name, run, previous: details.previous?.outcome });
+      for (const counter of details.outcome?.counters ?? []) runtime.metrics.jobCounter(counter);
     },
     onSkip: (name) => runtime.metrics.jobSkipped(name),
   });

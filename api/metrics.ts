@@ -1,6 +1,7 @@
 /** Prometheus metrics: per job runs, failures, skipped ticks, duration, last success; HTTP requests; process memory. */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { LastRun } from "../controllers/scheduler.ts";
+import type { JobCounter } from "../controllers/types.ts";
 
 /** The daemon's metrics and the hooks that feed them. */
 export interface Metrics {
@@ -14,8 +15,8 @@ export interface Metrics {
   httpRequest(route: string, method: string, code: number): void;
   /** Records a cluster API answer (status 0 = network error). */
   kubeRequest(method: string, status: number): void;
-  /** Adds to a job-specific counter, e.g. `log_cleanup_bytes_freed`. */
-  jobCounter(name: string, help: string, value: number, labels?: Record<string, string>): void;
+  /** Adds to a job-specific counter, e.g. `log_cleanup_bytes_freed_total`. */
+  jobCounter(counter: JobCounter): void;
 }
 
 /** Creates the metrics on a new registry. */
@@ -92,7 +93,7 @@ export function createMetrics(): Metrics {
     kubeRequest(method, status) {
       kube.inc({ method, status: String(status) });
     },
-    jobCounter(name, help, value, labels = {}) {
+    jobCounter({ name, help, value, labels = {} }) {
       let counter = extra.get(name);
       if (!counter) {
         counter = new Counter({

@@ -16,7 +16,7 @@ import {
   walkLogTree,
 } from "../host/log_walk.ts";
 import type { JobDeps } from "./deps.ts";
-import type { Controller, RunContext, RunOutcome } from "./types.ts";
+import type { Controller, JobCounter, RunContext, RunOutcome } from "./types.ts";
 
 /** The pod label whose values name the active instances. */
 export const INSTANCE_LABEL = "apsara.metric.ins_id";
@@ -510,7 +510,22 @@ export function createLogCleanupController(
       }
       const summary = `${ctx.dryRun ? "Would remove" : "Removed"} ${what}` +
         (errors.length > 0 ? `, ${errors.length} errors` : "");
-      return { summary, result };
+      const counters: JobCounter[] = [
+        { name: "log_cleanup_bytes_freed_total", help: "Bytes freed by the log cleanup", value: result.bytes },
+        ...(["instanceFolders", "logFiles", "dataDirs"] as const).map((kind) => ({
+          name: "log_cleanup_removed_total",
+          help: "Entries removed by the log cleanup",
+          value: result.counts[kind],
+          labels: { kind },
+        })),
+        { name: "log_cleanup_errors_total", help: "Paths the log cleanup failed to remove", value: errors.length },
+        {
+          name: "log_cleanup_folder_limit_exceeded_total",
+          help: "Runs that removed no folder because too many were due",
+          value: result.counts.folderLimitExceeded,
+        },
+      ];
+      return { summary, result, counters: ctx.dryRun ? [] : counters };
     },
   };
 }

@@ -57,8 +57,8 @@ export interface SchedulerOptions {
   readonly log: Logger;
   /** Registers cron jobs (default Deno.cron). */
   readonly cron?: CronRegistrar;
-  /** Called after every run, for metrics. */
-  readonly onRun?: (name: string, run: LastRun) => void;
+  /** Called after every run, for metrics and events; `previous` is the run before it, if any. */
+  readonly onRun?: (name: string, run: LastRun, details: { previous: LastRun | null; outcome?: RunOutcome }) => void;
   /** Called for every skipped tick, for metrics. */
   readonly onSkip?: (name: string) => void;
   /** The logger of one job, so its lines carry its task name (default: `log`). */
@@ -215,6 +215,7 @@ export class Scheduler {
           clock: this.#options.clock,
         });
         entry.runs++;
+        const previous = entry.lastRun;
         entry.lastRun = run;
         if (outcome) {
           entry.lastSuccessAt = this.#options.clock.now().toISOString();
@@ -232,7 +233,7 @@ export class Scheduler {
             durationMs: run.durationMs,
           });
         }
-        this.#options.onRun?.(entry.controller.name, run);
+        this.#options.onRun?.(entry.controller.name, run, { previous, outcome });
       } while (entry.pending && !this.#stop.signal.aborted);
     } finally {
       entry.running = null;

@@ -23,12 +23,26 @@ export interface RunContext {
   readonly dryRun: boolean;
 }
 
+/** A job-specific counter to add to `/metrics`, e.g. bytes freed by the log cleanup. */
+export interface JobCounter {
+  /** Metric name without the daemon's prefix, e.g. `log_cleanup_bytes_freed_total`. */
+  readonly name: string;
+  /** The metric's help text. */
+  readonly help: string;
+  /** How much to add. */
+  readonly value: number;
+  /** Labels, the same keys on every run. */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
 /** The outcome of one run: a readable summary and the JSON result served by the API and `once --json`. */
 export interface RunOutcome<T = unknown> {
   /** One readable line, for logs and `once` without `--json`. */
   readonly summary: string;
   /** The job's result in the shape fixed by its issue. */
   readonly result: T;
+  /** Counters this run adds to the job's metrics. */
+  readonly counters?: readonly JobCounter[];
 }
 
 /** One job of the daemon: a name, a schedule and `run()`. */

@@ -160,18 +160,33 @@ Deno.test("GetStandByIp: 400 names the parameter; 503 in local mode", async () =
 
 Deno.test("/metrics renders job and HTTP counters and process memory", async () => {
   const { app, metrics } = setUp();
-  const s = new Scheduler([job("x", 1)], {
+  const counting: Controller = {
+    ...job("x", 1),
+    run: () =>
+      Promise.resolve({
+        summary: "x done",
+        result: 1,
+        counters: [{ name: "x_bytes_total", help: "Bytes", value: 5, labels: { kind: "a" } }],
+      }),
+  };
+  const s = new Scheduler([counting], {
     clock: systemClock,
     log: getLogger(["test"]),
     cron: noCron,
-    onRun: (n, r) => metrics.jobRun(n, r),
+    onRun: (n, r, { outcome }) => {
+      metrics.jobRun(n, r);
+      for (const counter of outcome?.counters ?? []) metrics.jobCounter(counter);
+    },
   });
   s.start();
   s.trigger("x");
   await settle();
+  s.trigger("x");
+  await settle();
   await app.request("/api/v1/TestConn");
   const text = await (await app.request("/metrics")).text();
-  assertStringIncludes(text, 'polarstack_daemon_job_runs_total{job="x",outcome="success"} 1');
+  assertStringIncludes(text, 'polarstack_daemon_job_runs_total{job="x",outcome="success"} 2');
+  assertStringIncludes(text, 'polarstack_daemon_x_bytes_total{kind="a"} 10');
   assertStringIncludes(
     text,
     'polarstack_daemon_http_requests_total{route="/api/v1/TestConn",method="GET",code="200"} 1',

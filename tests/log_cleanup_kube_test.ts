@@ -47,6 +47,12 @@ Deno.test("active instances come from the ins_id label of pods in every namespac
     assertEquals(listing.length, 1);
     assertEquals(new URLSearchParams(listing[0].query).get("labelSelector"), "apsara.metric.ins_id");
     assertEquals(sink.events.map((e) => [e.type, e.reason]), [["Normal", "LogCleanupRemoved"]]);
+    // The run's metrics: what went and how many bytes.
+    const counter = (name: string, kind?: string) =>
+      done.counters?.find((c) => c.name === name && c.labels?.kind === kind)?.value;
+    assertEquals(counter("log_cleanup_removed_total", "instanceFolders"), 2);
+    assertEquals(counter("log_cleanup_bytes_freed_total"), done.result.bytes);
+    assert(done.result.bytes > 0);
   } finally {
     await tree.cleanup();
     await server.close();
