@@ -16,7 +16,7 @@ import { createNodeNetworkController } from "./controllers/node_network.ts";
 import { createCommandRunner } from "./host/command.ts";
 import { createKubeClient, type KubeClient } from "./k8s/client.ts";
 import { createEventSink, type DaemonEventSink } from "./k8s/events.ts";
-import { chooseClusterSource, type ClusterConnection, loadConnection } from "./k8s/kube_config.ts";
+import { chooseClusterSource, loadConnection } from "./k8s/kube_config.ts";
 import { createApp } from "./api/app.ts";
 import { createMetrics, type Metrics } from "./api/metrics.ts";
 import { createTokenReviewAuthorizer } from "./api/auth.ts";
@@ -55,7 +55,6 @@ interface Runtime {
   readonly metrics: Metrics;
   readonly events: DaemonEventSink;
   readonly cluster: { reachable: boolean; reason: string };
-  readonly connection: ClusterConnection | null;
 }
 
 function hostIp(): string {
@@ -124,7 +123,7 @@ function createRuntime(config: Config, options: { json?: boolean; dryRun?: boole
       ? { url: config.eventsUploadUrl, timeoutMs: config.eventsUploadTimeout * 1000, ip: hostIp() }
       : undefined,
   });
-  return { config, kube, log, metrics, events, cluster, connection };
+  return { config, kube, log, metrics, events, cluster };
 }
 
 function createControllers(runtime: Runtime) {
@@ -141,15 +140,7 @@ function createControllers(runtime: Runtime) {
   });
   // The fan-out proves who calls with this daemon's own service account token.
   const fanOutHeaders = (): Record<string, string> => {
-    const { connection } = runtime;
-    let token = connection?.token;
-    if (connection?.tokenFile) {
-      try {
-        token = Deno.readTextFileSync(connection.tokenFile).trim();
-      } catch {
-        token = undefined;
-      }
-    }
+    const token = runtime.kube?.bearerToken();
     return token ? { Authorization: `Bearer ${token}` } : {};
   };
   const coreVersion = createCoreVersionController(deps("core-version"), { fanOutHeaders });

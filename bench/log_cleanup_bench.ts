@@ -79,6 +79,7 @@ function stubKube(ids: string[]): KubeClient {
     createEvent: unused,
     patchEvent: unused,
     request: unused,
+    bearerToken: () => undefined,
   };
 }
 

@@ -150,6 +150,7 @@ export function podsClient(insIds: string[] | Error): KubeClient {
     createEvent: fail,
     patchEvent: fail,
     request: fail,
+    bearerToken: () => undefined,
   };
 }
 
