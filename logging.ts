@@ -80,7 +80,12 @@ export function setUpLogging(options: LoggingOptions): void {
   const sinks: Record<string, Sink> = {};
   if (options.toStderr || !options.file) sinks.stderr = writerSink(Deno.stderr, json ? formatJsonLine : formatTextLine);
   if (options.file) {
-    const file = Deno.openSync(options.file, { append: true, create: true });
+    let file: Deno.FsFile;
+    try {
+      file = Deno.openSync(options.file, { append: true, create: true });
+    } catch (error) {
+      throw new Error(`Cannot open log file "${options.file}" (--log-file or --log-dir): ${(error as Error).message}`);
+    }
     sinks.file = writerSink(file, formatJsonLine);
   }
   resetSync();

@@ -78,6 +78,18 @@ Deno.test("klog flags of the original DaemonSet are accepted; --log-file gets JS
   assert(lines.some((l) => l.message.includes("LOCAL MODE")));
 });
 
+Deno.test("a log file that cannot be opened fails with a line naming it and the flag", async () => {
+  const { code, stderr } = await runMain([
+    "once",
+    "port-usage",
+    "--local",
+    "--log-file",
+    `${TMP_ROOT}/no/such/dir/x.log`,
+  ]);
+  assertEquals(code, 1);
+  assertMatch(stderr.trim(), /^Cannot open log file ".*\/no\/such\/dir\/x\.log" \(--log-file or --log-dir\): /);
+});
+
 Deno.test("local mode: the daemon serves /healthz and every job on /api/v1/status, and exits 0 on SIGTERM", async () => {
   const port = freePort();
   const daemon = await startDaemon(["--local", ...HOST_ARGS], { port, env: { HOME: TMP_ROOT } });
