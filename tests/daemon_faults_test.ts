@@ -5,7 +5,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
-import { type DaemonProcess, freePort, startDaemon } from "./support/daemon_process.ts";
+import { type DaemonProcess, freePort, startDaemon, waitFor } from "./support/daemon_process.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
 import {
   configMapObject,
@@ -18,7 +18,6 @@ import {
   nodeObject,
   portRangeListeners,
   readiness,
-  until,
   writeKubeconfig,
 } from "./support/faults_cluster.ts";
 import { createKubeClient } from "../k8s/client.ts";
@@ -78,7 +77,7 @@ Deno.test("API server down at start: /healthz 200, /readyz 503 naming the cluste
     assertStringIncludes(notReady.body.reason, "cluster not reachable");
     assertStringIncludes(notReady.body.reason, `https://127.0.0.1:${apiPort}`);
     // The probe's run is abandoned at its 2 s limit while the client keeps retrying the refused connection.
-    const failing = await until(async () => {
+    const failing = await waitFor(async () => {
       const jobs = await jobStatus(daemon.url);
       return jobs["node-network"].failures >= 1 ? jobs : null;
     }, { what: "node-network to fail while the API server is down", timeoutMs: 10_000 });
@@ -92,22 +91,22 @@ Deno.test("API server down at start: /healthz 200, /readyz 503 naming the cluste
 
     server = await startFakeKubeApiServer({ port: apiPort, token, seed: seed(node, listeners.range) });
     const up = performance.now();
-    await until(async () => (await readiness(daemon.url)).status === 200, {
+    await waitFor(async () => (await readiness(daemon.url)).status === 200, {
       what: "/readyz 200 once the API server answers",
       timeoutMs: 30_000,
     });
     const s = server;
-    const conditions = await until(() => {
+    const conditions = await waitFor(() => {
       const c = conditionsOf(s, node);
       return c.NodeClientNetworkUnavailable && c.NodeClientIP && c.NodeRefreshFlag ? c : null;
     }, { what: "the node conditions", timeoutMs: 15_000 });
     assertEquals(conditions.NodeClientNetworkUnavailable.message, "lo StateUP");
-    const portUsage = await until(
+    const portUsage = await waitFor(
       () => s.get("configmaps", "kube-system", `cloud-provider-port-usage-${node}`),
       { what: "the port-usage ConfigMap (the start run's retries, or the next minute's run)", timeoutMs: 75_000 },
     );
     assertEquals(portUsage.data?.[String(used)], PORT_USED);
-    const versions = await until(
+    const versions = await waitFor(
       () => s.get("configmaps", "kube-system", `polarstack-daemon-version-availability-${node}`),
       { what: "the version availability ConfigMap", timeoutMs: 15_000 },
     );
@@ -168,7 +167,7 @@ Deno.test("500s, 429 Retry-After, a 409 storm, a 30 s hang, dropped connections:
   })();
   try {
     // The 409 storm outlasts the start run's five read-decide-write attempts: that run fails, readably.
-    const portRun = await until(async () => {
+    const portRun = await waitFor(async () => {
       const job = (await jobStatus(daemon.url))["port-usage"];
       return job.runs >= 1 ? job : null;
     }, { what: "the first port-usage run", timeoutMs: 30_000 });
@@ -181,7 +180,7 @@ Deno.test("500s, 429 Retry-After, a 409 storm, a 30 s hang, dropped connections:
     const later = (await jobStatus(daemon.url))["node-network"];
     assert(later.runs >= early.runs + 2, `node-network runs ${early.runs} -> ${later.runs} during the hang`);
 
-    const conditions = await until(() => {
+    const conditions = await waitFor(() => {
       const c = conditionsOf(server, node);
       return c.NodeClientNetworkUnavailable ? c : null;
     }, { what: "the node conditions after the node faults", timeoutMs: 45_000 });
@@ -189,7 +188,7 @@ Deno.test("500s, 429 Retry-After, a 409 storm, a 30 s hang, dropped connections:
 
     server.clearFaults();
     const faultsEnded = Date.now();
-    const written = await until(() => {
+    const written = await waitFor(() => {
       const cm = server.get("configmaps", "kube-system", cmName);
       return cm?.data?.[String(opened)] ? cm : null;
     }, { what: "the listener opened during the faults in the port-usage ConfigMap", timeoutMs: 2 * 60_000 + 10_000 });

@@ -5,7 +5,7 @@
  * readable in `/api/v1/status`, and what can be published is published.
  */
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
-import { freePort, startDaemon } from "./support/daemon_process.ts";
+import { freePort, startDaemon, waitFor } from "./support/daemon_process.ts";
 import { startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
 import {
   configMapObject,
@@ -15,7 +15,6 @@ import {
   jobStatus,
   nodeObject,
   portRangeListeners,
-  until,
 } from "./support/faults_cluster.ts";
 import { INSTANCE_LABEL } from "../controllers/log_cleanup.ts";
 
@@ -79,13 +78,13 @@ Deno.test("hostile cluster data: the daemon stays up, says what is wrong, and pu
   );
   try {
     // The own Node is missing: a clear error naming it, retried at every probe.
-    const missing = await until(async () => {
+    const missing = await waitFor(async () => {
       const job = (await jobStatus(daemon.url))["node-network"];
       return job.failures >= 3 ? job : null;
     }, { what: "node-network to fail a few times on the missing Node", timeoutMs: 20_000 });
     assertStringIncludes(missing.lastRun?.error ?? "", `Node "${NODE}" not found`);
 
-    const jobs = await until(async () => {
+    const jobs = await waitFor(async () => {
       const all = await jobStatus(daemon.url);
       return ["port-usage", "core-version", "log-cleanup"].every((name) => all[name].runs >= 1) ? all : null;
     }, { what: "the other jobs' first runs", timeoutMs: 40_000 });
@@ -109,7 +108,7 @@ Deno.test("hostile cluster data: the daemon stays up, says what is wrong, and pu
       headers: { Authorization: `Bearer ${server.token}` },
     });
     assertEquals(asked.status, 200, await asked.text());
-    const fanOut = await until(async () => {
+    const fanOut = await waitFor(async () => {
       const body = await (await fetch(`${daemon.url}/api/v1/versions`)).json();
       return body.data?.fanOut ?? null;
     }, { what: "the fan-out's outcome", timeoutMs: 15_000 });
@@ -119,7 +118,7 @@ Deno.test("hostile cluster data: the daemon stays up, says what is wrong, and pu
 
     // The Node appears: the conditions follow, with the missing interface as StateUnKnown.
     server.put(nodeObject(NODE));
-    const conditions = await until(() => {
+    const conditions = await waitFor(() => {
       const found = server.get("nodes", undefined, NODE)?.status?.conditions as
         | Array<{ type: string; status: string; reason: string; message: string }>
         | undefined;
@@ -136,7 +135,7 @@ Deno.test("hostile cluster data: the daemon stays up, says what is wrong, and pu
     assertEquals(recovered.lastRun?.outcome, "success");
     assertStringIncludes(recovered.lastRun?.summary ?? "", "nosuchnic0 UNKNOWN");
 
-    const events = await until(() => {
+    const events = await waitFor(() => {
       const found = server.list("events", "default");
       return found.some((e) => e.reason === "ClientNetworkUnavailable") ? found : null;
     }, { what: "the Event of the missing interface", timeoutMs: 10_000 });

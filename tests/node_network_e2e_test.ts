@@ -7,7 +7,7 @@ import type { NodeCondition } from "../controllers/node_network.ts";
 import { addVeth, canMakeNetns, createNetns, type NetNs, type NsProcess, run, startIn } from "./support/netns.ts";
 import { ipmitoolFixture } from "./support/node_network_fixtures.ts";
 import { hasCommand, skipUnless } from "./support/prereq.ts";
-import { daemonCommand } from "./support/daemon_process.ts";
+import { daemonCommand, waitFor } from "./support/daemon_process.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const CA = `${ROOT}tests/support/certs/ca.pem`;
@@ -69,20 +69,6 @@ class Cluster {
   }
 }
 
-async function eventually<T>(
-  what: string,
-  check: () => Promise<T | null | undefined | false>,
-  { timeoutMs = 10_000 } = {},
-) {
-  const start = Date.now();
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() - start > timeoutMs) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** Makes a change and checks that the condition is written within 2 probe intervals of it. */
 async function expectTransition(
   cluster: Cluster,
@@ -90,7 +76,7 @@ async function expectTransition(
 ) {
   const t0 = Date.now();
   await want.change();
-  const at = await eventually(want.what, () => cluster.patchTime(t0, want));
+  const at = await waitFor(() => cluster.patchTime(t0, want), { what: want.what, timeoutMs: 10_000 });
   const got = (await cluster.conditions())[want.type];
   assert.deepEqual([got.status, got.reason], [want.status, want.reason], want.what);
   assert.ok(at - t0 <= 2 * PROBE_MS, `${want.what}: written ${at - t0} ms after the change (limit ${2 * PROBE_MS})`);
@@ -160,10 +146,10 @@ Deno.test({
       const diag = () => `daemon stderr:\n${daemon.process.stderr().slice(-3000)}`;
 
       await t.step("first report: StateUP, the client IP, the OOB IP from ipmitool", async () => {
-        const got = await eventually("the first report", async () => {
+        const got = await waitFor(async () => {
           const c = await cluster.conditions();
           return c.NodeOobIP && c.NodeClientNetworkUnavailable ? c : null;
-        }, { timeoutMs: 30_000 }).catch((e) => assert.fail(`${e.message}\n${diag()}`));
+        }, { what: "the first report", timeoutMs: 30_000 }).catch((e) => assert.fail(`${e.message}\n${diag()}`));
         assert.deepEqual(
           [
             got.NodeClientNetworkUnavailable.status,
@@ -225,10 +211,10 @@ Deno.test({
         const t0 = Date.now();
         await ns.ip("addr", "add", "198.51.100.7/24", "dev", "bond1");
         await ns.ip("addr", "del", "192.0.2.10/24", "dev", "bond1");
-        await eventually(
-          "the new client IP",
-          async () => (await cluster.conditions()).NodeClientIP?.message === "198.51.100.7",
-        );
+        await waitFor(async () => (await cluster.conditions()).NodeClientIP?.message === "198.51.100.7", {
+          what: "the new client IP",
+          timeoutMs: 10_000,
+        });
         const patch = (await cluster.requests()).find((r) =>
           r.method === "PATCH" && r.time >= t0 && r.body.includes("198.51.100.7")
         );

@@ -105,13 +105,13 @@ export async function startDaemon(
 export async function waitFor<T>(
   fn: () => Promise<T> | T,
   options: { timeoutMs?: number; what?: string } = {},
-): Promise<T> {
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + (options.timeoutMs ?? 15_000);
   let last: unknown;
   for (;;) {
     try {
       const value = await fn();
-      if (value) return value;
+      if (value) return value as NonNullable<T>;
     } catch (error) {
       last = error;
     }

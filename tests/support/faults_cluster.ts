@@ -206,11 +206,3 @@ export async function processFootprint(pid: number): Promise<{ rssKb: number; fd
   for await (const _ of Deno.readDir(`/proc/${pid}/fd`)) fds++;
   return { rssKb, fds };
 }
-
-/** `waitFor` that yields the non-null value. */
-export async function until<T>(
-  fn: () => Promise<T> | T,
-  options: { timeoutMs?: number; what?: string } = {},
-): Promise<NonNullable<T>> {
-  return await waitFor(fn, options) as NonNullable<T>;
-}
