@@ -4,7 +4,6 @@
  * range, and readers of the daemon's `/api/v1/status`.
  */
 import type { JobStatus } from "../../controllers/scheduler.ts";
-import { waitFor } from "./daemon_process.ts";
 
 const CA = `${import.meta.dirname}/certs/ca.pem`;
 
