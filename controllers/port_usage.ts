@@ -1,7 +1,7 @@
 /** The port-usage job: which ports of the configured ranges are listening here, published as a ConfigMap. */
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { scanPortsByBind } from "../host/bind_scan.ts";
-import { readListeningTcpPorts } from "../host/proc_net.ts";
+import { createProcPortReader } from "../host/proc_net.ts";
 import { applyConfigMap } from "../k8s/config_maps.ts";
 import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import type { JobDeps } from "./deps.ts";
@@ -241,9 +241,15 @@ export interface PortUsageControllerOptions {
   readonly scan?: PortScanner;
 }
 
-function defaultScanner(method: "proc" | "bind"): PortScanner {
+function defaultScanner(method: "proc" | "bind", log: JobDeps["log"]): PortScanner {
   if (method === "bind") return (ranges, signal) => scanPortsByBind(ranges, { signal });
-  return (_ranges, signal) => readListeningTcpPorts({ signal });
+  const read = createProcPortReader({
+    onOutOfOrder: (path) =>
+      log.warn("Socket table {path} lists a listener after a connection, unlike Linux: every scan reads it whole", {
+        path,
+      }),
+  });
+  return (_ranges, signal) => read(signal);
 }
 
 function sameSet(a: readonly number[], b: readonly number[]): boolean {
@@ -266,7 +272,7 @@ export function createPortUsageController(
   const { config, kube, clock, events, log } = deps;
   const node = config.currentNodeName;
   const name = portUsageConfigMapName(node);
-  const scan = options.scan ?? defaultScanner(config.portScanMethod);
+  const scan = options.scan ?? defaultScanner(config.portScanMethod, log);
   let switchCache: { value: boolean; readAt: number } | null = null;
   let lastReportedInvalid = "";
   let lastLocalUsed: number[] | null = null;

@@ -23,6 +23,12 @@ export interface ProcNetTcpSocket {
 /** The kernel's number of the TCP LISTEN state. */
 export const TCP_LISTEN = 0x0a;
 
+/** The kernel's number of the TCP CLOSE state: a listener being closed may still show in the listeners' section. */
+const TCP_CLOSE = 0x07;
+
+/** What `listeningPortOfLine` returns for a socket in a connection state (any state but LISTEN and CLOSE). */
+export const CONNECTION_ROW = -2;
+
 /** The socket tables read by default. */
 export const PROC_NET_TCP_PATHS: readonly string[] = ["/proc/net/tcp", "/proc/net/tcp6"];
 
@@ -38,11 +44,13 @@ function hexValue(byte: number): number {
 }
 
 /**
- * The local port of a listening socket in one line `buf[start, end)` of /proc/net/tcp(6), or -1 for a
- * header, a socket in another state, or a line that does not parse. Reads bytes only: no string is made.
+ * The local port of a listening socket in one line of /proc/net/tcp(6) (without its newline), `CONNECTION_ROW` for
+ * a socket in a connection state, or -1 for a header, a CLOSE socket or a line that does not parse.
+ * Reads bytes only: no string is made.
  */
-export function listeningPortOfLine(buf: Uint8Array, start: number, end: number): number {
-  let i = start;
+export function listeningPortOfLine(buf: Uint8Array): number {
+  const end = buf.length;
+  let i = 0;
   while (i < end && buf[i] === SPACE) i++;
   if (i >= end || buf[i] < 0x30 || buf[i] > 0x39) return -1; // the slot number is decimal
   while (i < end && buf[i] !== COLON) i++;
@@ -70,20 +78,46 @@ export function listeningPortOfLine(buf: Uint8Array, start: number, end: number)
   const high = hexValue(buf[i]);
   const low = hexValue(buf[i + 1]);
   if (high < 0 || low < 0) return -1;
-  return high * 16 + low === TCP_LISTEN ? port : -1;
+  const state = high * 16 + low;
+  if (state === TCP_LISTEN) return port;
+  return state === TCP_CLOSE ? -1 : CONNECTION_ROW;
+}
+
+/** How far the read of one table got, carried from chunk to chunk by `markListeningPorts`. */
+export interface TableProgress {
+  /** A connection row was seen: the listeners' section is over. */
+  connectionSeen: boolean;
+  /** A listener came after a connection row: this table does not list its listeners first. */
+  listenerAfterConnection: boolean;
+}
+
+/** A `TableProgress` for a table not read yet. */
+export function tableProgress(): TableProgress {
+  return { connectionSeen: false, listenerAfterConnection: false };
+}
+
+function markLine(line: Uint8Array, found: { bitmap: Uint8Array; progress: TableProgress }) {
+  const port = listeningPortOfLine(line);
+  if (port >= 0) {
+    found.bitmap[port] = 1;
+    if (found.progress.connectionSeen) found.progress.listenerAfterConnection = true;
+  } else if (port === CONNECTION_ROW) {
+    found.progress.connectionSeen = true;
+  }
 }
 
 /**
- * Marks in `bitmap` (index = port) the listening ports of the complete lines in `buf`;
- * returns the offset just after the last complete line (the rest is a partial line for the next read).
+ * Marks in `bitmap` (index = port) the listening ports of the complete lines in `buf`, and notes in `progress`
+ * whether a connection row was seen and whether a listener came after one; returns the offset just after the
+ * last complete line (the rest is a partial line for the next read).
  */
-export function markListeningPorts(buf: Uint8Array, bitmap: Uint8Array): number {
+export function markListeningPorts(buf: Uint8Array, bitmap: Uint8Array, progress: TableProgress): number {
+  const found = { bitmap, progress };
   let lineStart = 0;
   for (;;) {
     const newline = buf.indexOf(NEWLINE, lineStart);
     if (newline < 0) return lineStart;
-    const port = listeningPortOfLine(buf, lineStart, newline);
-    if (port >= 0) bitmap[port] = 1;
+    markLine(buf.subarray(lineStart, newline), found);
     lineStart = newline + 1;
   }
 }
@@ -148,25 +182,37 @@ export function parseProcNetTcpLine(line: string): ProcNetTcpSocket | null {
 export interface ReadListeningOptions {
   /** The tables to read (default /proc/net/tcp and /proc/net/tcp6; a missing tcp6 is skipped: IPv6 off). */
   readonly paths?: readonly string[];
-  /** Bytes read at a time; the only buffer held (a line is about 150 bytes; the kernel gives a page per read). */
+  /** Bytes read at a time; the only buffer held (a line is about 150 bytes). */
   readonly bufferSize?: number;
+  /** Stop reading a table after the chunk that holds its first connection row (see `createProcPortReader`). */
+  readonly untilConnections?: boolean;
   /** Stops the read between chunks. */
   readonly signal?: AbortSignal;
 }
 
-/** Reads between two yields to the event loop (about 0.5 MB, a few milliseconds). */
+/** The result of `readListeningTcpPorts`. */
+export interface ListeningPorts {
+  /** 65536 entries, index = port, 1 = listening. */
+  readonly ports: Uint8Array;
+  /** The first table that listed a listener after a connection row, or null when each listed its listeners first. */
+  readonly outOfOrderTable: string | null;
+}
+
+/** Reads between two yields to the event loop (about 2 MB of a huge table, a few milliseconds). */
 const READS_PER_YIELD = 128;
 
 /**
- * The listening TCP ports of this host (this network namespace), as a 65536-entry bitmap (1 = listening).
+ * The listening TCP ports of this host (this network namespace).
  * Streams each table through one fixed buffer, so a huge table on a busy host costs no more memory.
- * Reads are synchronous (the kernel hands out one page per read, and an async read per page costs a
- * thread hop each: 40% slower) with a yield to the event loop every few hundred kilobytes.
+ * Reads are synchronous (an async read per chunk costs a thread hop each: 40% slower) with a yield to the
+ * event loop every few hundred reads.
  */
-export async function readListeningTcpPorts(options: ReadListeningOptions = {}): Promise<Uint8Array> {
+export async function readListeningTcpPorts(options: ReadListeningOptions = {}): Promise<ListeningPorts> {
   const paths = options.paths ?? PROC_NET_TCP_PATHS;
-  const bitmap = new Uint8Array(65536);
-  const buf = new Uint8Array(options.bufferSize ?? 64 * 1024);
+  const ports = new Uint8Array(65536);
+  // 16 KiB: big enough for few reads, small enough that a read stopped at the connections wastes little kernel work.
+  const buf = new Uint8Array(options.bufferSize ?? 16 * 1024);
+  let outOfOrderTable: string | null = null;
   let reads = 0;
   for (const path of paths) {
     let file: Deno.FsFile;
@@ -176,6 +222,7 @@ export async function readListeningTcpPorts(options: ReadListeningOptions = {}):
       if (error instanceof Deno.errors.NotFound && path.endsWith("6")) continue;
       throw new Error(`Cannot read socket table "${path}": ${(error as Error).message}`);
     }
+    const progress = tableProgress();
     try {
       let filled = 0;
       for (;;) {
@@ -189,17 +236,55 @@ export async function readListeningTcpPorts(options: ReadListeningOptions = {}):
         const n = file.readSync(buf.subarray(filled));
         if (n === null) break;
         filled += n;
-        const consumed = markListeningPorts(buf.subarray(0, filled), bitmap);
+        const consumed = markListeningPorts(buf.subarray(0, filled), ports, progress);
         buf.copyWithin(0, consumed, filled);
         filled -= consumed;
+        if (options.untilConnections && progress.connectionSeen) {
+          filled = 0;
+          break;
+        }
       }
       // A last line without a newline still counts.
-      const port = filled > 0 ? listeningPortOfLine(buf, 0, filled) : -1;
-      if (port >= 0) bitmap[port] = 1;
+      if (filled > 0) markLine(buf.subarray(0, filled), { bitmap: ports, progress });
     } finally {
       file.close();
     }
+    if (progress.listenerAfterConnection) outOfOrderTable ??= path;
   }
   options.signal?.throwIfAborted();
-  return bitmap;
+  return { ports, outOfOrderTable };
+}
+
+/** Options of `createProcPortReader`. */
+export interface ProcPortReaderOptions {
+  /** The tables to read (default /proc/net/tcp and /proc/net/tcp6). */
+  readonly paths?: readonly string[];
+  /** Called once, with the table, when one lists a listener after a connection: all reads are full from then on. */
+  readonly onOutOfOrder?: (path: string) => void;
+}
+
+/**
+ * Reads the listening ports as fast as is safe. Linux lists a table's listeners before its connections
+ * (net/ipv4/tcp_ipv4.c walks the listening hash, then the established hash), so a read can stop at the first
+ * connection row: on a busy host that skips most of the table. The first read goes through the whole tables and
+ * checks that order; if it, or any later read, sees a listener after a connection (a /proc that is not Linux's),
+ * every read from then on is a full one, the current one included.
+ */
+export function createProcPortReader(
+  options: ProcPortReaderOptions = {},
+): (signal?: AbortSignal) => Promise<Uint8Array> {
+  let mode: "check" | "until-connections" | "full" = "check";
+  return async (signal) => {
+    const untilConnections = mode === "until-connections";
+    const read = await readListeningTcpPorts({ paths: options.paths, untilConnections, signal });
+    if (read.outOfOrderTable === null) {
+      if (mode === "check") mode = "until-connections";
+      return read.ports;
+    }
+    if (mode !== "full") {
+      mode = "full";
+      options.onOutOfOrder?.(read.outOfOrderTable);
+    }
+    return untilConnections ? (await readListeningTcpPorts({ paths: options.paths, signal })).ports : read.ports;
+  };
 }

@@ -12,7 +12,13 @@ import {
   usedPortsInRanges,
 } from "../controllers/port_usage.ts";
 import { kubeTime, parseLenientBool } from "../k8s/values.ts";
-import { listeningPortOfLine, markListeningPorts, parseProcNetTcpLine } from "../host/proc_net.ts";
+import {
+  CONNECTION_ROW,
+  listeningPortOfLine,
+  markListeningPorts,
+  parseProcNetTcpLine,
+  tableProgress,
+} from "../host/proc_net.ts";
 
 Deno.test("parsePortRange keeps the original's test cases", () => {
   assert.deepEqual(parsePortRange("1232"), [1232, 1232]);
@@ -219,12 +225,18 @@ Deno.test("listeningPortOfLine (bytes) agrees with parseProcNetTcpLine on every 
     "   0: 0100007F:XYZW 00000000:0000 0A",
     "   0: 01007F:B0C9 00000000:0000 0A",
     "x: 0100007F",
+    // A listener being closed shows CLOSE (07) for a moment: neither a listener nor a connection.
+    "   2: 0100007F:B0CA 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 13391 2",
   ];
   for (const line of [...TCP_LINES, ...TCP6_LINES, ...extra]) {
     const parsed = parseProcNetTcpLine(line);
     const bytes = encoder.encode(line);
-    const expected = parsed?.listening ? parsed.localPort : -1;
-    assert.equal(listeningPortOfLine(bytes, 0, bytes.length), expected, line);
+    const expected = parsed === null || parsed.state === 0x07
+      ? -1
+      : parsed.listening
+      ? parsed.localPort
+      : CONNECTION_ROW;
+    assert.equal(listeningPortOfLine(bytes), expected, line);
   }
 });
 
@@ -232,7 +244,28 @@ Deno.test("markListeningPorts marks complete lines only and returns where the pa
   const text = `${TCP6_LINES.join("\n")}\n${TCP6_LINES[0].slice(0, 20)}`;
   const bytes = new TextEncoder().encode(text);
   const bitmap = new Uint8Array(65536);
-  const consumed = markListeningPorts(bytes, bitmap);
+  const progress = tableProgress();
+  const consumed = markListeningPorts(bytes, bitmap, progress);
   assert.equal(consumed, text.lastIndexOf("\n") + 1);
   assert.deepEqual(usedPortsInRanges(bitmap, [[1, 65535]]), [0x846f, 0x9963, 0xa841]);
+  assert.deepEqual(progress, { connectionSeen: true, listenerAfterConnection: false });
+});
+
+Deno.test("markListeningPorts notes where the listeners' section ends, and a listener after it, across chunks", () => {
+  const encode = (lines: string[]) => new TextEncoder().encode(lines.map((l) => `${l}\n`).join(""));
+  const [header, listenA, listenB, established, timeWait] = TCP_LINES;
+  const closing = "   2: 0100007F:B0CA 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 13391 2";
+  const bitmap = new Uint8Array(65536);
+
+  const linux = tableProgress();
+  markListeningPorts(encode([header, listenA, closing, listenB]), bitmap, linux);
+  assert.deepEqual(linux, { connectionSeen: false, listenerAfterConnection: false }, "header and CLOSE end nothing");
+  markListeningPorts(encode([established, timeWait]), bitmap, linux);
+  assert.deepEqual(linux, { connectionSeen: true, listenerAfterConnection: false });
+
+  const mixed = tableProgress();
+  markListeningPorts(encode([header, listenA, established]), bitmap, mixed);
+  markListeningPorts(encode([timeWait, listenB]), bitmap, mixed);
+  assert.deepEqual(mixed, { connectionSeen: true, listenerAfterConnection: true });
+  assert.deepEqual(usedPortsInRanges(bitmap, [[1, 65535]]), [0x07e8, 0xb0c9]);
 });

@@ -1,7 +1,7 @@
 /** Port scanning against real sockets, with `ss -Hltn` as the referee. */
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
-import { parseProcNetTcpLine, readListeningTcpPorts } from "../host/proc_net.ts";
+import { createProcPortReader, parseProcNetTcpLine, readListeningTcpPorts } from "../host/proc_net.ts";
 import { scanPortsByBind } from "../host/bind_scan.ts";
 import { type PortRange, usedPortsInRanges } from "../controllers/port_usage.ts";
 import { hasCommand, skipUnless } from "./support/prereq.ts";
@@ -48,10 +48,13 @@ async function openSockets() {
 }
 
 /** ss and our scan, taken until two ss runs around the scan agree (other processes open and close ports meanwhile). */
-async function scanBesideSs(ranges: readonly PortRange[]): Promise<{ ours: number[]; ss: number[] }> {
+async function scanBesideSs(
+  ranges: readonly PortRange[],
+  read: () => Promise<Uint8Array>,
+): Promise<{ ours: number[]; ss: number[] }> {
   for (let attempt = 1;; attempt++) {
     const before = usedPortsInRanges(await ssListeningPorts(), ranges);
-    const ours = usedPortsInRanges(await readListeningTcpPorts(), ranges);
+    const ours = usedPortsInRanges(await read(), ranges);
     const after = usedPortsInRanges(await ssListeningPorts(), ranges);
     if (JSON.stringify(before) === JSON.stringify(after) || attempt === 5) return { ours, ss: after };
   }
@@ -63,7 +66,7 @@ Deno.test({
   async fn() {
     const sockets = await openSockets();
     try {
-      const bitmap = await readListeningTcpPorts();
+      const bitmap = await createProcPortReader()();
       const { ports } = sockets;
       for (const [kind, port] of Object.entries(ports)) {
         const expected = kind !== "udp" && kind !== "established";
@@ -95,19 +98,112 @@ Deno.test({
         [[low, low], [high, high]],
         [[low + 1, high - 1]], // both edges just inside: the two listeners are out
       ];
+      // The daemon's reader: the first read checks the tables' order, the later ones stop at the connections.
+      const read = createProcPortReader({ onOutOfOrder: (path) => assert.fail(`${path} out of order`) });
+      await read();
       for (const ranges of cases) {
-        const { ours, ss } = await scanBesideSs(ranges);
+        const { ours, ss } = await scanBesideSs(ranges, read);
         assert.deepEqual(ours, ss, `ranges ${JSON.stringify(ranges)}`);
       }
-      const edged = usedPortsInRanges(await readListeningTcpPorts(), [[low, high]]);
+      const edged = usedPortsInRanges(await read(), [[low, high]]);
       assert.equal(edged[0], low);
       assert.equal(edged[edged.length - 1], high);
-      const inner = usedPortsInRanges(await readListeningTcpPorts(), [[low + 1, high - 1]]);
+      const inner = usedPortsInRanges(await read(), [[low + 1, high - 1]]);
       assert.ok(!inner.includes(low) && !inner.includes(high));
     } finally {
       await sockets.close();
     }
   },
+});
+
+Deno.test({
+  name: "Linux lists every listener before the first connection, so a read that stops there finds them all (ss agrees)",
+  ignore: ignoreWithoutSs,
+  async fn() {
+    const early: Deno.Listener[] = [];
+    const late: Deno.Listener[] = [];
+    const conns: Deno.Conn[] = [];
+    try {
+      // Connections first, then listeners opened after them: the order the tables list is not the order of creation.
+      for (let i = 0; i < 100; i++) early.push(Deno.listen({ hostname: i % 2 ? "::1" : "127.0.0.1", port: 0 }));
+      for (const listener of early) {
+        const accepted = listener.accept();
+        const { hostname, port } = listener.addr as Deno.NetAddr;
+        conns.push(await Deno.connect({ hostname, port }), await accepted);
+      }
+      for (let i = 0; i < 100; i++) late.push(Deno.listen({ hostname: i % 2 ? "::1" : "127.0.0.1", port: 0 }));
+
+      const whole = await readListeningTcpPorts();
+      assert.equal(whole.outOfOrderTable, null, "each table lists its listeners first");
+      const stopped = await readListeningTcpPorts({ untilConnections: true });
+      for (const listener of [...early, ...late]) {
+        assert.equal(stopped.ports[portOf(listener.addr)], 1, `listener on ${portOf(listener.addr)}`);
+      }
+      for (const conn of conns.filter((_, i) => i % 2 === 0)) {
+        // A client's local port is not listening (unless another socket happens to listen on that number).
+        const port = portOf(conn.localAddr);
+        if (whole.ports[port] === 0) assert.equal(stopped.ports[port], 0, `client port ${port}`);
+      }
+      const read = createProcPortReader({ onOutOfOrder: (path) => assert.fail(`${path} out of order`) });
+      await read();
+      const { ours, ss } = await scanBesideSs([[1, 65535]], read);
+      assert.deepEqual(ours, ss);
+    } finally {
+      for (const conn of conns) conn.close();
+      for (const listener of [...early, ...late]) listener.close();
+    }
+  },
+});
+
+Deno.test("the reader checks the order once, then stops at the connections; a listener after one makes every read whole", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "port_usage_order_" });
+  const path = `${dir}/tcp`;
+  const row = (slot: number, port: number, state: "0A" | "01") =>
+    `${String(slot).padStart(4)}: 0100007F:${port.toString(16).toUpperCase().padStart(4, "0")} ` +
+    `${
+      state === "0A" ? "00000000:0000" : "0100007F:1F90"
+    } ${state} 00000000:00000000 00:00000000 00000000     0        0 1 1\n`;
+  // Listeners 1000-1009, then 500 connections (about 60 KB, several reads of the 16 KiB buffer), then `tail`.
+  const table = (tail: number[], afterFirstConnection: number[] = []) => {
+    let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+    for (let i = 0; i < 10; i++) text += row(i, 1000 + i, "0A");
+    text += row(10, 40000, "01");
+    for (const port of afterFirstConnection) text += row(11, port, "0A");
+    for (let i = 0; i < 500; i++) text += row(20 + i, 40001 + i, "01");
+    for (const port of tail) text += row(600, port, "0A");
+    return text;
+  };
+  const used = (ports: Uint8Array) => usedPortsInRanges(ports, [[1, 65535]]);
+  const warned: string[] = [];
+  const read = createProcPortReader({ paths: [path], onOutOfOrder: (p) => warned.push(p) });
+  const listeners = Array.from({ length: 10 }, (_, i) => 1000 + i);
+  try {
+    await Deno.writeTextFile(path, table([]));
+    assert.deepEqual(used(await read()), listeners, "the first read, whole, finds the order Linux keeps");
+    // A listener far after the connections is something Linux never prints: a read that stops early misses it,
+    // which shows that it stopped.
+    await Deno.writeTextFile(path, table([2000]));
+    assert.deepEqual(used(await read()), listeners);
+    assert.equal(warned.length, 0);
+    // One right after the first connection lands in the same chunk: noticed, and the read is redone whole.
+    await Deno.writeTextFile(path, table([2000], [3000]));
+    assert.deepEqual(used(await read()), [...listeners, 2000, 3000]);
+    assert.deepEqual(warned, [path]);
+    // From then on every read is whole, and the warning is not repeated.
+    await Deno.writeTextFile(path, table([2001]));
+    assert.deepEqual(used(await read()), [...listeners, 2001]);
+    assert.deepEqual(warned, [path]);
+
+    // A table out of order at the first read: whole reads from the start.
+    const other = createProcPortReader({ paths: [path], onOutOfOrder: (p) => warned.push(p) });
+    await Deno.writeTextFile(path, table([2002]));
+    assert.deepEqual(used(await other()), [...listeners, 2002]);
+    await Deno.writeTextFile(path, table([2003]));
+    assert.deepEqual(used(await other()), [...listeners, 2003]);
+    assert.deepEqual(warned, [path, path]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("proc scan streams through a small buffer with the same result, and reads a huge table", async () => {
@@ -116,8 +212,8 @@ Deno.test("proc scan streams through a small buffer with the same result, and re
     // Other processes may open or close ports between two reads: retry until two reads agree.
     let same = false;
     for (let attempt = 0; attempt < 5 && !same; attempt++) {
-      const small = await readListeningTcpPorts({ bufferSize: 256 });
-      const large = await readListeningTcpPorts();
+      const small = (await readListeningTcpPorts({ bufferSize: 256 })).ports;
+      const large = (await readListeningTcpPorts()).ports;
       assert.equal(small[portOf(listener.addr)], 1);
       same = small.every((v, i) => v === large[i]);
     }
@@ -151,7 +247,7 @@ Deno.test("proc scan streams through a small buffer with the same result, and re
     }
     await file.write(encoder.encode(chunk.slice(0, -1))); // the last line without a newline still counts
     file.close();
-    const bitmap = await readListeningTcpPorts({ paths: [path], bufferSize: 4096 });
+    const { ports: bitmap } = await readListeningTcpPorts({ paths: [path], bufferSize: 4096 });
     assert.deepEqual(usedPortsInRanges(bitmap, [[1, 65535]]), [...expected].sort((a, b) => a - b));
     await assert.rejects(
       readListeningTcpPorts({ paths: [path], bufferSize: 64 }),
