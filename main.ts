@@ -127,8 +127,11 @@ function createRuntime(config: Config, options: { json?: boolean; dryRun?: boole
 }
 
 function createControllers(runtime: Runtime) {
+  // Aborted when the process is about to exit: a command still running (a hung ipmitool) is killed, not orphaned.
+  const exiting = new AbortController();
   const runCommand = createCommandRunner({
     prefix: runtime.config.hostCommandPrefix.split(/\s+/).filter(Boolean),
+    signal: exiting.signal,
   });
   const deps = (task: string): JobDeps => ({
     config: runtime.config,
@@ -150,7 +153,7 @@ function createControllers(runtime: Runtime) {
     createLogCleanupController(deps("log-cleanup")),
     createNodeNetworkController(deps("node-network")),
   ];
-  return { controllers, coreVersion };
+  return { controllers, coreVersion, killCommands: () => exiting.abort() };
 }
 
 /** An Event when a job starts failing and when it recovers: once per change, not once per run. */
@@ -187,7 +190,7 @@ async function runDaemon(config: Config): Promise<number> {
     event.preventDefault();
     log.error("Unhandled rejection: {error}", { error: String(event.reason?.message ?? event.reason) });
   });
-  const { controllers, coreVersion } = createControllers(runtime);
+  const { controllers, coreVersion, killCommands } = createControllers(runtime);
   const scheduler = new Scheduler(controllers, {
     clock: systemClock,
     log: taskLogger("scheduler"),
@@ -222,6 +225,7 @@ async function runDaemon(config: Config): Promise<number> {
   const signal = await stopped;
   log.info("Received {signal}: stopping (grace {grace} ms)", { signal, grace: config.shutdownGracePeriod });
   const finished = await scheduler.stop(config.shutdownGracePeriod);
+  killCommands();
   await server.shutdown();
   await Promise.race([runtime.events.flush(), new Promise((r) => setTimeout(r, 2000))]);
   log.info(finished ? "Stopped" : "Stopped; a job was still running at the end of the grace period and was abandoned");
@@ -230,9 +234,10 @@ async function runDaemon(config: Config): Promise<number> {
 
 async function runOnce(task: string, config: Config, options: { dryRun: boolean; json: boolean }): Promise<number> {
   const runtime = createRuntime(config, { dryRun: options.dryRun });
-  const { controllers } = createControllers(runtime);
+  const { controllers, killCommands } = createControllers(runtime);
   const controller = controllers.find((c) => c.name === task)!;
   const { run, outcome } = await runWithLimit(controller, { dryRun: options.dryRun, clock: systemClock });
+  killCommands();
   await Promise.race([runtime.events.flush(), new Promise((r) => setTimeout(r, 5000))]);
   if (!outcome) {
     console.error(`${task} failed: ${run.error}`);

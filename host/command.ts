@@ -30,6 +30,8 @@ export type CommandRunner = (
 export interface CommandRunnerOptions {
   /** Put in front of every command, e.g. `["nsenter", "-t", "1", "-m", "--"]` to run it in the host's mount namespace. */
   readonly prefix?: readonly string[];
+  /** Kills every command still running when it aborts: the process is exiting, and must leave no child behind. */
+  readonly signal?: AbortSignal;
 }
 
 /** Makes the real runner on `Deno.Command`. */
@@ -41,7 +43,8 @@ export function createCommandRunner(
     const full = [...prefix, ...argv];
     if (full.length === 0) throw new Error("Cannot run a command: empty argument list");
     const timeout = AbortSignal.timeout(timeoutMs);
-    const combined = signal ? AbortSignal.any([timeout, signal]) : timeout;
+    const signals = [timeout, signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
+    const combined = AbortSignal.any(signals);
     let child: Deno.ChildProcess;
     try {
       child = new Deno.Command(full[0], {

@@ -90,6 +90,37 @@ Deno.test("a log file that cannot be opened fails with a line naming it and the 
   assertMatch(stderr.trim(), /^Cannot open log file ".*\/no\/such\/dir\/x\.log" \(--log-file or --log-dir\): /);
 });
 
+/** Whether a process is alive (a zombie waiting for its reaper is not). */
+function alive(pid: number): boolean {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]?.[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("once node-network and the daemon leave no hung ipmitool behind when they exit", async () => {
+  const dir = await Deno.makeTempDir({ dir: TMP_ROOT });
+  const pidFile = `${dir}/ipmitool.pid`;
+  // An ipmitool whose BMC never answers, which says who it is first.
+  await Deno.writeTextFile(`${dir}/ipmitool`, `#!/bin/sh\necho $$ > "${pidFile}"\nexec sleep 120\n`, { mode: 0o755 });
+  const env = { PATH: `${dir}:${Deno.env.get("PATH")}`, HOME: TMP_ROOT };
+  const hungPid = () => Number(Deno.readTextFileSync(pidFile).trim());
+
+  const once = await runMain(["once", "node-network", "--local", "--json", ...HOST_ARGS], { env });
+  assertEquals(once.code, 0, once.stderr);
+  assertEquals(JSON.parse(once.stdout).oobIp, null, "no OOB answer came");
+  const first = hungPid();
+  await waitFor(() => !alive(first), { what: `ipmitool ${first} to be gone after once exits` });
+
+  await Deno.remove(pidFile);
+  const daemon = await startDaemon(["--local", ...HOST_ARGS], { port: freePort(), env });
+  const second = await waitFor(hungPid, { what: "the daemon to start ipmitool" });
+  assert(alive(second));
+  await daemon.stop();
+  await waitFor(() => !alive(second), { what: `ipmitool ${second} to be gone after the daemon stops` });
+});
+
 Deno.test("local mode: the daemon serves /healthz and every job on /api/v1/status, and exits 0 on SIGTERM", async () => {
   const port = freePort();
   const daemon = await startDaemon(["--local", ...HOST_ARGS], { port, env: { HOME: TMP_ROOT } });
