@@ -239,7 +239,8 @@ export function createCoreVersionController(deps: JobDeps, options: CoreVersionO
   let pending = false;
 
   async function run(ctx: RunContext): Promise<RunOutcome<CoreVersionResult>> {
-    const kube = deps.kube;
+    // Every call of this run stops when the run's time limit passes: an abandoned run writes nothing late.
+    const kube = deps.kube?.withSignal(ctx.signal) ?? null;
     const versions: VersionSpec[] = [];
     if (kube) {
       for (const cm of await kube.listConfigMaps(config.coreVersionCmLabels)) {

@@ -15,6 +15,7 @@ import {
   type WalkEntry,
   walkLogTree,
 } from "../host/log_walk.ts";
+import type { KubeClient } from "../k8s/client.ts";
 import type { JobDeps } from "./deps.ts";
 import type { Controller, JobCounter, RunContext, RunOutcome } from "./types.ts";
 
@@ -416,14 +417,14 @@ export function createLogCleanupController(
   const job = "log-cleanup";
   const days = config.insFolderOverdueDays;
 
-  async function activeInstances(skipped: string[]): Promise<string[] | null> {
-    if (deps.kube === null) {
+  async function activeInstances(api: KubeClient | null, skipped: string[]): Promise<string[] | null> {
+    if (api === null) {
       skipped.push("No instance folder removed: local mode, the active instances cannot be known");
       return null;
     }
     let pods: V1Pod[];
     try {
-      pods = await deps.kube.listPods({ labelSelector: INSTANCE_LABEL });
+      pods = await api.listPods({ labelSelector: INSTANCE_LABEL });
     } catch (error) {
       const message = `Cannot list pods with label ${INSTANCE_LABEL}: ${(error as Error).message}`;
       log.warn("{message}; no instance folder will be removed", { message });
@@ -453,7 +454,7 @@ export function createLogCleanupController(
         throw error;
       }
       const skipped: string[] = [];
-      const active = await activeInstances(skipped);
+      const active = await activeInstances(deps.kube?.withSignal(ctx.signal) ?? null, skipped);
       const nowMs = deps.clock.now().getTime();
       const planner = createCleanupPlanner({
         activeInstances: active,

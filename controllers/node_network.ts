@@ -5,6 +5,8 @@
 import type { V1Node } from "@kubernetes/client-node";
 import { type OobAnswer, readOobAddress } from "../host/ipmi.ts";
 import { type InterfaceState, type NetProbeOptions, probeInterface } from "../host/net_probe.ts";
+import type { KubeClient } from "../k8s/client.ts";
+import { KubeError } from "../k8s/errors.ts";
 import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import type { JobDeps } from "./deps.ts";
 import type { Controller, RunContext, RunOutcome } from "./types.ts";
@@ -248,19 +250,20 @@ export function createNodeNetworkController(
   let firstRun = true;
   let busy: Promise<unknown> = Promise.resolve();
 
-  async function readConfigMapKey(name: string, key: string): Promise<string | undefined> {
-    const cm = await kube!.getConfigMap(name);
-    return cm?.data?.[key];
+  async function readConfigMapKey(api: KubeClient, ref: { name: string; key: string }): Promise<string | undefined> {
+    const cm = await api.getConfigMap(ref.name);
+    return cm?.data?.[ref.key];
   }
 
-  async function interfaceName(now: number): Promise<string> {
+  async function interfaceName(now: number, api: KubeClient | null): Promise<string> {
     if (config.netCardName) return config.netCardName;
-    if (kube === null) return DEFAULT_NIC;
+    if (api === null) return DEFAULT_NIC;
     if (nicSetting && now - nicSetting.readAt < configRefreshMs) return nicSetting.value;
     let value = nicSetting?.value ?? DEFAULT_NIC;
     try {
-      value = (await readConfigMapKey("ccm-config", "NET_CARD_NAME"))?.trim() || DEFAULT_NIC;
+      value = (await readConfigMapKey(api, { name: "ccm-config", key: "NET_CARD_NAME" }))?.trim() || DEFAULT_NIC;
     } catch (error) {
+      if (error instanceof KubeError && error.stopped) throw error;
       log.warn("Cannot read the interface name, using {nic}: {error}", { nic: value, error: (error as Error).message });
     }
     if (nicSetting && nicSetting.value !== value) log.info("Client-network interface is now {nic}", { nic: value });
@@ -268,14 +271,15 @@ export function createNodeNetworkController(
     return value;
   }
 
-  async function checkOobSetting(now: number): Promise<boolean> {
-    if (kube === null) return true;
+  async function checkOobSetting(now: number, api: KubeClient | null): Promise<boolean> {
+    if (api === null) return true;
     if (oobSetting && now - oobSetting.readAt < configRefreshMs) return oobSetting.value;
     let value = oobSetting?.value ?? true;
     try {
-      const text = await readConfigMapKey("controller-config", "isCheckOObIP");
+      const text = await readConfigMapKey(api, { name: "controller-config", key: "isCheckOObIP" });
       value = parseLenientBool(text, true);
     } catch (error) {
+      if (error instanceof KubeError && error.stopped) throw error;
       log.warn("Cannot read isCheckOObIP, using {value}: {error}", { value, error: (error as Error).message });
     }
     oobSetting = { value, readAt: now };
@@ -296,8 +300,8 @@ export function createNodeNetworkController(
       .finally(() => (oobRunning = null));
   }
 
-  async function readNode(): Promise<NodeCondition[]> {
-    const found = await kube!.getNode(node);
+  async function readNode(api: KubeClient): Promise<NodeCondition[]> {
+    const found = await api.getNode(node);
     if (found === null) throw new Error(`Node "${node}" not found: check --current-node-name`);
     return conditionsOf(found);
   }
@@ -325,8 +329,10 @@ export function createNodeNetworkController(
 
   async function probeOnce(ctx: RunContext): Promise<RunOutcome<NodeNetworkResult>> {
     const startedAt = clock.now().getTime();
-    const nic = await interfaceName(startedAt);
-    const checkOob = await checkOobSetting(startedAt);
+    // Every call of this run stops when the run's time limit passes: an abandoned run writes nothing late.
+    const api = kube?.withSignal(ctx.signal) ?? null;
+    const nic = await interfaceName(startedAt, api);
+    const checkOob = await checkOobSetting(startedAt, api);
     if (checkOob) {
       startOobCheck(startedAt);
       if (firstRun && oobRunning) {
@@ -341,7 +347,7 @@ export function createNodeNetworkController(
     firstRun = false;
 
     const probe = await probeInterface(nic, options);
-    if (known === null) known = await readNode();
+    if (known === null) known = await readNode(api!);
     const nodeIp = knownAddress(known.find((c) => c.type === "NodeClientIP")?.message);
     const nodeOobIp = knownAddress(known.find((c) => c.type === "NodeOobIP")?.message);
     const desired = desiredConditions({
@@ -365,14 +371,14 @@ export function createNodeNetworkController(
 
     let written = false;
     if (patch !== null && !ctx.dryRun) {
-      if (kube === null) {
+      if (api === null) {
         recordTransition(known, patch.status.conditions);
         known = mergeConditions(known, patch.status.conditions);
       } else {
         if (ctx.signal.aborted) throw new Error(`Cannot patch status of Node "${node}": the run was aborted`);
         const before = known;
         try {
-          const updated = await kube.patchNodeStatus(node, patch);
+          const updated = await api.patchNodeStatus(node, patch);
           const fromServer = conditionsOf(updated);
           known = fromServer.length > 0 ? fromServer : mergeConditions(before, patch.status.conditions);
         } catch (error) {

@@ -2,6 +2,7 @@
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { scanPortsByBind } from "../host/bind_scan.ts";
 import { createProcPortReader } from "../host/proc_net.ts";
+import type { KubeClient } from "../k8s/client.ts";
 import { applyConfigMap } from "../k8s/config_maps.ts";
 import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import type { JobDeps } from "./deps.ts";
@@ -277,21 +278,21 @@ export function createPortUsageController(
   let lastReportedInvalid = "";
   let lastLocalUsed: number[] | null = null;
 
-  async function printingEnabled(): Promise<boolean> {
-    if (kube === null) return true;
+  async function printingEnabled(api: KubeClient | null): Promise<boolean> {
+    if (api === null) return true;
     const now = clock.now().getTime();
     if (switchCache && now - switchCache.readAt < SWITCH_CACHE_MS) return switchCache.value;
-    const configMap = await kube.getConfigMap("controller-config");
+    const configMap = await api.getConfigMap("controller-config");
     const value = parseLenientBool(configMap?.data?.enablePrintPort, true);
     switchCache = { value, readAt: now };
     return value;
   }
 
   /** The ranges to scan, or null when the ranges ConfigMap is missing. */
-  async function readRanges(): Promise<ParsedRanges | null> {
+  async function readRanges(api: KubeClient | null): Promise<ParsedRanges | null> {
     if (config.portRanges.trim() !== "") return { ranges: parseRangeList(config.portRanges), invalid: [] };
-    if (kube === null) return { ranges: [[1, 65535]], invalid: [] };
-    const configMap = await kube.getConfigMap(config.mpdControllerCmName);
+    if (api === null) return { ranges: [[1, 65535]], invalid: [] };
+    const configMap = await api.getConfigMap(config.mpdControllerCmName);
     if (configMap === null) return null;
     const parsed = parsePortRanges(configMap.metadata?.annotations);
     reportInvalid(parsed.invalid);
@@ -355,7 +356,9 @@ export function createPortUsageController(
   }
 
   async function run(ctx: RunContext): Promise<RunOutcome<PortUsageResult>> {
-    if (!(await printingEnabled())) {
+    // Every call of this run stops when the run's time limit passes: an abandoned run writes nothing late.
+    const api = kube?.withSignal(ctx.signal) ?? null;
+    if (!(await printingEnabled(api))) {
       return outcome(`Port printing is off (ConfigMap "controller-config" enablePrintPort); nothing scanned`, {
         ranges: [],
         used: [],
@@ -364,7 +367,7 @@ export function createPortUsageController(
         invalid: [],
       });
     }
-    const parsed = await readRanges();
+    const parsed = await readRanges(api);
     if (parsed === null || parsed.ranges.length === 0) {
       const why = parsed === null
         ? `ConfigMap "${config.mpdControllerCmName}" not found`
@@ -384,7 +387,7 @@ export function createPortUsageController(
     const counted = `${plural(used.length, "used port")} in ${plural(ranges.length, "range")}`;
     const result = (changed: boolean) => ({ ranges, used, changed, enabled: true, invalid });
 
-    if (kube === null) {
+    if (api === null) {
       const changed = lastLocalUsed === null || !sameSet(lastLocalUsed, used);
       lastLocalUsed = used;
       if (changed) {
@@ -398,14 +401,14 @@ export function createPortUsageController(
     }
 
     if (ctx.dryRun) {
-      const plan = planPortUsage({ node, used, existing: await kube.getConfigMap(name), now: clock.now() });
+      const plan = planPortUsage({ node, used, existing: await api.getConfigMap(name), now: clock.now() });
       if (plan.changed && plan.tooLarge) throw tooLargeError(plan, used.length, true);
       const verb = plan.changed ? "would be written" : "unchanged";
       return outcome(`${counted}; ConfigMap "${name}" ${verb} (dry run)`, result(plan.changed));
     }
 
     let lastPlan: PortUsagePlan | null = null;
-    const applied = await applyConfigMap(kube, name, {
+    const applied = await applyConfigMap(api, name, {
       decide: (current) => {
         const plan = planPortUsage({ node, used, existing: current, now: clock.now() });
         lastPlan = plan;

@@ -82,6 +82,9 @@ export function describeSchedule(controller: Controller): string {
   return "cron" in controller.schedule ? `cron ${controller.schedule.cron}` : `every ${controller.schedule.everyMs} ms`;
 }
 
+/** How long a run whose time limit passed may take to stop by itself before it is abandoned. */
+const ABANDON_AFTER_MS = 250;
+
 /** Runs one controller once with its time limit; never throws. */
 export async function runWithLimit<T>(
   controller: Controller<T>,
@@ -93,17 +96,21 @@ export async function runWithLimit<T>(
   const signal = options.signal ? AbortSignal.any([limit, options.signal]) : limit;
   const dryRun = options.dryRun ?? false;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = `Job "${controller.name}" took longer than ${controller.timeoutMs} ms`;
   try {
     const outcome = await Promise.race([
       controller.run({ signal, dryRun }),
+      // The limit aborts the run's signal; a run that heeds it fails at once with its own cause (named below).
+      // One that does not is abandoned a moment later.
       new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () =>
-            reject(new Error(`Job "${controller.name}" took longer than ${controller.timeoutMs} ms and was abandoned`)),
-          controller.timeoutMs,
+          () => reject(new Error(`${late} and was abandoned`)),
+          controller.timeoutMs + ABANDON_AFTER_MS,
         );
       }),
     ]);
+    // Done, but after the limit: the run's work may be stale, and the limit is what operators rely on.
+    if (limit.aborted) throw new Error(`${late} (it finished ${Math.round(performance.now() - t0)} ms after start)`);
     return {
       outcome,
       run: {
@@ -115,7 +122,8 @@ export async function runWithLimit<T>(
       },
     };
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const text = error instanceof Error ? error.message : String(error);
+    const message = limit.aborted && !text.startsWith(late) ? `${late}: ${text}` : text;
     return {
       run: {
         startedAt: started.toISOString(),

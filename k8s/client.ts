@@ -43,6 +43,11 @@ export interface KubeClient {
   bearerToken(): string | undefined;
   /** Performs a raw request (for APIs outside CoreV1, e.g. TokenReview); returns the parsed JSON body. */
   request(method: string, path: string, options: { body?: unknown; what: string }): Promise<unknown>;
+  /**
+   * The same client for one job run: when `signal` aborts (the run's time limit), a call in flight is cancelled and a
+   * call waiting to retry gives up with its last error, so an abandoned run writes nothing late.
+   */
+  withSignal(signal: AbortSignal): KubeClient;
 }
 
 /** Options of the real client. */
@@ -119,13 +124,15 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
     return token;
   }
 
-  async function sendOnce(call: Call): Promise<unknown> {
+  async function sendOnce(call: Call, stop?: AbortSignal): Promise<unknown> {
+    if (stop?.aborted) throw new KubeError(`Cannot ${call.what}: the run was stopped`, { status: 0, stopped: true });
     await limiter.take();
     const headers: Record<string, string> = { "User-Agent": options.userAgent, Accept: "application/json" };
     const auth = bearer();
     if (auth) headers.Authorization = `Bearer ${auth}`;
     if (call.body !== undefined) headers["Content-Type"] = call.contentType ?? "application/json";
-    const signal = AbortSignal.timeout(timeoutMs);
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = stop ? AbortSignal.any([timeout, stop]) : timeout;
     let response: Response;
     let text: string;
     try {
@@ -138,9 +145,14 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
       });
       text = await response.text();
     } catch (error) {
-      const cause = signal.aborted ? `no answer within ${timeoutMs} ms` : networkCause(error);
-      options.onResponse?.({ method: call.method, status: 0 });
-      throw new KubeError(`Cannot ${call.what}: ${cause}`, { status: 0 });
+      const cause = stop?.aborted
+        ? "the run was stopped"
+        : timeout.aborted
+        ? `no answer within ${timeoutMs} ms`
+        : networkCause(error);
+      // A call the run cancelled says nothing about the API server.
+      if (!stop?.aborted) options.onResponse?.({ method: call.method, status: 0 });
+      throw new KubeError(`Cannot ${call.what}: ${cause}`, { status: 0, stopped: stop?.aborted });
     }
     options.onResponse?.({ method: call.method, status: response.status });
     if (response.status >= 400) {
@@ -169,17 +181,24 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
     }
   }
 
-  async function send<T>(call: Call): Promise<T> {
+  async function send<T>(call: Call, stop?: AbortSignal): Promise<T> {
     for (let attempt = 0;; attempt++) {
       try {
-        return await sendOnce(call) as T;
+        return await sendOnce(call, stop) as T;
       } catch (error) {
         if (!(error instanceof KubeError) || !isRetryableStatus(error.status) || attempt >= retries) throw error;
+        if (stop?.aborted) throw error;
         const asked = parseRetryAfter((error as KubeError & { retryAfter?: string }).retryAfter, new Date());
         const cap = options.backoffCapMs ?? 30_000;
         const delayMs = Math.min(cap, asked ?? backoffDelay(attempt, { capMs: cap }));
         options.onRetry?.({ what: call.what, attempt: attempt + 1, delayMs, cause: error.message });
-        await new Promise((r) => setTimeout(r, delayMs));
+        if (!await delay(delayMs, stop)) {
+          throw new KubeError(`${error.message} (no more retries: the run was stopped)`, {
+            status: error.status,
+            reason: error.reason,
+            stopped: true,
+          });
+        }
       }
     }
   }
@@ -195,84 +214,104 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
 
   const configMaps = `/api/v1/namespaces/${seg(namespace)}/configmaps`;
 
-  return {
-    namespace,
-    getConfigMap(name) {
-      return orNull(
-        send<V1ConfigMap>({ method: "GET", path: `${configMaps}/${seg(name)}`, what: `get ConfigMap "${name}"` }),
-      );
-    },
-    createConfigMap(configMap) {
-      const name = configMap.metadata?.name ?? "";
-      return send({ method: "POST", path: configMaps, body: configMap, what: `create ConfigMap "${name}"` });
-    },
-    replaceConfigMap(configMap) {
-      const name = configMap.metadata?.name ?? "";
-      return send({
-        method: "PUT",
-        path: `${configMaps}/${seg(name)}`,
-        body: configMap,
-        what: `replace ConfigMap "${name}"`,
-      });
-    },
-    async listConfigMaps(labelSelector) {
-      const list = await send<{ items?: V1ConfigMap[] }>({
-        method: "GET",
-        path: configMaps,
-        query: { labelSelector },
-        what: `list ConfigMaps in "${namespace}" with labels "${labelSelector}"`,
-      });
-      return list?.items ?? [];
-    },
-    async listPods(list = {}) {
-      const where = list.namespace ? `in "${list.namespace}"` : "in all namespaces";
-      const selectors = [
-        list.labelSelector && `labels "${list.labelSelector}"`,
-        list.fieldSelector && `fields "${list.fieldSelector}"`,
-      ].filter(Boolean).join(" and ");
-      const pods = await send<{ items?: V1Pod[] }>({
-        method: "GET",
-        path: list.namespace ? `/api/v1/namespaces/${seg(list.namespace)}/pods` : "/api/v1/pods",
-        query: { labelSelector: list.labelSelector, fieldSelector: list.fieldSelector },
-        what: `list Pods ${where}${selectors ? ` with ${selectors}` : ""}`,
-      });
-      return pods?.items ?? [];
-    },
-    getNode(name) {
-      return orNull(send<V1Node>({ method: "GET", path: `/api/v1/nodes/${seg(name)}`, what: `get Node "${name}"` }));
-    },
-    patchNodeStatus(name, patch) {
-      return send({
-        method: "PATCH",
-        path: `/api/v1/nodes/${seg(name)}/status`,
-        body: patch,
-        contentType: STRATEGIC,
-        what: `patch status of Node "${name}"`,
-      });
-    },
-    createEvent(event) {
-      const ns = event.metadata?.namespace ?? "default";
-      return send({
-        method: "POST",
-        path: `/api/v1/namespaces/${seg(ns)}/events`,
-        body: event,
-        what: `create Event "${event.reason}" on ${event.involvedObject?.kind} "${event.involvedObject?.name}"`,
-      });
-    },
-    patchEvent(name, ns, patch) {
-      return send({
-        method: "PATCH",
-        path: `/api/v1/namespaces/${seg(ns)}/events/${seg(name)}`,
-        body: patch,
-        contentType: MERGE,
-        what: `patch Event "${name}"`,
-      });
-    },
-    bearerToken: bearer,
-    request(method, path, { body, what }) {
-      return send({ method: method as Call["method"], path, body, what });
-    },
-  };
+  function forRun(stop?: AbortSignal): KubeClient {
+    const call = <T>(request: Call) => send<T>(request, stop);
+    return {
+      namespace,
+      getConfigMap(name) {
+        return orNull(
+          call<V1ConfigMap>({ method: "GET", path: `${configMaps}/${seg(name)}`, what: `get ConfigMap "${name}"` }),
+        );
+      },
+      createConfigMap(configMap) {
+        const name = configMap.metadata?.name ?? "";
+        return call({ method: "POST", path: configMaps, body: configMap, what: `create ConfigMap "${name}"` });
+      },
+      replaceConfigMap(configMap) {
+        const name = configMap.metadata?.name ?? "";
+        return call({
+          method: "PUT",
+          path: `${configMaps}/${seg(name)}`,
+          body: configMap,
+          what: `replace ConfigMap "${name}"`,
+        });
+      },
+      async listConfigMaps(labelSelector) {
+        const list = await call<{ items?: V1ConfigMap[] }>({
+          method: "GET",
+          path: configMaps,
+          query: { labelSelector },
+          what: `list ConfigMaps in "${namespace}" with labels "${labelSelector}"`,
+        });
+        return list?.items ?? [];
+      },
+      async listPods(list = {}) {
+        const where = list.namespace ? `in "${list.namespace}"` : "in all namespaces";
+        const selectors = [
+          list.labelSelector && `labels "${list.labelSelector}"`,
+          list.fieldSelector && `fields "${list.fieldSelector}"`,
+        ].filter(Boolean).join(" and ");
+        const pods = await call<{ items?: V1Pod[] }>({
+          method: "GET",
+          path: list.namespace ? `/api/v1/namespaces/${seg(list.namespace)}/pods` : "/api/v1/pods",
+          query: { labelSelector: list.labelSelector, fieldSelector: list.fieldSelector },
+          what: `list Pods ${where}${selectors ? ` with ${selectors}` : ""}`,
+        });
+        return pods?.items ?? [];
+      },
+      getNode(name) {
+        return orNull(call<V1Node>({ method: "GET", path: `/api/v1/nodes/${seg(name)}`, what: `get Node "${name}"` }));
+      },
+      patchNodeStatus(name, patch) {
+        return call({
+          method: "PATCH",
+          path: `/api/v1/nodes/${seg(name)}/status`,
+          body: patch,
+          contentType: STRATEGIC,
+          what: `patch status of Node "${name}"`,
+        });
+      },
+      createEvent(event) {
+        const ns = event.metadata?.namespace ?? "default";
+        return call({
+          method: "POST",
+          path: `/api/v1/namespaces/${seg(ns)}/events`,
+          body: event,
+          what: `create Event "${event.reason}" on ${event.involvedObject?.kind} "${event.involvedObject?.name}"`,
+        });
+      },
+      patchEvent(name, ns, patch) {
+        return call({
+          method: "PATCH",
+          path: `/api/v1/namespaces/${seg(ns)}/events/${seg(name)}`,
+          body: patch,
+          contentType: MERGE,
+          what: `patch Event "${name}"`,
+        });
+      },
+      bearerToken: bearer,
+      request(method, path, { body, what }) {
+        return call({ method: method as Call["method"], path, body, what });
+      },
+      withSignal: (signal) => forRun(stop ? AbortSignal.any([stop, signal]) : signal),
+    };
+  }
+  return forRun();
+}
+
+/** Waits `ms`; false when `signal` aborted first. */
+function delay(ms: number, signal?: AbortSignal): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (finished: boolean) => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      resolve(finished);
+    };
+    const onAbort = () => done(false);
+    const timer = setTimeout(() => done(true), ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 function networkCause(error: unknown): string {

@@ -6,12 +6,15 @@ export class KubeError extends Error {
   readonly status: number;
   /** The `reason` of the server's Status object (e.g. `Conflict`, `NotFound`), when it sent one. */
   readonly reason: string;
+  /** Whether the call gave up because the run that made it was stopped (its time limit passed). */
+  readonly stopped: boolean;
 
   /** Builds the error; `message` already names the object and the cause. */
-  constructor(message: string, options: { status: number; reason?: string }) {
+  constructor(message: string, options: { status: number; reason?: string; stopped?: boolean }) {
     super(message);
     this.name = "KubeError";
     this.status = options.status;
     this.reason = options.reason ?? "";
+    this.stopped = options.stopped ?? false;
   }
 }

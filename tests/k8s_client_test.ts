@@ -6,6 +6,7 @@ import { KubeError } from "../k8s/errors.ts";
 import { createEventSink, uploadBody } from "../k8s/events.ts";
 import { systemClock } from "../controllers/types.ts";
 import { startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { waitFor } from "./support/daemon_process.ts";
 
 Deno.test("a burst of 100 writes spreads over time as the rate limit says", async () => {
   const server = await startFakeKubeApiServer();
@@ -154,6 +155,48 @@ Deno.test("events: one Event on the Node, a repeat raises its count; the upload 
     });
     assert(body.eventId.startsWith("Polardbstack-Daemon-"));
     assertEquals(body.body, { describe: "Would remove 30 folders" });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("a run's client stops with the run: a pending retry gives up with its cause, nothing is sent late", async () => {
+  const server = await startFakeKubeApiServer({
+    seed: [{ apiVersion: "v1", kind: "Node", metadata: { name: "node-1" }, status: { conditions: [] } }],
+  });
+  try {
+    const kube = createKubeClient(server.connection(), { userAgent: "t", backoffCapMs: 5000, retries: 5 });
+    const patches = () => server.requests.filter((r) => r.method === "PATCH").length;
+
+    // A write failing with 503 waits a second to retry (Retry-After); the run's limit passes meanwhile.
+    server.injectFault({ method: "PATCH", pathPrefix: "/api/v1/nodes/", count: 1, status: 503, retryAfter: 1 });
+    const run = new AbortController();
+    const patch = { status: { conditions: [{ type: "NodeClientIP", status: "True", reason: "bond1", message: "x" }] } };
+    const writing = kube.withSignal(run.signal).patchNodeStatus("node-1", patch);
+    await waitFor(() => patches() === 1, { what: "the first PATCH" });
+    const t0 = performance.now();
+    run.abort();
+    const error = await assertRejects(() => writing, KubeError);
+    assert(performance.now() - t0 < 100, "gave up at once, not after the backoff");
+    assertEquals((error as KubeError).status, 503);
+    assert(/patch status of Node "node-1": 503/.test(error.message), error.message);
+    assert(error.message.endsWith("(no more retries: the run was stopped)"), error.message);
+    await new Promise((r) => setTimeout(r, 1500));
+    assertEquals(patches(), 1, "the retry was never sent");
+    assertEquals(server.get("nodes", "", "node-1")?.status?.conditions, []);
+
+    // A call in flight is cancelled; a call after the stop is not sent at all.
+    server.injectFault({ method: "GET", pathPrefix: "/api/v1/nodes/", count: 1, delayMs: 5000 });
+    const slow = new AbortController();
+    const reading = kube.withSignal(slow.signal).getNode("node-1");
+    setTimeout(() => slow.abort(), 100);
+    await assertRejects(() => reading, KubeError, 'Cannot get Node "node-1": the run was stopped');
+    const before = server.requests.length;
+    await assertRejects(() => kube.withSignal(slow.signal).getNode("node-1"), KubeError, "the run was stopped");
+    assertEquals(server.requests.length, before);
+
+    // The daemon's own client is not stopped by a run's signal.
+    assertEquals((await kube.getNode("node-1"))?.metadata?.name, "node-1");
   } finally {
     await server.close();
   }

@@ -146,8 +146,34 @@ Deno.test("a job past its time limit is abandoned and its signal aborted", async
   const { run, outcome } = await runWithLimit(controller, { clock: systemClock });
   assertEquals(outcome, undefined);
   assertEquals(run.outcome, "failure");
-  assert(run.error?.includes('Job "slow" took longer than 50 ms'));
+  assert(run.error?.startsWith('Job "slow" took longer than 50 ms (it finished '), run.error);
   assert(aborted);
+});
+
+Deno.test("a job stopped by its time limit names its own cause; one that ignores the limit is abandoned", async () => {
+  const job = (run: Controller["run"]): Controller => ({
+    name: "slow",
+    schedule: { cron: "* * * * *" },
+    runAtStart: false,
+    timeoutMs: 50,
+    run,
+  });
+  const heeds = job((ctx) =>
+    new Promise((_, reject) =>
+      ctx.signal.addEventListener("abort", () => reject(new Error('Cannot get Node "n": 503 Service Unavailable')))
+    )
+  );
+  const stopped = await runWithLimit(heeds, { clock: systemClock });
+  assertEquals(stopped.run.error, 'Job "slow" took longer than 50 ms: Cannot get Node "n": 503 Service Unavailable');
+
+  const t0 = performance.now();
+  const ignores = job(() => new Promise(() => {}));
+  const abandoned = await runWithLimit(ignores, { clock: systemClock });
+  assertEquals(abandoned.run.error, 'Job "slow" took longer than 50 ms and was abandoned');
+  assert(performance.now() - t0 >= 250, "abandoned only after a moment to stop by itself");
+
+  const fails = job(() => Promise.reject(new Error("Cannot read socket table")));
+  assertEquals((await runWithLimit(fails, { clock: systemClock })).run.error, "Cannot read socket table");
 });
 
 Deno.test("interval jobs run on a timer loop", async () => {
