@@ -1,14 +1,17 @@
 /**
  * Log cleanup: our dry run (one walk, plan, bytes) against GNU find doing the original's three searches, on
  * a tree of 1,000 instance folders x 100 entries, in the same run; and the peak memory of a process that does
- * only the dry run. Run: `deno run -A bench/log_cleanup_bench.ts [--keep]`.
+ * only the dry run. The pods come from the fake API server through the real client, as in the tests.
+ * Run: `deno run -A bench/log_cleanup_bench.ts [--keep]`.
  */
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../config.ts";
 import { createLogCleanupController } from "../controllers/log_cleanup.ts";
 import type { JobDeps } from "../controllers/deps.ts";
 import { nullEventSink, systemClock } from "../controllers/types.ts";
-import type { KubeClient } from "../k8s/client.ts";
+import { createKubeClient, type KubeClient } from "../k8s/client.ts";
+import { loadConnection } from "../k8s/kube_config.ts";
+import { podsServer } from "../tests/support/log_cleanup_tree.ts";
 
 const FOLDERS = 1000;
 const PER_FOLDER = 100;
@@ -64,29 +67,10 @@ function activeInstances(): string[] {
   return ids;
 }
 
-function stubKube(ids: string[]): KubeClient {
-  const pods = ids.map((id) => ({ metadata: { name: id, labels: { "apsara.metric.ins_id": id } } }));
-  const unused = () => Promise.reject(new Error("Not used"));
-  return {
-    namespace: "kube-system",
-    listPods: () => Promise.resolve(pods),
-    getConfigMap: unused,
-    createConfigMap: unused,
-    replaceConfigMap: unused,
-    listConfigMaps: unused,
-    getNode: unused,
-    patchNodeStatus: unused,
-    createEvent: unused,
-    patchEvent: unused,
-    request: unused,
-    bearerToken: () => undefined,
-  };
-}
-
-async function dryRun(root: string) {
+async function dryRun(root: string, kube: KubeClient) {
   const deps: JobDeps = {
     config: defaultConfig({ dbclusterLogDir: root, insFolderOverdueDays: DAYS }),
-    kube: stubKube(activeInstances()),
+    kube,
     clock: systemClock,
     events: nullEventSink,
     log: getLogger(["bench"]),
@@ -97,6 +81,10 @@ async function dryRun(root: string) {
     signal: new AbortController().signal,
     dryRun: true,
   });
+  // A failed pod listing keeps every folder, so the run would time a different plan: stop instead.
+  if (result.activeInstances === null) {
+    throw new Error(`Cannot list the active instances: ${result.skipped.join("; ")}`);
+  }
   return { ms: performance.now() - started, result };
 }
 
@@ -125,8 +113,11 @@ function highWaterMarkKb(): number {
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
 }
 
-async function child(root: string): Promise<void> {
-  const { ms, result } = await dryRun(root);
+/** The child reaches the parent's fake API server through its kubeconfig, as the daemon would. */
+async function child(root: string, kubeconfig: string): Promise<void> {
+  const connection = loadConnection({ kind: "kubeconfig", path: kubeconfig }, {})!;
+  const kube = createKubeClient(connection, { userAgent: "bench", retries: 0, qps: 1000, burst: 1000 });
+  const { ms, result } = await dryRun(root, kube);
   console.log(JSON.stringify({ ms, hwmKb: highWaterMarkKb(), logFiles: result.logFiles.length }));
 }
 
@@ -139,15 +130,16 @@ async function main(): Promise<void> {
       (performance.now() - buildStarted).toFixed(0)
     } ms to build or reuse)`,
   );
+  const { kube, server } = await podsServer(activeInstances());
   try {
     // Warm the page cache and the JIT once on each side.
-    const warm = await dryRun(root);
+    const warm = await dryRun(root, kube);
     await threeFinds(root);
     const ours: number[] = [];
     const theirs: number[] = [];
     let counts: number[] = [];
     for (let i = 0; i < RUNS; i++) {
-      ours.push((await dryRun(root)).ms);
+      ours.push((await dryRun(root, kube)).ms);
       const found = await threeFinds(root);
       theirs.push(found.ms);
       counts = found.counts;
@@ -165,7 +157,7 @@ async function main(): Promise<void> {
     console.log(`Ratio ours / find: ${(oursMs / findMs).toFixed(2)} (target <= 1)`);
 
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL(import.meta.url).pathname, "--child", root],
+      args: ["run", "-A", new URL(import.meta.url).pathname, "--child", root, server.kubeconfigPath],
       stdout: "piped",
       stderr: "inherit",
     }).output();
@@ -187,12 +179,13 @@ async function main(): Promise<void> {
       }),
     );
   } finally {
+    await server.close();
     if (!Deno.args.includes("--keep")) await Deno.remove(root, { recursive: true });
   }
 }
 
 if (Deno.args[0] === "--child") {
-  await child(Deno.args[1]);
+  await child(Deno.args[1], Deno.args[2]);
 } else {
   await main();
 }

@@ -13,7 +13,7 @@ import {
   link,
   makeTree,
   nonUtf8,
-  podsClient,
+  podsServer,
   recordingSink,
   type TestTree,
 } from "./support/log_cleanup_tree.ts";
@@ -68,15 +68,16 @@ async function standardTree(tree: TestTree, now: number): Promise<void> {
 }
 
 Deno.test("a run removes the overdue inactive folders, old logs and data directories, and nothing else", async () => {
+  const { kube, server } = await podsServer(["live", "other"]);
   const tree = await makeTree();
   try {
     const now = Date.now();
     await standardTree(tree, now);
     const { root, outside } = tree;
-    const dry = await run(tree, podsClient(["live", "other"]), { dryRun: true }).outcome;
+    const dry = await run(tree, kube, { dryRun: true }).outcome;
     assert(await exists(`${root}/gone/x.log`), "a dry run removes nothing");
 
-    const { outcome, events } = run(tree, podsClient(["live", "other"]));
+    const { outcome, events } = run(tree, kube);
     const { result } = await outcome;
     const hostile = ["a; rm -rf x", "-rf", "with space", "new\nline"].map((n) => `${root}/${n}`);
     assertEquals(result.root, root);
@@ -116,26 +117,33 @@ Deno.test("a run removes the overdue inactive folders, old logs and data directo
     assert(events[0].message.includes("5 instance folders, 2 log files and 1 data directories"), events[0].message);
   } finally {
     await tree.cleanup();
+    await server.close();
   }
 });
 
 Deno.test("no instance folder is removed in local mode, when pods cannot be listed, or when none has the label", async () => {
-  for (
-    const [kube, reason] of [
-      [null, "local mode"],
-      [podsClient(new Error("Cannot list pods: 500 Internal Server Error")), "Cannot list pods"],
-      [podsClient([]), "no pod has label apsara.metric.ins_id"],
-    ] as const
-  ) {
+  const cases: { insIds: string[] | null; listingFails?: boolean; reason: RegExp }[] = [
+    { insIds: null, reason: /local mode/ },
+    // The pods exist: only the failed listing keeps the folders.
+    {
+      insIds: ["live", "other"],
+      listingFails: true,
+      reason: /^Cannot list pods with label apsara\.metric\.ins_id: .*: 500 Internal Server Error/,
+    },
+    { insIds: [], reason: /no pod has label apsara\.metric\.ins_id/ },
+  ];
+  for (const { insIds, listingFails, reason } of cases) {
+    const pods = insIds === null ? null : await podsServer(insIds);
+    if (listingFails) pods?.server.injectFault({ method: "GET", pathPrefix: "/api/v1/pods", count: 1, status: 500 });
     const tree = await makeTree();
     try {
       const now = Date.now();
       await standardTree(tree, now);
-      const { result } = await run(tree, kube).outcome;
-      assertEquals(result.instanceFolders, [], reason);
+      const { result } = await run(tree, pods?.kube ?? null).outcome;
+      assertEquals(result.instanceFolders, [], String(reason));
       assert(await exists(`${tree.root}/gone/x.log`));
-      assert(result.skipped.some((line) => line.includes(reason)), result.skipped.join("\n"));
-      assertEquals(result.activeInstances, kube === null || reason === "Cannot list pods" ? null : []);
+      assert(result.skipped.some((line) => reason.test(line)), result.skipped.join("\n"));
+      assertEquals(result.activeInstances, pods === null || listingFails ? null : []);
       const { root } = tree;
       assertEquals(result.logFiles.sort(), [
         `${root}/gone/postgresql-9.log`,
@@ -146,18 +154,20 @@ Deno.test("no instance folder is removed in local mode, when pods cannot be list
       assertEquals(await Deno.readTextFile(`${tree.outside}/target.log`), "target");
     } finally {
       await tree.cleanup();
+      await pods?.server.close();
     }
   }
 });
 
 Deno.test("a run that would remove more folders than the limit removes none and says so", async () => {
+  const { kube, server } = await podsServer(["x"]);
   const tree = await makeTree();
   try {
     const now = Date.now();
     for (const name of ["a", "b", "c"]) await file(`${tree.root}/${name}/old.log`, OLD, now);
     await file(`${tree.root}/keep/postgresql-1.log`, OLD, now);
     await file(`${tree.root}/keep/young.log`, 0, now);
-    const { outcome, events } = run(tree, podsClient(["x"]), { maxFolders: 2 });
+    const { outcome, events } = run(tree, kube, { maxFolders: 2 });
     const { result } = await outcome;
     assertEquals(result.instanceFolders, []);
     assertEquals(result.counts.folderLimitExceeded, 1);
@@ -168,14 +178,16 @@ Deno.test("a run that would remove more folders than the limit removes none and 
     assert(warning && warning.type === "Warning", JSON.stringify(events));
     assert(warning.message.includes("--log-cleanup-max-folders=2"));
 
-    const again = await run(tree, podsClient(["x"]), { maxFolders: 3 }).outcome;
+    const again = await run(tree, kube, { maxFolders: 3 }).outcome;
     assertEquals(again.result.instanceFolders.length, 3);
   } finally {
     await tree.cleanup();
+    await server.close();
   }
 });
 
 Deno.test("what changed between the walk and the removal is kept", async () => {
+  const { kube, server } = await podsServer(["live"]);
   const tree = await makeTree();
   try {
     const now = Date.now();
@@ -186,7 +198,7 @@ Deno.test("what changed between the walk and the removal is kept", async () => {
     await file(`${root}/live/postgresql-2.log`, OLD, now);
     await dir(`${root}/live/rm_data_1`, OLD, now);
     await dir(`${root}/live/rm_data_2`, OLD, now);
-    const { result } = await run(tree, podsClient(["live"]), {
+    const { result } = await run(tree, kube, {
       async beforeRemove() {
         // A new log in a folder, a log written to, a data directory changed; a file and a folder made into links.
         await file(`${root}/gone/new.log`, 0, Date.now());
@@ -208,10 +220,12 @@ Deno.test("what changed between the walk and the removal is kept", async () => {
     assert(await exists(tree.outside));
   } finally {
     await tree.cleanup();
+    await server.close();
   }
 });
 
 Deno.test("a failure on one path is reported and the rest goes on", async () => {
+  const { kube, server } = await podsServer(["live"]);
   const tree = await makeTree();
   try {
     const now = Date.now();
@@ -222,7 +236,7 @@ Deno.test("a failure on one path is reported and the rest goes on", async () => 
     await age(`${root}/live/rm_data_1`, OLD, now);
     await file(`${root}/live/postgresql-1.log`, OLD, now);
     await dir(`${root}/live/rm_data_2`, OLD, now);
-    const { outcome, events } = run(tree, podsClient(["live"]));
+    const { outcome, events } = run(tree, kube);
     const { result } = await outcome;
     assertEquals(result.logFiles, [`${root}/live/postgresql-1.log`]);
     assertEquals(result.removedDataDirs, [`${root}/live/rm_data_2`]);
@@ -232,10 +246,12 @@ Deno.test("a failure on one path is reported and the rest goes on", async () => 
     assertEquals(events.map((e) => e.type).sort(), ["Normal", "Warning"]);
   } finally {
     await tree.cleanup();
+    await server.close();
   }
 });
 
 Deno.test("the job refuses a root that is empty, missing, not a directory or /", async () => {
+  const { kube, server } = await podsServer(["x"]);
   const tree = await makeTree();
   try {
     await Deno.writeTextFile(`${tree.base}/file`, "x");
@@ -250,7 +266,7 @@ Deno.test("the job refuses a root that is empty, missing, not a directory or /",
       ]
     ) {
       const sink = recordingSink();
-      const deps = cleanupDeps({ root: dirPath, kube: podsClient(["x"]), events: sink });
+      const deps = cleanupDeps({ root: dirPath, kube, events: sink });
       const controller = createLogCleanupController(deps);
       let message = "";
       try {
@@ -263,6 +279,7 @@ Deno.test("the job refuses a root that is empty, missing, not a directory or /",
     }
   } finally {
     await tree.cleanup();
+    await server.close();
   }
 });
 

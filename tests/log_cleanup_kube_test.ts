@@ -6,11 +6,7 @@ import { createEventSink } from "../k8s/events.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
 import { getLogger } from "@logtape/logtape";
-import { cleanupDeps, DAY, exists, file, makeTree, recordingSink } from "./support/log_cleanup_tree.ts";
-
-function pod(namespace: string, name: string, labels: Record<string, string>) {
-  return { apiVersion: "v1", kind: "Pod", metadata: { namespace, name, labels }, spec: { containers: [] } };
-}
+import { cleanupDeps, DAY, exists, file, makeTree, pod, recordingSink } from "./support/log_cleanup_tree.ts";
 
 Deno.test("active instances come from the ins_id label of pods in every namespace; a failed listing removes no folder", async () => {
   const server = await startFakeKubeApiServer({

@@ -2,9 +2,11 @@
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../../config.ts";
 import type { JobDeps } from "../../controllers/deps.ts";
+import { INSTANCE_LABEL } from "../../controllers/log_cleanup.ts";
 import type { Clock, DaemonEvent, EventSink } from "../../controllers/types.ts";
-import type { KubeClient } from "../../k8s/client.ts";
+import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
 import type { CommandRunner } from "../../host/command.ts";
+import { type FakeKubeApiServer, startFakeKubeApiServer } from "./fake_kube_apiserver.ts";
 
 /** One day in ms. */
 export const DAY = 86_400_000;
@@ -132,26 +134,18 @@ export function cleanupDeps(options: {
   };
 }
 
-/** A KubeClient whose listPods answers with pods of the given ins_id values (other calls fail). */
-export function podsClient(insIds: string[] | Error): KubeClient {
-  const fail = () => Promise.reject(new Error("Not used by the log-cleanup job"));
-  return {
-    namespace: "kube-system",
-    listPods: () =>
-      insIds instanceof Error ? Promise.reject(insIds) : Promise.resolve(insIds.map((id, i) => ({
-        metadata: { name: `pod-${i}`, namespace: "default", labels: { "apsara.metric.ins_id": id } },
-      }))),
-    getConfigMap: fail,
-    createConfigMap: fail,
-    replaceConfigMap: fail,
-    listConfigMaps: fail,
-    getNode: fail,
-    patchNodeStatus: fail,
-    createEvent: fail,
-    patchEvent: fail,
-    request: fail,
-    bearerToken: () => undefined,
-  };
+/** A Pod object for seeding the fake API server. */
+export function pod(namespace: string, name: string, labels: Record<string, string>): object {
+  return { apiVersion: "v1", kind: "Pod", metadata: { namespace, name, labels }, spec: { containers: [] } };
+}
+
+/** A fake API server holding one pod per ins_id value, and a real client for it; close the server when done. */
+export async function podsServer(insIds: string[]): Promise<{ kube: KubeClient; server: FakeKubeApiServer }> {
+  const server = await startFakeKubeApiServer({
+    seed: insIds.map((id, i) => pod("default", `pod-${i}`, { [INSTANCE_LABEL]: id })),
+  });
+  const kube = createKubeClient(server.connection(), { userAgent: "test", retries: 0, qps: 1000, burst: 1000 });
+  return { kube, server };
 }
 
 /** Whether a path exists (without following a final link). */
