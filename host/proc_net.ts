@@ -85,39 +85,40 @@ export function listeningPortOfLine(buf: Uint8Array): number {
 
 /** How far the read of one table got, carried from chunk to chunk by `markListeningPorts`. */
 export interface TableProgress {
+  /** The ports found listening (65536 entries, index = port, 1 = listening); shared by the tables of one scan. */
+  readonly ports: Uint8Array;
   /** A connection row was seen: the listeners' section is over. */
   connectionSeen: boolean;
   /** A listener came after a connection row: this table does not list its listeners first. */
   listenerAfterConnection: boolean;
 }
 
-/** A `TableProgress` for a table not read yet. */
-export function tableProgress(): TableProgress {
-  return { connectionSeen: false, listenerAfterConnection: false };
+/** A `TableProgress` for a table not read yet, marking into `ports`. */
+export function tableProgress(ports: Uint8Array): TableProgress {
+  return { ports, connectionSeen: false, listenerAfterConnection: false };
 }
 
-function markLine(line: Uint8Array, found: { bitmap: Uint8Array; progress: TableProgress }) {
+function markLine(line: Uint8Array, progress: TableProgress) {
   const port = listeningPortOfLine(line);
   if (port >= 0) {
-    found.bitmap[port] = 1;
-    if (found.progress.connectionSeen) found.progress.listenerAfterConnection = true;
+    progress.ports[port] = 1;
+    if (progress.connectionSeen) progress.listenerAfterConnection = true;
   } else if (port === CONNECTION_ROW) {
-    found.progress.connectionSeen = true;
+    progress.connectionSeen = true;
   }
 }
 
 /**
- * Marks in `bitmap` (index = port) the listening ports of the complete lines in `buf`, and notes in `progress`
- * whether a connection row was seen and whether a listener came after one; returns the offset just after the
- * last complete line (the rest is a partial line for the next read).
+ * Marks in `progress.ports` the listening ports of the complete lines in `buf`, and notes whether a connection row
+ * was seen and whether a listener came after one; returns the offset just after the last complete line (the rest
+ * is a partial line for the next read).
  */
-export function markListeningPorts(buf: Uint8Array, bitmap: Uint8Array, progress: TableProgress): number {
-  const found = { bitmap, progress };
+export function markListeningPorts(buf: Uint8Array, progress: TableProgress): number {
   let lineStart = 0;
   for (;;) {
     const newline = buf.indexOf(NEWLINE, lineStart);
     if (newline < 0) return lineStart;
-    markLine(buf.subarray(lineStart, newline), found);
+    markLine(buf.subarray(lineStart, newline), progress);
     lineStart = newline + 1;
   }
 }
@@ -222,7 +223,7 @@ export async function readListeningTcpPorts(options: ReadListeningOptions = {}):
       if (error instanceof Deno.errors.NotFound && path.endsWith("6")) continue;
       throw new Error(`Cannot read socket table "${path}": ${(error as Error).message}`);
     }
-    const progress = tableProgress();
+    const progress = tableProgress(ports);
     try {
       let filled = 0;
       for (;;) {
@@ -236,7 +237,7 @@ export async function readListeningTcpPorts(options: ReadListeningOptions = {}):
         const n = file.readSync(buf.subarray(filled));
         if (n === null) break;
         filled += n;
-        const consumed = markListeningPorts(buf.subarray(0, filled), ports, progress);
+        const consumed = markListeningPorts(buf.subarray(0, filled), progress);
         buf.copyWithin(0, consumed, filled);
         filled -= consumed;
         if (options.untilConnections && progress.connectionSeen) {
@@ -245,7 +246,7 @@ export async function readListeningTcpPorts(options: ReadListeningOptions = {}):
         }
       }
       // A last line without a newline still counts.
-      if (filled > 0) markLine(buf.subarray(0, filled), { bitmap: ports, progress });
+      if (filled > 0) markLine(buf.subarray(0, filled), progress);
     } finally {
       file.close();
     }

@@ -17,6 +17,7 @@ import {
   listeningPortOfLine,
   markListeningPorts,
   parseProcNetTcpLine,
+  type TableProgress,
   tableProgress,
 } from "../host/proc_net.ts";
 
@@ -243,12 +244,11 @@ Deno.test("listeningPortOfLine (bytes) agrees with parseProcNetTcpLine on every 
 Deno.test("markListeningPorts marks complete lines only and returns where the partial line starts", () => {
   const text = `${TCP6_LINES.join("\n")}\n${TCP6_LINES[0].slice(0, 20)}`;
   const bytes = new TextEncoder().encode(text);
-  const bitmap = new Uint8Array(65536);
-  const progress = tableProgress();
-  const consumed = markListeningPorts(bytes, bitmap, progress);
+  const progress = tableProgress(new Uint8Array(65536));
+  const consumed = markListeningPorts(bytes, progress);
   assert.equal(consumed, text.lastIndexOf("\n") + 1);
-  assert.deepEqual(usedPortsInRanges(bitmap, [[1, 65535]]), [0x846f, 0x9963, 0xa841]);
-  assert.deepEqual(progress, { connectionSeen: true, listenerAfterConnection: false });
+  assert.deepEqual(usedPortsInRanges(progress.ports, [[1, 65535]]), [0x846f, 0x9963, 0xa841]);
+  assert.deepEqual([progress.connectionSeen, progress.listenerAfterConnection], [true, false]);
 });
 
 Deno.test("markListeningPorts notes where the listeners' section ends, and a listener after it, across chunks", () => {
@@ -256,16 +256,17 @@ Deno.test("markListeningPorts notes where the listeners' section ends, and a lis
   const [header, listenA, listenB, established, timeWait] = TCP_LINES;
   const closing = "   2: 0100007F:B0CA 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 13391 2";
   const bitmap = new Uint8Array(65536);
+  const flags = (p: TableProgress) => [p.connectionSeen, p.listenerAfterConnection];
 
-  const linux = tableProgress();
-  markListeningPorts(encode([header, listenA, closing, listenB]), bitmap, linux);
-  assert.deepEqual(linux, { connectionSeen: false, listenerAfterConnection: false }, "header and CLOSE end nothing");
-  markListeningPorts(encode([established, timeWait]), bitmap, linux);
-  assert.deepEqual(linux, { connectionSeen: true, listenerAfterConnection: false });
+  const linux = tableProgress(bitmap);
+  markListeningPorts(encode([header, listenA, closing, listenB]), linux);
+  assert.deepEqual(flags(linux), [false, false], "header and CLOSE end nothing");
+  markListeningPorts(encode([established, timeWait]), linux);
+  assert.deepEqual(flags(linux), [true, false]);
 
-  const mixed = tableProgress();
-  markListeningPorts(encode([header, listenA, established]), bitmap, mixed);
-  markListeningPorts(encode([timeWait, listenB]), bitmap, mixed);
-  assert.deepEqual(mixed, { connectionSeen: true, listenerAfterConnection: true });
+  const mixed = tableProgress(bitmap);
+  markListeningPorts(encode([header, listenA, established]), mixed);
+  markListeningPorts(encode([timeWait, listenB]), mixed);
+  assert.deepEqual(flags(mixed), [true, true]);
   assert.deepEqual(usedPortsInRanges(bitmap, [[1, 65535]]), [0x07e8, 0xb0c9]);
 });
