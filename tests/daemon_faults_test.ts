@@ -18,6 +18,7 @@ import {
   nodeObject,
   portRangeListeners,
   readiness,
+  VERSION_LABELS,
   writeKubeconfig,
 } from "./support/faults_cluster.ts";
 import { createKubeClient } from "../k8s/client.ts";
@@ -25,7 +26,6 @@ import { createEventSink } from "../k8s/events.ts";
 import { systemClock } from "../controllers/types.ts";
 
 const PORT_USED = "the port already use";
-const VERSION_LABELS = { configtype: "minor_version_info", dbClusterMode: "WriteReadMore" };
 
 /** The objects every scenario starts from: its Node (unless left out), the switches, the ranges, one version. */
 function seed(node: string, range: readonly [number, number], options: { withNode?: boolean } = {}): object[] {

@@ -15,11 +15,11 @@ import {
   jobStatus,
   nodeObject,
   portRangeListeners,
+  VERSION_LABELS,
 } from "./support/faults_cluster.ts";
 import { INSTANCE_LABEL } from "../controllers/log_cleanup.ts";
 
 const NODE = "node-hostile";
-const VERSION_LABELS = { configtype: "minor_version_info", dbClusterMode: "WriteReadMore" };
 const ODD = "\u0000\u0001\u0002\ufffd\ud800\u202e<script>\\\"'\n\t";
 
 /** 10,000 annotations: binary-ish text, JSON, empty values, and 2,500 range-like values that are not ranges. */

@@ -10,6 +10,7 @@ import {
   ipmitoolRunner,
   type ManualClock,
   manualClock,
+  statusReasonMessage,
   testDeps,
 } from "./support/node_network_fixtures.ts";
 
@@ -108,17 +109,17 @@ Deno.test("first run: reads its own Node (never lists) and writes the four condi
       lastHeartbeatTime: at,
       lastTransitionTime: at,
     });
-    assert.deepEqual([got.NodeClientIP.status, got.NodeClientIP.reason, got.NodeClientIP.message], [
+    assert.deepEqual(statusReasonMessage(got.NodeClientIP), [
       "True",
       "bond1",
       "192.0.2.10",
     ]);
-    assert.deepEqual([got.NodeOobIP.status, got.NodeOobIP.reason, got.NodeOobIP.message], [
+    assert.deepEqual(statusReasonMessage(got.NodeOobIP), [
       "True",
       "PowerOn",
       "198.51.100.23",
     ]);
-    assert.deepEqual([got.NodeRefreshFlag.status, got.NodeRefreshFlag.reason, got.NodeRefreshFlag.message], [
+    assert.deepEqual(statusReasonMessage(got.NodeRefreshFlag), [
       "True",
       "Refresh",
       "Refresh",
@@ -191,11 +192,7 @@ Deno.test("changes: each is written by the next probe, only the changed conditio
     assert.deepEqual(sent(), [["NodeClientNetworkUnavailable"]]);
     let got = nodeConditions(s.server);
     assert.deepEqual(
-      [
-        got.NodeClientNetworkUnavailable.status,
-        got.NodeClientNetworkUnavailable.reason,
-        got.NodeClientNetworkUnavailable.message,
-      ],
+      statusReasonMessage(got.NodeClientNetworkUnavailable),
       ["True", "StateDown", "bond1 StateDown"],
     );
     assert.equal(got.NodeClientNetworkUnavailable.lastTransitionTime, "2026-01-01T00:00:03Z");
@@ -233,14 +230,10 @@ Deno.test("changes: each is written by the next probe, only the changed conditio
     assert.deepEqual(sent(), [["NodeClientNetworkUnavailable", "NodeClientIP"]]);
     got = nodeConditions(s.server);
     assert.deepEqual(
-      [
-        got.NodeClientNetworkUnavailable.status,
-        got.NodeClientNetworkUnavailable.reason,
-        got.NodeClientNetworkUnavailable.message,
-      ],
+      statusReasonMessage(got.NodeClientNetworkUnavailable),
       ["True", "StateUnKnown", "bond1 StateUnKnown"],
     );
-    assert.deepEqual([got.NodeClientIP.status, got.NodeClientIP.reason, got.NodeClientIP.message], [
+    assert.deepEqual(statusReasonMessage(got.NodeClientIP), [
       "False",
       "bond1",
       "198.51.100.7",

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { NodeCondition } from "../controllers/node_network.ts";
 import { addVeth, canMakeNetns, createNetns, type NetNs, type NsProcess, run, startIn } from "./support/netns.ts";
-import { ipmitoolFixture } from "./support/node_network_fixtures.ts";
+import { ipmitoolFixture, statusReasonMessage } from "./support/node_network_fixtures.ts";
 import { hasCommand, skipUnless } from "./support/prereq.ts";
 import { daemonCommand, waitFor } from "./support/daemon_process.ts";
 
@@ -151,19 +151,15 @@ Deno.test({
           return c.NodeOobIP && c.NodeClientNetworkUnavailable ? c : null;
         }, { what: "the first report", timeoutMs: 30_000 }).catch((e) => assert.fail(`${e.message}\n${diag()}`));
         assert.deepEqual(
-          [
-            got.NodeClientNetworkUnavailable.status,
-            got.NodeClientNetworkUnavailable.reason,
-            got.NodeClientNetworkUnavailable.message,
-          ],
+          statusReasonMessage(got.NodeClientNetworkUnavailable),
           ["False", "StateUP", "bond1 StateUP"],
         );
-        assert.deepEqual([got.NodeClientIP.status, got.NodeClientIP.reason, got.NodeClientIP.message], [
+        assert.deepEqual(statusReasonMessage(got.NodeClientIP), [
           "True",
           "bond1",
           "192.0.2.10",
         ]);
-        assert.deepEqual([got.NodeOobIP.status, got.NodeOobIP.reason, got.NodeOobIP.message], [
+        assert.deepEqual(statusReasonMessage(got.NodeOobIP), [
           "True",
           "PowerOn",
           "198.51.100.23",
@@ -269,7 +265,7 @@ Deno.test({
           reason: "StateUnKnown",
         });
         const got = await cluster.conditions();
-        assert.deepEqual([got.NodeClientIP.status, got.NodeClientIP.reason, got.NodeClientIP.message], [
+        assert.deepEqual(statusReasonMessage(got.NodeClientIP), [
           "False",
           "bond1",
           "198.51.100.7",

@@ -112,6 +112,9 @@ export function nodeObject(name: string): Record<string, unknown> {
   return { apiVersion: "v1", kind: "Node", metadata: { name }, status: { conditions: [] } };
 }
 
+/** The labels of the engine version ConfigMaps the daemon reads (`--core-version-cm-labels` default). */
+export const VERSION_LABELS = { configtype: "minor_version_info", dbClusterMode: "WriteReadMore" };
+
 /** A ConfigMap of kube-system. */
 export function configMapObject(
   name: string,

@@ -98,3 +98,10 @@ export function testDeps(
     recorded,
   };
 }
+
+/** A condition's status, reason and message, to compare in one assertion. */
+export function statusReasonMessage(
+  condition: { status?: string; reason?: string; message?: string } | undefined,
+): (string | undefined)[] {
+  return [condition?.status, condition?.reason, condition?.message];
+}
