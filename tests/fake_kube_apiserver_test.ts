@@ -3,7 +3,12 @@ import { createKubeClient, type KubeClientOptions } from "../k8s/client.ts";
 import { KubeError } from "../k8s/errors.ts";
 import { loadConnection } from "../k8s/kube_config.ts";
 import { assert, assertEquals, assertMatch, assertRejects, assertStringIncludes } from "./support/assert.ts";
-import { DEFAULT_USER, type FakeKubeApiServer, startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import {
+  DEFAULT_USER,
+  type FakeKubeApiServer,
+  fakeKubeApiServerCommand,
+  startFakeKubeApiServer,
+} from "./support/fake_kube_apiserver.ts";
 import { hasCommand, skipUnless } from "./support/prereq.ts";
 
 const NS = "kube-system";
@@ -596,18 +601,16 @@ Deno.test(
   "as its own process: --seed, --kubeconfig-out, the /_fake/ control endpoints, SIGTERM",
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "fake-kube-test-" });
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("./support/fake_kube_apiserver.ts", import.meta.url).pathname,
-        "--port",
-        "0",
-        "--seed",
-        `${dir}/seed.json`,
-        "--kubeconfig-out",
-        `${dir}/kubeconfig`,
-      ],
+    const [exe, ...args] = fakeKubeApiServerCommand([
+      "--port",
+      "0",
+      "--seed",
+      `${dir}/seed.json`,
+      "--kubeconfig-out",
+      `${dir}/kubeconfig`,
+    ]);
+    const child = new Deno.Command(exe, {
+      args,
       stdout: "piped",
       stderr: "inherit",
     });

@@ -9,6 +9,7 @@ import {
   ADMIN_USER,
   DEFAULT_USER,
   type FakeKubeApiServer,
+  fakeKubeApiServerCommand,
   startFakeKubeApiServer,
 } from "./support/fake_kube_apiserver.ts";
 import {
@@ -599,17 +600,17 @@ Deno.test("the admin token may do anything; the control endpoints ignore RBAC; r
 });
 
 Deno.test("as its own process: --rbac off allows everything, a bad --rbac value fails", async () => {
-  const script = new URL("./support/fake_kube_apiserver.ts", import.meta.url).pathname;
-  const bad = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, "--rbac", "maybe"],
+  const [exe, ...badArgs] = fakeKubeApiServerCommand(["--rbac", "maybe"]);
+  const bad = await new Deno.Command(exe, {
+    args: badArgs,
     stdout: "null",
     stderr: "piped",
   }).output();
   assertEquals(bad.success, false);
   assert(new TextDecoder().decode(bad.stderr).includes(`Invalid --rbac "maybe": must be manifests or off`));
   const dir = await Deno.makeTempDir({ prefix: "fake-kube-rbac-" });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, "--rbac", "off", "--kubeconfig-out", `${dir}/kubeconfig`],
+  const child = new Deno.Command(exe, {
+    args: fakeKubeApiServerCommand(["--rbac", "off", "--kubeconfig-out", `${dir}/kubeconfig`]).slice(1),
     stdout: "piped",
     stderr: "inherit",
   }).spawn();

@@ -8,6 +8,7 @@ import { addVeth, canMakeNetns, createNetns, type NetNs, type NsProcess, run, st
 import { ipmitoolFixture, statusReasonMessage } from "./support/node_network_fixtures.ts";
 import { hasCommand, skipUnless } from "./support/prereq.ts";
 import { daemonCommand, waitFor } from "./support/daemon_process.ts";
+import { fakeKubeApiServerCommand } from "./support/fake_kube_apiserver.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const CA = `${ROOT}tests/support/certs/ca.pem`;
@@ -112,20 +113,20 @@ Deno.test({
       await Deno.writeTextFile(`${dir}/seed.json`, JSON.stringify(seed));
       await Deno.mkdir(`${dir}/bin`);
       await Deno.symlink(ipmitoolFixture("ok"), `${dir}/bin/ipmitool`);
-      const fake = await startIn(ns, [
-        Deno.execPath(),
-        "run",
-        "-A",
-        `${ROOT}tests/support/fake_kube_apiserver.ts`,
-        "--port",
-        "0",
-        "--seed",
-        `${dir}/seed.json`,
-        "--kubeconfig-out",
-        `${dir}/kubeconfig`,
-        "--token",
-        TOKEN,
-      ], { cwd: ROOT, ready: /listening on (https:\/\/\S+)/ });
+      const fake = await startIn(
+        ns,
+        fakeKubeApiServerCommand([
+          "--port",
+          "0",
+          "--seed",
+          `${dir}/seed.json`,
+          "--kubeconfig-out",
+          `${dir}/kubeconfig`,
+          "--token",
+          TOKEN,
+        ]),
+        { cwd: ROOT, ready: /listening on (https:\/\/\S+)/ },
+      );
       processes.push(fake.process);
       const cluster = new Cluster(ns, fake.match![1]);
       const env = { PATH: `${dir}/bin:/usr/sbin:/usr/bin:/sbin:/bin` };

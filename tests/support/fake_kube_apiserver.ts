@@ -429,6 +429,11 @@ function kubeconfigText(url: string, caCert: string, token: string): string {
   ].join("\n");
 }
 
+/** The command line that runs the fake API server as its own process, with `flags` (see the module doc). */
+export function fakeKubeApiServerCommand(flags: readonly string[]): string[] {
+  return [Deno.execPath(), "run", "-A", new URL(import.meta.url).pathname, ...flags];
+}
+
 /** Starts a fake API server on a free port (or `options.port`) and waits until it listens. */
 export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions = {}): Promise<FakeKubeApiServer> {
   const hostname = options.hostname ?? "127.0.0.1";
