@@ -5,13 +5,13 @@
  * unknown, none when more than `--log-cleanup-max-folders` would go, and nothing that changed since the walk.
  */
 import type { V1Pod } from "@kubernetes/client-node";
+import type { FdStat } from "../host/dir_fd.ts";
+import { emptyReport, removeEntry, type RemoveOptions, type RemoveReport, removeTree } from "../host/log_remove.ts";
 import {
+  closeLogRoot,
   type LogRoot,
-  removeEntry,
-  type RemoveOptions,
-  type RemoveReport,
-  removeTree,
   resolveLogRoot,
+  type ResolveOptions,
   type WalkEntry,
   walkLogTree,
 } from "../host/log_walk.ts";
@@ -289,6 +289,8 @@ export interface LogCleanupCounts {
 export interface ApplyOptions {
   /** Called after the plan is made and before anything is removed. */
   readonly beforeRemove?: (plan: CleanupPlan) => void | Promise<void>;
+  /** How the root is opened (tests force the fallbacks of the directory-fd calls). */
+  readonly resolve?: ResolveOptions;
 }
 
 /** What the removal did (or, in a dry run, would do). */
@@ -327,7 +329,7 @@ export interface ApplyContext {
 /** Removes what the plan says, re-checking each path right before; a failure on one path never stops the rest. */
 export async function applyCleanup(plan: CleanupPlan, context: ApplyContext): Promise<AppliedCleanup> {
   const { root, days, nowMs, log, dryRun } = context;
-  const totals: RemoveReport = { files: 0, dirs: 0, bytes: 0, errors: [] };
+  const totals = emptyReport();
   const skipped = createBoundedList();
   const removeOptions: RemoveOptions = {
     root,
@@ -343,26 +345,22 @@ export async function applyCleanup(plan: CleanupPlan, context: ApplyContext): Pr
       if (totals.errors.length < LIST_LIMIT) totals.errors.push(error);
       log.error("{error}", { error });
     }
-    return report.errors.length === 0;
+    for (const path of report.replaced) if (totals.replaced.length < LIST_LIMIT) totals.replaced.push(path);
+    return report.errors.length === 0 && report.kept === null;
   };
   const verb = dryRun ? "Would remove" : "Removed";
   // Every removal is logged; what a dry run would remove only at debug level (it can be thousands of lines).
   const note = (message: string, properties: Record<string, unknown>) =>
     dryRun ? log.debug(message, properties) : log.info(message, properties);
-  // Right before a removal: still there, still old enough, still what it was (a directory on the root's device).
-  const stillOld = async (item: PlannedRemoval, what: string, dir: boolean) => {
-    if (dryRun) return true;
-    const now = await lstatOrNull(item.path);
-    if (now === null) {
-      skipped.push(`${what} already gone: "${item.path}"`);
-      return false;
-    }
-    const sameKind = dir ? now.isDirectory && now.dev === root.dev : !now.isDirectory;
-    if (!sameKind || !mtimePlus(now.mtime?.getTime() ?? Infinity, nowMs, days)) {
-      skipped.push(`${what} kept: "${item.path}" changed since the walk`);
-      return false;
-    }
-    return true;
+  // Right before a removal, with its parent held: still old enough, or it changed since the walk.
+  const stillOld = (stat: FdStat) => (mtimePlus(stat.mtimeMs, nowMs, days) ? null : "changed since the walk");
+  const keptLine = (what: string, path: string, report: RemoveReport) => {
+    if (report.kept === null) return;
+    skipped.push(
+      report.kept === "already gone"
+        ? `${what} already gone: "${path}"`
+        : `${what} kept: "${path}" changed since the walk (${report.kept})`,
+    );
   };
 
   const folders: string[] = [];
@@ -371,13 +369,20 @@ export async function applyCleanup(plan: CleanupPlan, context: ApplyContext): Pr
     if (!dryRun) {
       // Walk the folder again: a log written since the first walk keeps it.
       const again = createCleanupPlanner({ activeInstances: null, nowMs, days, maxFolders: 0 });
-      await walkLogTree(root, { only: folder.name, wants: again.wants, onEntry: again.visit, signal: context.signal });
+      const walked = await walkLogTree(root, {
+        only: folder.name,
+        wants: again.wants,
+        onEntry: again.visit,
+        signal: context.signal,
+      });
+      add({ ...emptyReport(), replaced: walked.replaced });
       if (!again.finish().overdue.some((f) => f.path === folder.path)) {
         skipped.push(`Instance folder kept: "${folder.path}" changed since the walk`);
         continue;
       }
     }
     const report = await removeTree(folder.path, removeOptions);
+    keptLine("Instance folder", folder.path, report);
     if (add(report)) folders.push(folder.path);
     note(`${verb} instance folder {path}: {files} files, {bytes} bytes`, { path: folder.path, ...report });
   }
@@ -385,10 +390,10 @@ export async function applyCleanup(plan: CleanupPlan, context: ApplyContext): Pr
   const logFiles: string[] = [];
   for (const file of plan.logFiles) {
     context.signal?.throwIfAborted();
-    if (!await stillOld(file, "Log file", false)) continue;
     const report = dryRun
-      ? { files: 1, dirs: 0, bytes: file.bytes, errors: [] }
-      : await removeEntry(file.path, removeOptions);
+      ? { ...emptyReport(), files: 1, bytes: file.bytes }
+      : removeEntry(file.path, { ...removeOptions, keep: stillOld });
+    keptLine("Log file", file.path, report);
     if (add(report)) {
       logFiles.push(file.path);
       note(`${verb} log file {path} ({bytes} bytes)`, { path: file.path, bytes: report.bytes });
@@ -398,12 +403,14 @@ export async function applyCleanup(plan: CleanupPlan, context: ApplyContext): Pr
   const dataDirs: string[] = [];
   for (const dir of plan.dataDirs) {
     context.signal?.throwIfAborted();
-    if (!await stillOld(dir, "Data directory", true)) continue;
     const report = dryRun
-      ? { files: 0, dirs: 1, bytes: dir.bytes, errors: [] }
-      : await removeTree(dir.path, removeOptions);
+      ? { ...emptyReport(), dirs: 1, bytes: dir.bytes }
+      : await removeTree(dir.path, { ...removeOptions, keep: stillOld });
+    keptLine("Data directory", dir.path, report);
     if (add(report)) dataDirs.push(dir.path);
-    note(`${verb} data directory {path}: {bytes} bytes`, { path: dir.path, bytes: report.bytes });
+    if (report.kept === null) {
+      note(`${verb} data directory {path}: {bytes} bytes`, { path: dir.path, bytes: report.bytes });
+    }
   }
   return { folders, logFiles, dataDirs, totals, skipped: skipped.lines() };
 }
@@ -447,95 +454,106 @@ export function createLogCleanupController(
     async run(ctx: RunContext): Promise<RunOutcome<LogCleanupResult>> {
       let root: LogRoot;
       try {
-        root = await resolveLogRoot(config.dbclusterLogDir);
+        root = await resolveLogRoot(config.dbclusterLogDir, options.resolve);
       } catch (error) {
         const message = (error as Error).message;
         events.record({ job, type: "Warning", reason: "LogCleanupRootInvalid", message });
         throw error;
       }
-      const skipped: string[] = [];
-      const active = await activeInstances(deps.kube?.withSignal(ctx.signal) ?? null, skipped);
-      const nowMs = deps.clock.now().getTime();
-      const planner = createCleanupPlanner({
-        activeInstances: active,
-        nowMs,
-        days,
-        maxFolders: config.logCleanupMaxFolders,
-      });
-      await walkLogTree(root, { wants: planner.wants, onEntry: planner.visit, signal: ctx.signal });
-      const plan = planner.finish();
-      if (plan.folderLimitExceeded) {
-        const message = `Kept ${plan.overdueKept} overdue instance folders under "${root.path}": ` +
-          `more than --log-cleanup-max-folders=${config.logCleanupMaxFolders} would be removed`;
-        log.warn("{message}", { message });
-        if (!ctx.dryRun) events.record({ job, type: "Warning", reason: "LogCleanupTooManyFolders", message });
+      try {
+        return await cleanUnder(root, ctx);
+      } finally {
+        closeLogRoot(root);
       }
-      await options.beforeRemove?.(plan);
-      const done = await applyCleanup(plan, { root, days, nowMs, dryRun: ctx.dryRun, signal: ctx.signal, log });
-      const errors = done.totals.errors;
-      const result: LogCleanupResult = {
-        root: root.path,
-        days,
-        dryRun: ctx.dryRun,
-        activeInstances: active,
-        instanceFolders: done.folders,
-        logFiles: done.logFiles,
-        removedDataDirs: done.dataDirs,
-        bytes: done.totals.bytes,
-        skipped: [...skipped, ...plan.skipped, ...done.skipped],
-        errors,
-        counts: {
-          instanceFolders: done.folders.length,
-          logFiles: done.logFiles.length,
-          dataDirs: done.dataDirs.length,
-          filesRemoved: done.totals.files,
-          dirsRemoved: done.totals.dirs,
-          errors: errors.length,
-          folderLimitExceeded: plan.folderLimitExceeded ? 1 : 0,
-          overdueKept: plan.overdueKept,
-        },
-      };
-      const what = `${done.folders.length} instance folders, ${done.logFiles.length} log files and ` +
-        `${done.dataDirs.length} data directories under "${root.path}" (${done.totals.bytes} bytes)`;
-      const removedAny = done.totals.files + done.totals.dirs > 0;
-      if (!ctx.dryRun && removedAny) {
-        events.record({ job, type: "Normal", reason: "LogCleanupRemoved", message: `Removed ${what}` });
-      }
-      if (!ctx.dryRun && errors.length > 0) {
-        events.record({
-          job,
-          type: "Warning",
-          reason: "LogCleanupFailed",
-          message: `Cannot remove ${errors.length} paths under "${root.path}", first: ${errors[0]}`,
-        });
-      }
-      const summary = `${ctx.dryRun ? "Would remove" : "Removed"} ${what}` +
-        (errors.length > 0 ? `, ${errors.length} errors` : "");
-      const counters: JobCounter[] = [
-        { name: "log_cleanup_bytes_freed_total", help: "Bytes freed by the log cleanup", value: result.bytes },
-        ...(["instanceFolders", "logFiles", "dataDirs"] as const).map((kind) => ({
-          name: "log_cleanup_removed_total",
-          help: "Entries removed by the log cleanup",
-          value: result.counts[kind],
-          labels: { kind },
-        })),
-        { name: "log_cleanup_errors_total", help: "Paths the log cleanup failed to remove", value: errors.length },
-        {
-          name: "log_cleanup_folder_limit_exceeded_total",
-          help: "Runs that removed no folder because too many were due",
-          value: result.counts.folderLimitExceeded,
-        },
-      ];
-      return { summary, result, counters: ctx.dryRun ? [] : counters };
     },
   };
-}
 
-async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
-  try {
-    return await Deno.lstat(path);
-  } catch {
-    return null;
+  async function cleanUnder(root: LogRoot, ctx: RunContext): Promise<RunOutcome<LogCleanupResult>> {
+    const skipped: string[] = [];
+    const active = await activeInstances(deps.kube?.withSignal(ctx.signal) ?? null, skipped);
+    const nowMs = deps.clock.now().getTime();
+    const planner = createCleanupPlanner({
+      activeInstances: active,
+      nowMs,
+      days,
+      maxFolders: config.logCleanupMaxFolders,
+    });
+    const walked = await walkLogTree(root, { wants: planner.wants, onEntry: planner.visit, signal: ctx.signal });
+    const plan = planner.finish();
+    if (plan.folderLimitExceeded) {
+      const message = `Kept ${plan.overdueKept} overdue instance folders under "${root.path}": ` +
+        `more than --log-cleanup-max-folders=${config.logCleanupMaxFolders} would be removed`;
+      log.warn("{message}", { message });
+      if (!ctx.dryRun) events.record({ job, type: "Warning", reason: "LogCleanupTooManyFolders", message });
+    }
+    await options.beforeRemove?.(plan);
+    const done = await applyCleanup(plan, { root, days, nowMs, dryRun: ctx.dryRun, signal: ctx.signal, log });
+    const replaced = [...new Set([...walked.replaced, ...done.totals.replaced])];
+    const errors = [
+      ...walked.replaced.map((path) => `Cannot look into "${path}": it was replaced while the cleanup walked it: kept`),
+      ...done.totals.errors,
+    ].slice(0, LIST_LIMIT);
+    if (replaced.length > 0) {
+      const message = `Kept ${replaced.length} paths under "${root.path}" that were replaced (by a link, a file, ` +
+        `another folder or a mount) while the cleanup worked on them, nothing in them removed: ` +
+        replaced.slice(0, 10).map((path) => `"${path}"`).join(", ");
+      log.warn("{message}", { message });
+      events.record({ job, type: "Warning", reason: "LogCleanupPathReplaced", message });
+    }
+    const result: LogCleanupResult = {
+      root: root.path,
+      days,
+      dryRun: ctx.dryRun,
+      activeInstances: active,
+      instanceFolders: done.folders,
+      logFiles: done.logFiles,
+      removedDataDirs: done.dataDirs,
+      bytes: done.totals.bytes,
+      skipped: [...skipped, ...plan.skipped, ...done.skipped],
+      errors,
+      counts: {
+        instanceFolders: done.folders.length,
+        logFiles: done.logFiles.length,
+        dataDirs: done.dataDirs.length,
+        filesRemoved: done.totals.files,
+        dirsRemoved: done.totals.dirs,
+        errors: errors.length,
+        folderLimitExceeded: plan.folderLimitExceeded ? 1 : 0,
+        overdueKept: plan.overdueKept,
+      },
+    };
+    const what = `${done.folders.length} instance folders, ${done.logFiles.length} log files and ` +
+      `${done.dataDirs.length} data directories under "${root.path}" (${done.totals.bytes} bytes)`;
+    const removedAny = done.totals.files + done.totals.dirs > 0;
+    if (!ctx.dryRun && removedAny) {
+      events.record({ job, type: "Normal", reason: "LogCleanupRemoved", message: `Removed ${what}` });
+    }
+    if (!ctx.dryRun && errors.length > 0) {
+      events.record({
+        job,
+        type: "Warning",
+        reason: "LogCleanupFailed",
+        message: `Cannot remove ${errors.length} paths under "${root.path}", first: ${errors[0]}`,
+      });
+    }
+    const summary = `${ctx.dryRun ? "Would remove" : "Removed"} ${what}` +
+      (errors.length > 0 ? `, ${errors.length} errors` : "");
+    const counters: JobCounter[] = [
+      { name: "log_cleanup_bytes_freed_total", help: "Bytes freed by the log cleanup", value: result.bytes },
+      ...(["instanceFolders", "logFiles", "dataDirs"] as const).map((kind) => ({
+        name: "log_cleanup_removed_total",
+        help: "Entries removed by the log cleanup",
+        value: result.counts[kind],
+        labels: { kind },
+      })),
+      { name: "log_cleanup_errors_total", help: "Paths the log cleanup failed to remove", value: errors.length },
+      {
+        name: "log_cleanup_folder_limit_exceeded_total",
+        help: "Runs that removed no folder because too many were due",
+        value: result.counts.folderLimitExceeded,
+      },
+    ];
+    return { summary, result, counters: ctx.dryRun ? [] : counters };
   }
 }
 

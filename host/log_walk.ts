@@ -1,17 +1,20 @@
 /**
- * The log folder on this host: resolving the root, walking it and removing entries, with Deno's file APIs only.
+ * The log folder on this host: the root, opened once, and a walk below it that holds every folder by its fd.
  *
- * Every stat is an lstat: a symbolic link is never followed, a linked directory is never entered, and a link
- * is removed as a link. The walk never leaves the root's file system. Names come from `Deno.readDir`, which
- * replaces bytes that are not UTF-8 with U+FFFD: such a name cannot be passed back to the kernel (lstat and
- * remove would name another path or none), so an entry whose name holds U+FFFD is reported, never touched.
+ * The database user owns the instance folders and may be hostile: any folder can be swapped for a link, or a
+ * bind mount put below the root, at any moment. So nothing below the root is ever reached by its path text again:
+ * each folder is opened relative to its parent's fd (openat2 refusing links and mount crossings, or
+ * `O_NOFOLLOW|O_DIRECTORY` and a mount check), and checked to be the very inode that was looked at. A folder that
+ * changed in between is not entered, and is reported as replaced. Names that are not UTF-8 cannot be named in the
+ * results: such an entry is reported, never touched.
  */
+import { type DirFs, type DirFsOptions, type EntryKind, type FdStat, isSwapError, openDirFs } from "./dir_fd.ts";
+import { readMountPointsBelow } from "./mount_points.ts";
+
+export type { EntryKind } from "./dir_fd.ts";
 
 /** The default depth limit of the walk (levels below the root). */
 export const DEFAULT_MAX_DEPTH = 64;
-
-/** What an entry is, from its own lstat (or the directory listing when no lstat was needed). */
-export type EntryKind = "file" | "dir" | "symlink" | "other";
 
 /** One entry seen by the walk. */
 export interface WalkEntry {
@@ -25,36 +28,72 @@ export interface WalkEntry {
   readonly top: string;
   /** What it is. */
   readonly kind: EntryKind;
-  /** Modification time in ms (lstat), or null when the walk did not need it. */
+  /** Modification time in ms, or null when the walk did not need it. */
   readonly mtimeMs: number | null;
-  /** Size in bytes (lstat), or null when the walk did not need it. */
+  /** Size in bytes, or null when the walk did not need it. */
   readonly size: number | null;
   /** Why the entry was not looked at, or (a directory) not entered; null when all is well. */
   readonly problem: string | null;
 }
 
-/** The root of the log folders, resolved once. */
+/** The root of the log folders, resolved and opened once per run. */
 export interface LogRoot {
   /** The resolved absolute path (no symbolic link in it, no trailing slash). */
   readonly path: string;
   /** Its file system's device number: the walk stays on it. */
   readonly dev: number;
+  /** Its mount id, when the kernel gives one: the walk stays on this mount. */
+  readonly mountId: bigint | null;
+  /** The open root directory. */
+  readonly fd: number;
+  /** The directory-fd calls. */
+  readonly fs: DirFs;
+  /** Mount points below the root (never entered). */
+  readonly mountPoints: ReadonlySet<string>;
 }
 
-/** Resolves and checks the root; throws when it is empty, missing, not a directory or `/`. */
-export async function resolveLogRoot(dir: string): Promise<LogRoot> {
+/** Options of `resolveLogRoot`. */
+export interface ResolveOptions {
+  /** Options of the directory-fd calls (tests force the fallbacks). */
+  readonly dirFs?: DirFsOptions;
+  /** Loads the directory-fd calls (default `openDirFs`); a loader that throws makes the root refused. */
+  readonly openFs?: (options: DirFsOptions) => DirFs;
+}
+
+/** Resolves, checks and opens the root; throws when it is empty, missing, not a directory, `/`, or cannot be opened. */
+export async function resolveLogRoot(dir: string, options: ResolveOptions = {}): Promise<LogRoot> {
   if (dir.trim() === "") throw new Error("Cannot clean logs: the log folder (--dbcluster-log-dir) is empty");
   let path: string;
   try {
     path = await Deno.realPath(dir);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw new Error(`Cannot clean logs in "${dir}": it does not exist`);
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Error(`Cannot clean logs in "${dir}": it does not exist; mount the host's log folder at that path`);
+    }
     throw new Error(`Cannot clean logs in "${dir}": ${(error as Error).message}`);
   }
   if (path === "/") throw new Error(`Cannot clean logs in "${dir}": it is the root of the file system`);
   const info = await Deno.lstat(path);
   if (!info.isDirectory) throw new Error(`Cannot clean logs in "${dir}": it is not a directory`);
-  return { path, dev: info.dev };
+  let fs: DirFs;
+  try {
+    fs = (options.openFs ?? openDirFs)(options.dirFs ?? {});
+  } catch (error) {
+    throw new Error(`Cannot clean logs in "${dir}": ${(error as Error).message}; nothing is removed without them`);
+  }
+  let fd: number;
+  try {
+    fd = fs.openRoot(path);
+  } catch (error) {
+    throw new Error(`Cannot clean logs in "${dir}": cannot open "${path}": ${(error as Error).message}`);
+  }
+  const stat = fs.statAt(fd, null);
+  return { path, dev: stat.dev, mountId: stat.mountId, fd, fs, mountPoints: readMountPointsBelow(path) };
+}
+
+/** Closes the root's fd. */
+export function closeLogRoot(root: LogRoot): void {
+  root.fs.close(root.fd);
 }
 
 /** Whether `path` is strictly below `root` by its text (both absolute, resolved). */
@@ -63,9 +102,48 @@ export function isStrictlyInside(root: string, path: string): boolean {
   return !path.slice(root.length + 1).split("/").some((part) => part === "" || part === "." || part === "..");
 }
 
-/** Whether a name cannot be given back to the kernel as a string (not UTF-8, shown with U+FFFD). */
-export function isUnaddressableName(name: string): boolean {
-  return name.includes("\uFFFD");
+/** A folder that was not entered: why, and whether it was replaced while the daemon worked on it. */
+export class NotEntered extends Error {
+  /** Builds the error. */
+  constructor(message: string, readonly replaced: boolean) {
+    super(message);
+    this.name = "NotEntered";
+  }
+}
+
+/**
+ * Opens the folder `name` inside `parentFd`, and checks it is the inode `seen` (from a statx an instant before),
+ * on the root's mount. Throws NotEntered otherwise; the caller closes the fd it gets.
+ */
+export function enterDir(
+  root: LogRoot,
+  parentFd: number,
+  where: { name: Uint8Array; path: string; seen: FdStat },
+): number {
+  if (root.mountPoints.has(where.path)) throw new NotEntered("it is a mount point: not entered", false);
+  let fd: number;
+  try {
+    fd = root.fs.openAt(parentFd, where.name);
+  } catch (error) {
+    if (isSwapError(error) && (error as { code: string }).code === "EXDEV") {
+      throw new NotEntered("it is a mount point: not entered", false);
+    }
+    if (isSwapError(error)) throw new NotEntered(`it was replaced while being worked on (${error})`, true);
+    throw new NotEntered(`cannot be opened: ${(error as Error).message}`, false);
+  }
+  try {
+    const now = root.fs.statAt(fd, null);
+    if (now.ino !== where.seen.ino || now.dev !== where.seen.dev) {
+      throw new NotEntered("it was replaced while being worked on (another inode)", true);
+    }
+    if (now.dev !== root.dev || (root.mountId !== null && now.mountId !== root.mountId)) {
+      throw new NotEntered("it is on another file system or mount: not entered", false);
+    }
+    return fd;
+  } catch (error) {
+    root.fs.close(fd);
+    throw error;
+  }
 }
 
 /** Options of the walk. */
@@ -73,14 +151,14 @@ export interface WalkOptions {
   /** Walk only this top-level entry (its own entry and everything below it). */
   readonly only?: string;
   /**
-   * Whether an entry that is not a directory matters: it is then lstat'ed and reported. Other non-directories
+   * Whether an entry that is not a directory matters: it is then looked at and reported. Other non-directories
    * are passed over without a system call, as find does for names its tests reject.
    */
   readonly wants: (name: string, top: string) => boolean;
   /**
    * Called for every directory, every wanted entry and every entry with a problem, in depth-first pre-order
    * (a directory before what is in it). Returning true for a directory makes the walk report everything
-   * below it with its lstat (e.g. to count the bytes of a directory that will be removed).
+   * below it with its stat (e.g. to count the bytes of a directory that will be removed).
    */
   readonly onEntry: (entry: WalkEntry) => boolean | void;
   /** Levels below the root the walk may enter (default 64). */
@@ -93,257 +171,137 @@ export interface WalkOptions {
 export interface WalkReport {
   /** Entries seen. */
   readonly entries: number;
-  /** lstat calls made. */
-  readonly lstats: number;
+  /** statx calls made. */
+  readonly stats: number;
+  /** Folders that were replaced (by a link, a file or another folder) while the walk entered them. */
+  readonly replaced: string[];
 }
 
 interface Frame {
+  readonly fd: number;
   readonly path: string;
   readonly depth: number;
   readonly top: string;
   readonly all: boolean;
-  readonly entries: Deno.DirEntry[];
+  readonly entries: {
+    readonly bytes: Uint8Array;
+    readonly name: string | null;
+    readonly listed: EntryKind | "unknown";
+  }[];
   index: number;
 }
 
 /**
- * Walks the root depth-first with an explicit stack; memory holds one listing per open level, never the
- * whole tree. Sync calls are cheaper than async ones by a factor of five here, so the walk uses them and
- * gives the event loop a turn every 20 ms.
+ * Walks the root depth-first with an explicit stack of open folders; memory holds one listing per open level,
+ * never the whole tree. The calls are synchronous (cheaper by far than async ones); the walk gives the event loop
+ * a turn every 20 ms.
  */
 export async function walkLogTree(root: LogRoot, options: WalkOptions): Promise<WalkReport> {
+  const { fs } = root;
   const maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
   const stack: Frame[] = [];
   const pacer = createPacer(options.signal);
+  const replaced: string[] = [];
   let entries = 0;
-  let lstats = 0;
+  let stats = 0;
 
-  const visit = (frame: Frame | null, dirEntry: Deno.DirEntry | null, name: string) => {
+  const visit = (parent: Frame | null, child: Frame["entries"][number]) => {
     entries++;
-    const parent = frame ? frame.path : root.path;
-    const depth = frame ? frame.depth + 1 : 1;
-    const top = depth === 1 ? name : frame!.top;
-    const path = `${parent}/${name}`;
-    const report = (kind: EntryKind, problem: string | null, info?: Deno.FileInfo) =>
+    const depth = parent ? parent.depth + 1 : 1;
+    const name = child.name ?? new TextDecoder().decode(child.bytes);
+    const top = depth === 1 ? name : parent!.top;
+    const path = `${parent ? parent.path : root.path}/${name}`;
+    const report = (kind: EntryKind, problem: string | null, info?: FdStat) =>
       options.onEntry({
         path,
         name,
         depth,
         top,
         kind,
-        mtimeMs: info?.mtime?.getTime() ?? null,
+        mtimeMs: info?.mtimeMs ?? null,
         size: info ? info.size : null,
         problem,
       }) === true;
-    const listed: EntryKind = dirEntry ? kindOfEntry(dirEntry) : "other";
-    if (isUnaddressableName(name)) {
+    const listed: EntryKind = child.listed === "unknown" ? "other" : child.listed;
+    if (child.name === null) {
       report(listed, "its name is not valid UTF-8 and cannot be addressed");
       return;
     }
-    if (dirEntry && listed !== "dir" && !frame?.all && !options.wants(name, top)) return;
-    let info: Deno.FileInfo;
+    if (child.listed !== "dir" && child.listed !== "unknown" && !parent?.all && !options.wants(name, top)) return;
+    const parentFd = parent ? parent.fd : root.fd;
+    let info: FdStat;
     try {
-      lstats++;
-      info = Deno.lstatSync(path);
+      stats++;
+      info = fs.statAt(parentFd, child.bytes);
     } catch (error) {
       report(listed, `cannot be read: ${(error as Error).message}`);
       return;
     }
-    const kind = kindOfInfo(info);
-    if (kind !== "dir") {
-      report(kind, null, info);
-      return;
-    }
-    if (info.dev !== root.dev) {
-      report(kind, "it is on another file system: not entered", info);
+    if (info.kind !== "dir") {
+      if (child.listed === "dir" || parent?.all || options.wants(name, top)) report(info.kind, null, info);
       return;
     }
     if (depth >= maxDepth) {
-      report(kind, `it is deeper than ${maxDepth} levels: not entered`, info);
+      report("dir", `it is deeper than ${maxDepth} levels: not entered`, info);
       return;
     }
-    let listing: Deno.DirEntry[];
+    let fd: number;
     try {
-      listing = [...Deno.readDirSync(path)];
+      fd = enterDir(root, parentFd, { name: child.bytes, path, seen: info });
     } catch (error) {
-      report(kind, `cannot be listed: ${(error as Error).message}`, info);
+      if (error instanceof NotEntered && error.replaced) replaced.push(path);
+      report("dir", error instanceof NotEntered ? error.message : String(error), info);
       return;
     }
-    const all = report(kind, null, info) || (frame?.all ?? false);
-    stack.push({ path, depth, top, all, entries: listing, index: 0 });
+    let listing: Frame["entries"];
+    try {
+      listing = fs.list(fd).map((entry) => ({ bytes: entry.bytes, name: entry.text, listed: entry.kind }));
+    } catch (error) {
+      fs.close(fd);
+      report("dir", `cannot be listed: ${(error as Error).message}`, info);
+      return;
+    }
+    const all = report("dir", null, info) || (parent?.all ?? false);
+    stack.push({ fd, path, depth, top, all, entries: listing, index: 0 });
   };
 
-  if (options.only !== undefined) {
-    visit(null, null, options.only);
-  } else {
-    let listing: Deno.DirEntry[];
-    try {
-      listing = [...Deno.readDirSync(root.path)];
-    } catch (error) {
-      throw new Error(`Cannot list "${root.path}": ${(error as Error).message}`);
-    }
-    stack.push({ path: root.path, depth: 0, top: "", all: false, entries: listing, index: 0 });
-  }
-  while (stack.length > 0) {
-    const frame = stack[stack.length - 1];
-    if (frame.index >= frame.entries.length) {
-      stack.pop();
-      continue;
-    }
-    const dirEntry = frame.entries[frame.index++];
-    visit(frame, dirEntry, dirEntry.name);
-    await pacer();
-  }
-  return { entries, lstats };
-}
-
-/** Options of a removal. */
-export interface RemoveOptions {
-  /** The root: nothing outside it, and not the root itself, is ever removed. */
-  readonly root: LogRoot;
-  /** Count what would be removed, remove nothing. */
-  readonly dryRun: boolean;
-  /** Called after each removal (or each would-be removal in a dry run). */
-  readonly onRemoved?: (path: string, kind: EntryKind, size: number) => void;
-  /** Levels below the removed directory that may be entered (default 64). */
-  readonly maxDepth?: number;
-  /** Stops the removal (it throws the signal's reason). */
-  readonly signal?: AbortSignal;
-}
-
-/** What a removal did. */
-export interface RemoveReport {
-  /** Files, links and other non-directories removed. */
-  files: number;
-  /** Directories removed. */
-  dirs: number;
-  /** Sum of the lstat sizes of the removed non-directories. */
-  bytes: number;
-  /** One line per path that could not be removed. */
-  readonly errors: string[];
-}
-
-/**
- * Checks that a directory's real path is the path itself: no component was swapped for a symbolic link
- * since the walk, so a removal below it stays inside the root.
- */
-export async function assertResolvesToItself(root: LogRoot, dir: string): Promise<void> {
-  if (dir !== root.path && !isStrictlyInside(root.path, dir)) {
-    throw new Error(`Refusing to touch "${dir}": it is not inside "${root.path}"`);
-  }
-  const real = await Deno.realPath(dir);
-  if (real !== dir) throw new Error(`Refusing to touch "${dir}": it now resolves to "${real}"`);
-}
-
-/** Removes one non-directory (a file, a link as a link, a socket...): checks, lstat, unlink. */
-export async function removeEntry(path: string, options: RemoveOptions): Promise<RemoveReport> {
-  const report: RemoveReport = { files: 0, dirs: 0, bytes: 0, errors: [] };
   try {
-    if (!isStrictlyInside(options.root.path, path)) throw new Error("it is not strictly inside the root");
-    await assertResolvesToItself(options.root, parentOf(path));
-    const info = await Deno.lstat(path);
-    const kind = kindOfInfo(info);
-    if (kind === "dir") throw new Error("it is a directory");
-    if (!options.dryRun) await Deno.remove(path);
-    report.files++;
-    report.bytes += info.size;
-    options.onRemoved?.(path, kind, info.size);
-  } catch (error) {
-    report.errors.push(`Cannot remove "${path}": ${(error as Error).message}`);
-  }
-  return report;
-}
-
-/**
- * Removes a directory and everything in it, depth-first with lstat: links inside are removed as links and
- * never followed, directories on another file system are not entered (so their parents stay), and a failure
- * on one path is reported while the rest goes on.
- */
-export async function removeTree(path: string, options: RemoveOptions): Promise<RemoveReport> {
-  const { root } = options;
-  const maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
-  const report: RemoveReport = { files: 0, dirs: 0, bytes: 0, errors: [] };
-  const fail = (where: string, error: unknown) =>
-    report.errors.push(`Cannot remove "${where}": ${(error as Error).message ?? String(error)}`);
-  const pacer = createPacer(options.signal);
-  const stack: { path: string; depth: number; entries: Deno.DirEntry[]; index: number }[] = [];
-
-  const open = async (dir: string, depth: number): Promise<void> => {
-    try {
-      if (!isStrictlyInside(root.path, dir)) throw new Error("it is not strictly inside the root");
-      const info = Deno.lstatSync(dir);
-      if (!info.isDirectory || info.isSymlink) throw new Error("it is no longer a directory");
-      if (info.dev !== root.dev) throw new Error("it is on another file system");
-      if (depth > maxDepth) throw new Error(`it is deeper than ${maxDepth} levels`);
-      await assertResolvesToItself(root, dir);
-      stack.push({ path: dir, depth, entries: [...Deno.readDirSync(dir)], index: 0 });
-    } catch (error) {
-      fail(dir, error);
-    }
-  };
-
-  await open(path, 0);
-  while (stack.length > 0) {
-    const frame = stack[stack.length - 1];
-    if (frame.index >= frame.entries.length) {
-      stack.pop();
+    if (options.only !== undefined) {
+      visit(null, { bytes: new TextEncoder().encode(options.only), name: options.only, listed: "unknown" });
+    } else {
+      let listing: Frame["entries"];
       try {
-        if (!options.dryRun) await Deno.remove(frame.path);
-        report.dirs++;
-        options.onRemoved?.(frame.path, "dir", 0);
+        listing = fs.list(root.fd).map((entry) => ({ bytes: entry.bytes, name: entry.text, listed: entry.kind }));
       } catch (error) {
-        fail(frame.path, error);
+        throw new Error(`Cannot list "${root.path}": ${(error as Error).message}`);
       }
-      continue;
+      for (const child of listing) {
+        visit(null, child);
+        await drain();
+      }
     }
-    const name = frame.entries[frame.index++].name;
-    const child = `${frame.path}/${name}`;
-    await pacer();
-    if (isUnaddressableName(name)) {
-      fail(child, new Error("its name is not valid UTF-8 and cannot be addressed"));
-      continue;
-    }
-    let info: Deno.FileInfo;
-    try {
-      info = Deno.lstatSync(child);
-    } catch (error) {
-      fail(child, error);
-      continue;
-    }
-    if (info.isDirectory) {
-      await open(child, frame.depth + 1);
-      continue;
-    }
-    try {
-      if (!options.dryRun) Deno.removeSync(child);
-      report.files++;
-      report.bytes += info.size;
-      options.onRemoved?.(child, kindOfInfo(info), info.size);
-    } catch (error) {
-      fail(child, error);
+    await drain();
+  } finally {
+    for (const frame of stack) fs.close(frame.fd);
+  }
+  return { entries, stats, replaced };
+
+  async function drain(): Promise<void> {
+    while (stack.length > 0) {
+      const frame = stack[stack.length - 1];
+      if (frame.index >= frame.entries.length) {
+        stack.pop();
+        fs.close(frame.fd);
+        continue;
+      }
+      visit(frame, frame.entries[frame.index++]);
+      await pacer();
     }
   }
-  return report;
-}
-
-function parentOf(path: string): string {
-  return path.slice(0, path.lastIndexOf("/"));
-}
-
-function kindOfEntry(entry: Deno.DirEntry): EntryKind {
-  if (entry.isSymlink) return "symlink";
-  if (entry.isDirectory) return "dir";
-  return entry.isFile ? "file" : "other";
-}
-
-function kindOfInfo(info: Deno.FileInfo): EntryKind {
-  if (info.isSymlink) return "symlink";
-  if (info.isDirectory) return "dir";
-  return info.isFile ? "file" : "other";
 }
 
 /** Gives the event loop a turn every 20 ms of sync work, and stops when the signal is aborted. */
-function createPacer(signal: AbortSignal | undefined): () => Promise<void> {
+export function createPacer(signal: AbortSignal | undefined): () => Promise<void> {
   let last = performance.now();
   let calls = 0;
   return async () => {

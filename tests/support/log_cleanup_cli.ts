@@ -1,0 +1,25 @@
+/**
+ * Runs the log-cleanup job once in local mode and prints its result (or `{"error"}`) as JSON, with the
+ * directory-fd options given: for tests that run it inside a mount namespace or without FFI permission.
+ * Usage: deno run -A tests/support/log_cleanup_cli.ts '{"root": "...", "openat2": true, "mountIds": true}'
+ */
+import { getLogger } from "@logtape/logtape";
+import { defaultConfig } from "../../config.ts";
+import { createLogCleanupController } from "../../controllers/log_cleanup.ts";
+import { nullEventSink, systemClock } from "../../controllers/types.ts";
+
+const args = JSON.parse(Deno.args[0]) as { root: string; openat2?: boolean; mountIds?: boolean };
+const controller = createLogCleanupController({
+  config: defaultConfig({ dbclusterLogDir: args.root }),
+  kube: null,
+  clock: systemClock,
+  events: nullEventSink,
+  log: getLogger(["polarstack-daemon", "log-cleanup"]),
+  runCommand: () => Promise.reject(new Error("The log-cleanup job runs no command")),
+}, { resolve: { dirFs: { openat2: args.openat2, mountIds: args.mountIds } } });
+try {
+  const { result } = await controller.run({ signal: new AbortController().signal, dryRun: false });
+  console.log(JSON.stringify(result));
+} catch (error) {
+  console.log(JSON.stringify({ error: (error as Error).message }));
+}
