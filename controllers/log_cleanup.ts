@@ -369,13 +369,23 @@ export async function applyCleanup(plan: CleanupPlan, context: ApplyContext): Pr
     if (!dryRun) {
       // Walk the folder again: a log written since the first walk keeps it.
       const again = createCleanupPlanner({ activeInstances: null, nowMs, days, maxFolders: 0 });
+      let linked = false;
       const walked = await walkLogTree(root, {
         only: folder.name,
         wants: again.wants,
-        onEntry: again.visit,
+        onEntry: (entry) => {
+          // The folder the first walk saw is a link now: it was swapped.
+          if (entry.depth === 1 && entry.kind === "symlink") linked = true;
+          return again.visit(entry);
+        },
         signal: context.signal,
       });
-      add({ ...emptyReport(), replaced: walked.replaced });
+      const replaced = linked ? [...walked.replaced, folder.path] : walked.replaced;
+      add({
+        ...emptyReport(),
+        replaced,
+        errors: linked ? [`Cannot remove "${folder.path}": it was replaced by a link since the walk: kept`] : [],
+      });
       if (!again.finish().overdue.some((f) => f.path === folder.path)) {
         skipped.push(`Instance folder kept: "${folder.path}" changed since the walk`);
         continue;

@@ -70,8 +70,8 @@ function openParent(root: LogRoot, path: string): Parent {
     }
   } catch (error) {
     if (fd !== root.fd) root.fs.close(fd);
-    if (error instanceof NotEntered && !error.message.startsWith('"')) {
-      throw new NotEntered(`"${where}" ${error.message}`, error.replaced);
+    if (error instanceof NotEntered && error.path === undefined) {
+      throw new NotEntered(error.message, error.replaced, where);
     }
     throw error;
   }
@@ -104,9 +104,9 @@ function lookAtTarget(
 
 function failure(report: RemoveReport, path: string, error: unknown): void {
   report.errors.push(`Cannot remove "${path}": ${(error as Error).message ?? String(error)}`);
-  if (error instanceof NotEntered && error.replaced) {
-    const quoted = /^"([^"]*)"/.exec(error.message);
-    report.replaced.push(quoted ? quoted[1] : path);
+  const swapped = error instanceof FdCallError && (error.code === "ELOOP" || error.code === "ENOTDIR");
+  if ((error instanceof NotEntered && error.replaced) || swapped) {
+    report.replaced.push(error instanceof NotEntered ? error.path ?? path : path);
   }
 }
 
@@ -241,7 +241,7 @@ export async function removeTree(path: string, options: RemoveOptions): Promise<
       // The parent must still hold the folder that was emptied: a swap in between leaves both in place.
       const now = fs.statAt(frame.parentFd, frame.name);
       if (now.kind !== "dir" || now.ino !== frame.ino) {
-        throw new NotEntered(`"${frame.path}" was replaced while being removed (a ${now.kind} now): kept`, true);
+        throw new NotEntered(`was replaced while being removed (a ${now.kind} now): kept`, true);
       }
       if (!options.dryRun) fs.unlinkAt(frame.parentFd, frame.name, true);
       report.dirs++;

@@ -102,11 +102,11 @@ export function isStrictlyInside(root: string, path: string): boolean {
   return !path.slice(root.length + 1).split("/").some((part) => part === "" || part === "." || part === "..");
 }
 
-/** A folder that was not entered: why, and whether it was replaced while the daemon worked on it. */
+/** A folder that was not entered: why, whether it was replaced while the daemon worked on it, and which one. */
 export class NotEntered extends Error {
-  /** Builds the error. */
-  constructor(message: string, readonly replaced: boolean) {
-    super(message);
+  /** Builds the error; `path` names the folder when it is not the path being worked on. */
+  constructor(message: string, readonly replaced: boolean, readonly path?: string) {
+    super(path === undefined ? message : `"${path}" ${message}`);
     this.name = "NotEntered";
   }
 }
@@ -267,7 +267,8 @@ export async function walkLogTree(root: LogRoot, options: WalkOptions): Promise<
 
   try {
     if (options.only !== undefined) {
-      visit(null, { bytes: new TextEncoder().encode(options.only), name: options.only, listed: "unknown" });
+      // The folder is named because it was a folder: whatever it is now is reported.
+      visit(null, { bytes: new TextEncoder().encode(options.only), name: options.only, listed: "dir" });
     } else {
       let listing: Frame["entries"];
       try {
