@@ -31,7 +31,7 @@
  * bearer token:
  * - `GET /_fake/requests` (the request log as JSON), `DELETE /_fake/requests` (clears it);
  * - `POST /_fake/faults` (a fault or a list of faults, as `injectFault` takes), `DELETE /_fake/faults`;
- * - `POST /_fake/tokens` (`{"token", "username", "groups"}`, as `addToken`);
+ * - `POST /_fake/tokens` (`{"token", "username", "groups", "audiences"}`, as `addToken`);
  * - `GET /_fake/objects/<resource>[/<namespace>][/<name>]` (an object, or a list when the name is left out),
  *   `PUT /_fake/objects` (an object or a list, stored as `put` does), `DELETE /_fake/objects/<resource>[/<namespace>]/<name>`.
  * `/_fake/` requests are neither logged, nor faulted, nor subject to RBAC (any known token will do). Any listen
