@@ -19,8 +19,9 @@ RUN apt-get update \
 FROM gcr.io/distroless/cc-debian12@sha256:b7550f0b15838de14c564337eef2b804ba593ae55d81ca855421bd52f19bb480
 COPY --from=tools /usr/bin/nsenter /usr/bin/nsenter
 COPY --from=tools /lib/x86_64-linux-gnu/libselinux.so.1 /lib/x86_64-linux-gnu/libpcre2-8.so.0 /lib/x86_64-linux-gnu/
-COPY --from=build /src/dist/polarstack-daemon /polarstack-daemon
+# On distroless's PATH: the original's DaemonSet runs `command: polarstack-daemon`, so swapping only the image works.
+COPY --from=build /src/dist/polarstack-daemon /usr/local/bin/polarstack-daemon
 # Root: the log cleanup removes files of the database users, and nsenter needs it.
 USER 0:0
 EXPOSE 8900
-ENTRYPOINT ["/polarstack-daemon"]
+ENTRYPOINT ["/usr/local/bin/polarstack-daemon"]

@@ -36,6 +36,7 @@ export interface Config {
   readonly nodeStatusReportFrequency: number;
   readonly apiAuth: "tokenreview" | "none" | "";
   readonly apiAllowedUsers: string;
+  readonly peerTokenFile: string;
   readonly v: number;
   readonly logtostderr: boolean;
   readonly alsologtostderr: boolean;
@@ -214,9 +215,15 @@ export const FLAGS: readonly FlagSpec[] = [
   }),
   flag("api-allowed-users", "apiAllowedUsers", {
     group: "api",
-    defaultText: "system:serviceaccount:kube-system:cloud-controller-manager",
+    defaultText: "system:serviceaccount:kube-system:polarstack-daemon",
     parse: text,
     description: "Comma-separated users allowed to call the POST endpoints",
+  }),
+  flag("peer-token-file", "peerTokenFile", {
+    group: "api",
+    defaultText: "/var/run/secrets/polarstack-daemon/token",
+    parse: text,
+    description: "Token (audience polarstack-daemon) the fan-out sends to the other daemons; re-read when it changes",
   }),
   flag("shutdown-grace-period", "shutdownGracePeriod", {
     group: "api",
@@ -391,6 +398,14 @@ export const FLAGS: readonly FlagSpec[] = [
     description: "Accepted (klog): 0 info, 1 warning, 2 error, 3 fatal",
   }),
 ];
+
+/** The environment variable whose lines are flags read before the command line's (the DaemonSet sets it). */
+export const ARGS_ENV = "POLARSTACK_DAEMON_ARGS";
+
+/** The flags in `$POLARSTACK_DAEMON_ARGS`: one a line, trimmed; blank lines and `#` comments skipped. */
+export function argsFromEnv(value: string | undefined): string[] {
+  return (value ?? "").split("\n").map((line) => line.trim()).filter((line) => line !== "" && !line.startsWith("#"));
+}
 
 /** Environment used for defaults decided at start. */
 export interface ConfigEnv {

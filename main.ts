@@ -4,7 +4,7 @@
  */
 import { Argument, Command, CommanderError, Option } from "commander";
 import denoConfig from "./deno.json" with { type: "json" };
-import { buildConfig, type Config, FlagError, FLAGS } from "./config.ts";
+import { ARGS_ENV, argsFromEnv, buildConfig, type Config, FlagError, FLAGS } from "./config.ts";
 import { setUpLogging, taskLogger } from "./logging.ts";
 import type { JobDeps } from "./controllers/deps.ts";
 import { type LastRun, runWithLimit, Scheduler } from "./controllers/scheduler.ts";
@@ -17,6 +17,7 @@ import { createCommandRunner } from "./host/command.ts";
 import { createKubeClient, type KubeClient } from "./k8s/client.ts";
 import { createEventSink, type DaemonEventSink } from "./k8s/events.ts";
 import { chooseClusterSource, loadConnection } from "./k8s/kube_config.ts";
+import { createPeerTokenReader } from "./k8s/peer_token.ts";
 import { createApp } from "./api/app.ts";
 import { createMetrics, type Metrics } from "./api/metrics.ts";
 import { createTokenReviewAuthorizer } from "./api/auth.ts";
@@ -141,9 +142,10 @@ function createControllers(runtime: Runtime) {
     log: taskLogger(task),
     runCommand,
   });
-  // The fan-out proves who calls with this daemon's own service account token.
+  // The fan-out proves who calls with a token bound to the daemons' audience, never the one that opens the API server.
+  const peerToken = createPeerTokenReader(runtime.config.peerTokenFile, { log: taskLogger("core-version") });
   const fanOutHeaders = (): Record<string, string> => {
-    const token = runtime.kube?.bearerToken();
+    const token = peerToken();
     return token ? { Authorization: `Bearer ${token}` } : {};
   };
   const coreVersion = createCoreVersionController(deps("core-version"), { fanOutHeaders });
@@ -307,10 +309,17 @@ function toConfig(raw: Record<string, unknown>): Config {
   return buildConfig(raw, { env: Deno.env.toObject(), hostname: Deno.hostname() });
 }
 
-/** Parses a command line without running anything; throws FlagError or CommanderError (help, version, usage). */
-export function parseCommandLine(args: readonly string[]): Invocation {
+/**
+ * Parses a command line without running anything; throws FlagError or CommanderError (help, version, usage).
+ * The flags in `$POLARSTACK_DAEMON_ARGS` come first, so the command line's win.
+ */
+export function parseCommandLine(
+  args: readonly string[],
+  options: { env?: Readonly<Record<string, string | undefined>> } = {},
+): Invocation {
+  const fromEnv = argsFromEnv((options.env ?? Deno.env.toObject())[ARGS_ENV]);
   let invocation: Invocation | null = null;
-  buildProgram((parsed) => (invocation = parsed)).parse(normalizeArgs(args), { from: "user" });
+  buildProgram((parsed) => (invocation = parsed)).parse(normalizeArgs([...fromEnv, ...args]), { from: "user" });
   if (!invocation) throw new FlagError("Nothing to run: see --help");
   return invocation;
 }

@@ -1,4 +1,8 @@
-/** Authentication of the POST endpoints: a bearer token checked with a Kubernetes TokenReview, cached for a minute. */
+/**
+ * Authentication of the POST endpoints: a bearer token bound to the audience `polarstack-daemon`, checked with a
+ * Kubernetes TokenReview, cached for a minute. A token of the API server's audience is refused, so no caller needs
+ * (or can leak) a token that opens the API server.
+ */
 import type { Clock } from "../controllers/types.ts";
 import type { KubeClient } from "../k8s/client.ts";
 
@@ -10,17 +14,30 @@ export interface Refusal {
   readonly message: string;
 }
 
+/** The audience the POST endpoints' tokens must be bound to (the DaemonSet's projected token). */
+export const PEER_AUDIENCE = "polarstack-daemon";
+
 /** What a TokenReview said of a token. */
 export interface Review {
   /** Whether the token is valid. */
   readonly authenticated: boolean;
   /** The user name when it is. */
   readonly username: string;
+  /** The audiences the API server found the token bound to, among those asked for. */
+  readonly audiences: readonly string[];
 }
 
 /** Decides, without I/O, whether a reviewed user may call the POST endpoints. */
 export function decide(review: Review, allowed: ReadonlySet<string>): Refusal | null {
-  if (!review.authenticated) return { status: 401, message: "Invalid bearer token: the API server did not accept it" };
+  if (!review.authenticated) {
+    return {
+      status: 401,
+      message: `Invalid bearer token: the API server did not accept it for the audience "${PEER_AUDIENCE}"`,
+    };
+  }
+  if (!review.audiences.includes(PEER_AUDIENCE)) {
+    return { status: 401, message: `Invalid bearer token: it is not bound to the audience "${PEER_AUDIENCE}"` };
+  }
   if (!allowed.has(review.username)) {
     return { status: 403, message: `User "${review.username}" may not call this endpoint: see --api-allowed-users` };
   }
@@ -61,7 +78,11 @@ export function createTokenReviewAuthorizer(
   return async (header) => {
     const token = bearerToken(header);
     if (!token) {
-      return { status: 401, message: "Missing bearer token: send Authorization: Bearer <service account token>" };
+      return {
+        status: 401,
+        message:
+          `Missing bearer token: send Authorization: Bearer <a service account token for the audience "${PEER_AUDIENCE}">`,
+      };
     }
     const key = await digest(token);
     const now = options.clock.now().getTime();
@@ -70,12 +91,18 @@ export function createTokenReviewAuthorizer(
     let review: Review;
     try {
       const answer = await options.kube.request("POST", "/apis/authentication.k8s.io/v1/tokenreviews", {
-        body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token } },
+        body: {
+          apiVersion: "authentication.k8s.io/v1",
+          kind: "TokenReview",
+          spec: { token, audiences: [PEER_AUDIENCE] },
+        },
         what: "create TokenReview",
-      }) as { status?: { authenticated?: boolean; user?: { username?: string } } };
+      }) as { status?: { authenticated?: boolean; user?: { username?: string }; audiences?: unknown } };
+      const audiences = answer?.status?.audiences;
       review = {
         authenticated: answer?.status?.authenticated === true,
         username: answer?.status?.user?.username ?? "",
+        audiences: Array.isArray(audiences) ? audiences.filter((a) => typeof a === "string") : [],
       };
     } catch (error) {
       return { status: 503, message: `Cannot check the bearer token: ${(error as Error).message}` };

@@ -6,6 +6,7 @@ import type { V1Node } from "@kubernetes/client-node";
 import { type OobAnswer, readOobAddress } from "../host/ipmi.ts";
 import { type InterfaceState, type NetProbeOptions, probeInterface } from "../host/net_probe.ts";
 import type { KubeClient } from "../k8s/client.ts";
+import { createSettingReader } from "../k8s/config_maps.ts";
 import { KubeError } from "../k8s/errors.ts";
 import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import type { JobDeps } from "./deps.ts";
@@ -250,10 +251,7 @@ export function createNodeNetworkController(
   let firstRun = true;
   let busy: Promise<unknown> = Promise.resolve();
 
-  async function readConfigMapKey(api: KubeClient, ref: { name: string; key: string }): Promise<string | undefined> {
-    const cm = await api.getConfigMap(ref.name);
-    return cm?.data?.[ref.key];
-  }
+  const readSetting = createSettingReader(log);
 
   async function interfaceName(now: number, api: KubeClient | null): Promise<string> {
     if (config.netCardName) return config.netCardName;
@@ -261,7 +259,8 @@ export function createNodeNetworkController(
     if (nicSetting && now - nicSetting.readAt < configRefreshMs) return nicSetting.value;
     let value = nicSetting?.value ?? DEFAULT_NIC;
     try {
-      value = (await readConfigMapKey(api, { name: "ccm-config", key: "NET_CARD_NAME" }))?.trim() || DEFAULT_NIC;
+      value = (await readSetting(api, { configMap: "ccm-config", key: "NET_CARD_NAME", fallback: DEFAULT_NIC }))
+        ?.trim() || DEFAULT_NIC;
     } catch (error) {
       if (error instanceof KubeError && error.stopped) throw error;
       log.warn("Cannot read the interface name, using {nic}: {error}", { nic: value, error: (error as Error).message });
@@ -276,7 +275,7 @@ export function createNodeNetworkController(
     if (oobSetting && now - oobSetting.readAt < configRefreshMs) return oobSetting.value;
     let value = oobSetting?.value ?? true;
     try {
-      const text = await readConfigMapKey(api, { name: "controller-config", key: "isCheckOObIP" });
+      const text = await readSetting(api, { configMap: "controller-config", key: "isCheckOObIP", fallback: "true" });
       value = parseLenientBool(text, true);
     } catch (error) {
       if (error instanceof KubeError && error.stopped) throw error;

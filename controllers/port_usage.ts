@@ -3,7 +3,7 @@ import type { V1ConfigMap } from "@kubernetes/client-node";
 import { scanPortsByBind } from "../host/bind_scan.ts";
 import { createProcPortReader } from "../host/proc_net.ts";
 import type { KubeClient } from "../k8s/client.ts";
-import { applyConfigMap } from "../k8s/config_maps.ts";
+import { applyConfigMap, createSettingReader } from "../k8s/config_maps.ts";
 import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import type { JobDeps } from "./deps.ts";
 import type { Controller, RunContext, RunOutcome } from "./types.ts";
@@ -275,6 +275,7 @@ export function createPortUsageController(
   const name = portUsageConfigMapName(node);
   const scan = options.scan ?? defaultScanner(config.portScanMethod, log);
   let switchCache: { value: boolean; readAt: number } | null = null;
+  const readSetting = createSettingReader(log);
   let lastReportedInvalid = "";
   let lastLocalUsed: number[] | null = null;
 
@@ -282,8 +283,8 @@ export function createPortUsageController(
     if (api === null) return true;
     const now = clock.now().getTime();
     if (switchCache && now - switchCache.readAt < SWITCH_CACHE_MS) return switchCache.value;
-    const configMap = await api.getConfigMap("controller-config");
-    const value = parseLenientBool(configMap?.data?.enablePrintPort, true);
+    const text = await readSetting(api, { configMap: "controller-config", key: "enablePrintPort", fallback: "true" });
+    const value = parseLenientBool(text, true);
     switchCache = { value, readAt: now };
     return value;
   }

@@ -39,8 +39,6 @@ export interface KubeClient {
   createEvent(event: CoreV1Event): Promise<CoreV1Event>;
   /** Merge-patches an Event (to raise its count). */
   patchEvent(name: string, namespace: string, patch: unknown): Promise<CoreV1Event>;
-  /** The bearer token this client sends (re-read from its token file at most once a minute), if any. */
-  bearerToken(): string | undefined;
   /** Performs a raw request (for APIs outside CoreV1, e.g. TokenReview); returns the parsed JSON body. */
   request(method: string, path: string, options: { body?: unknown; what: string }): Promise<unknown>;
   /**
@@ -289,7 +287,6 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
           what: `patch Event "${name}"`,
         });
       },
-      bearerToken: bearer,
       request(method, path, { body, what }) {
         return call({ method: method as Call["method"], path, body, what });
       },

@@ -1,5 +1,9 @@
-/** Conflict-safe writes of ConfigMaps: read, decide, write; on 409 read again and decide again. */
+/**
+ * Conflict-safe writes of ConfigMaps (read, decide, write; on 409 read again and decide again), and reads of the
+ * settings in ConfigMaps that others own.
+ */
 import type { V1ConfigMap } from "@kubernetes/client-node";
+import type { Logger } from "../controllers/types.ts";
 import type { KubeClient } from "./client.ts";
 import { KubeError } from "./errors.ts";
 
@@ -48,4 +52,40 @@ export async function applyConfigMap(
       throw error;
     }
   }
+}
+
+/** One setting in a ConfigMap that another component owns (`ccm-config`, `controller-config`). */
+export interface Setting {
+  /** The ConfigMap's name. */
+  readonly configMap: string;
+  /** The data key. */
+  readonly key: string;
+  /** What the daemon uses when the ConfigMap or the key is missing, for the log line. */
+  readonly fallback: string;
+}
+
+/**
+ * Makes a reader of settings: the value of the key, or undefined when the ConfigMap or the key is missing. A missing
+ * ConfigMap is logged once (until it appears), naming it and the default used: the manifests never create it.
+ */
+export function createSettingReader(log: Logger): (kube: KubeClient, setting: Setting) => Promise<string | undefined> {
+  const missing = new Set<string>();
+  return async (kube, setting) => {
+    const configMap = await kube.getConfigMap(setting.configMap);
+    const id = `${setting.configMap}/${setting.key}`;
+    if (configMap === null) {
+      if (!missing.has(id)) {
+        log.warn(
+          'ConfigMap "{configMap}" not found in namespace {namespace}: using the default {key}={fallback} (create it from manifests/examples/config_maps.yaml to choose)',
+          { configMap: setting.configMap, namespace: kube.namespace, key: setting.key, fallback: setting.fallback },
+        );
+      }
+      missing.add(id);
+      return undefined;
+    }
+    if (missing.delete(id)) {
+      log.info('ConfigMap "{configMap}" found: {key} is read from it', { ...setting });
+    }
+    return configMap.data?.[setting.key];
+  };
 }

@@ -26,6 +26,7 @@ async function setUp() {
   server.addToken("other-token", {
     username: "system:serviceaccount:default:someone",
     groups: ["system:authenticated"],
+    audiences: ["polarstack-daemon"],
   });
   const kube = createKubeClient(server.connection(), { userAgent: "test", retries: 0, qps: 1000, burst: 1000 });
   const controllers: Controller[] = JOBS.map((name) => ({
@@ -47,7 +48,7 @@ async function setUp() {
     fanOut: () => {},
     authorize: createTokenReviewAuthorizer({
       kube,
-      allowedUsers: ["system:serviceaccount:kube-system:cloud-controller-manager"],
+      allowedUsers: ["system:serviceaccount:kube-system:polarstack-daemon"],
       clock: systemClock,
     }),
   });
@@ -55,7 +56,7 @@ async function setUp() {
   return { server, app, scheduler };
 }
 
-Deno.test("POST endpoints: 401 without a valid token, 403 for another user, 200 for the daemon's account; reviews cached", async () => {
+Deno.test("POST endpoints: 401 without a token bound to polarstack-daemon, 403 for another user, 200 for the daemon's account; reviews cached", async () => {
   const { server, app } = await setUp();
   try {
     const post = (auth?: string) =>
@@ -64,12 +65,22 @@ Deno.test("POST endpoints: 401 without a valid token, 403 for another user, 200 
     assertEquals(res.status, 401);
     assertEquals((await res.json()).code, "401");
     assertEquals((await post("Bearer not-a-token")).status, 401);
+    // The daemon's own account, but with the token that opens the API server: refused, as a sniffed one would be.
+    server.clearRequests();
+    res = await post(`Bearer ${server.token}`);
+    assertEquals(res.status, 401);
+    assertEquals(
+      (await res.json()).message,
+      'Invalid bearer token: the API server did not accept it for the audience "polarstack-daemon"',
+    );
+    const asked = JSON.parse(server.requests.find((r) => r.path.endsWith("/tokenreviews"))!.body);
+    assertEquals(asked.spec.audiences, ["polarstack-daemon"]);
     res = await post("Bearer other-token");
     assertEquals(res.status, 403);
     assertEquals((await res.json()).message.includes('User "system:serviceaccount:default:someone"'), true);
     server.clearRequests();
-    assertEquals((await post(`Bearer ${server.token}`)).status, 200);
-    assertEquals((await post(`Bearer ${server.token}`)).status, 200);
+    assertEquals((await post(`Bearer ${server.peerToken}`)).status, 200);
+    assertEquals((await post(`Bearer ${server.peerToken}`)).status, 200);
     const reviews = server.requests.filter((r) => r.path.endsWith("/tokenreviews"));
     assertEquals(reviews.length, 1, "the second call used the cached review");
     // GETs stay open.

@@ -44,6 +44,9 @@ Deno.test("defaults are the original daemon's", () => {
   assertEquals(config.namespace, "kube-system");
   assertEquals(config.currentNodeName, "host-a", "falls back to the host name, lower case");
   assertEquals(config.dockerHost, "unix:///var/run/docker.sock");
+  // Its own account and the fan-out's projected token, not the original's shared cloud-controller-manager.
+  assertEquals(config.apiAllowedUsers, "system:serviceaccount:kube-system:polarstack-daemon");
+  assertEquals(config.peerTokenFile, "/var/run/secrets/polarstack-daemon/token");
 });
 
 Deno.test("node name: flag, then $CURRENT_NODE_NAME, then host name; lower case", () => {

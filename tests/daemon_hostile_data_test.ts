@@ -105,7 +105,7 @@ Deno.test("hostile cluster data: the daemon stays up, says what is wrong, and pu
     // Pods without IPs, nodes or labels: the fan-out skips or reports them, nothing breaks.
     const asked = await fetch(`${daemon.url}/api/v1/RequestCheckCoreVersion`, {
       method: "POST",
-      headers: { Authorization: `Bearer ${server.token}` },
+      headers: { Authorization: `Bearer ${server.peerToken}` },
     });
     assertEquals(asked.status, 200, await asked.text());
     const fanOut = await waitFor(async () => {

@@ -122,7 +122,7 @@ Deno.test(`soak: ${SECONDS} s of probes, faults and API load with flat memory an
     while (Date.now() < end) {
       const response = await fetch(`${daemon.url}/api/v1/RequestCheckCoreVersion`, {
         method: "POST",
-        headers: { Authorization: `Bearer ${server.token}` },
+        headers: { Authorization: `Bearer ${server.peerToken}` },
       });
       await response.body?.cancel();
       if (response.status !== 200 && response.status !== 503) unexpected.push(`recheck ${response.status}`);

@@ -4,6 +4,7 @@ import { KubeError } from "../k8s/errors.ts";
 import { loadConnection } from "../k8s/kube_config.ts";
 import { assert, assertEquals, assertMatch, assertRejects, assertStringIncludes } from "./support/assert.ts";
 import {
+  API_AUDIENCE,
   DEFAULT_USER,
   type FakeKubeApiServer,
   fakeKubeApiServerCommand,
@@ -469,6 +470,35 @@ Deno.test("tokenreviews authenticate known tokens as their users, and not unknow
     assertEquals(nobody.status.authenticated, false);
     // A token added later also opens the API itself.
     assertEquals((await call(server, "GET", "/api/v1/nodes", { token: "alice-token" })).status, 200);
+  });
+});
+
+Deno.test("tokens carry audiences: reviews answer the intersection, and the API refuses a token not bound to it", async () => {
+  await withServer(async (server) => {
+    server.addToken("both-token", { ...DEFAULT_USER, audiences: ["polarstack-daemon", API_AUDIENCE] });
+    const review = async (token: string, audiences?: string[]) => {
+      const answer = await call(server, "POST", "/apis/authentication.k8s.io/v1/tokenreviews", {
+        body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token, audiences } },
+      });
+      assertEquals(answer.status, 201);
+      return answer.json.status as { authenticated: boolean; audiences?: string[]; error?: string; user: object };
+    };
+    // No audiences asked: the API server's own.
+    assertEquals((await review(server.token)).audiences, [API_AUDIENCE]);
+    const peerForApi = await review(server.peerToken);
+    assertEquals([peerForApi.authenticated, peerForApi.user], [false, {}]);
+    assertStringIncludes(peerForApi.error ?? "", "is invalid for the target audiences");
+    // Asked for the daemons' audience: only a token bound to it.
+    const peer = await review(server.peerToken, ["polarstack-daemon"]);
+    assertEquals([peer.authenticated, peer.audiences], [true, ["polarstack-daemon"]]);
+    assertEquals((await review(server.token, ["polarstack-daemon"])).authenticated, false);
+    const both = await review("both-token", ["other", "polarstack-daemon"]);
+    assertEquals([both.authenticated, both.audiences], [true, ["polarstack-daemon"]]);
+    assertEquals((await review("nope", ["polarstack-daemon"])).authenticated, false);
+    // The API itself takes only tokens bound to the API server.
+    assertEquals((await call(server, "GET", "/api/v1/nodes", { token: server.peerToken })).status, 401);
+    assertEquals((await call(server, "GET", "/api/v1/nodes", { token: "both-token" })).status, 200);
+    assertEquals((await call(server, "GET", "/api/v1/nodes")).status, 200);
   });
 });
 

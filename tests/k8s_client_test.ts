@@ -24,7 +24,6 @@ Deno.test("a burst of 100 writes spreads over time as the rate limit says", asyn
     // 10 at once, then 50 per second: the other 90 need at least 1.8 s.
     assert(span >= 1700, `100 writes within ${span} ms`);
     assertEquals(new Set(server.requests.map((r) => r.userAgent)), new Set(["psd-test/1"]));
-    assertEquals(kube.bearerToken(), server.token, "the token the fan-out sends is the one the server accepted");
   } finally {
     await server.close();
   }

@@ -6,11 +6,19 @@ import { addVeth, canMakeNetns, createNetns, type NetNs } from "./support/netns.
 import { skipUnless } from "./support/prereq.ts";
 
 const CLI = new URL("./support/node_network_probe_cli.ts", import.meta.url).pathname;
+const ROOT = new URL("../", import.meta.url).pathname;
 
+/**
+ * Runs the probe in the namespace, which has no route out: from the project's folder, with its lockfile and the
+ * cache that `deno install` filled (`--cached-only`), so nothing is resolved from a registry.
+ */
 async function probeIn(ns: NetNs, nic: string): Promise<NetProbe> {
-  const r = await ns.exec([Deno.execPath(), "run", "-A", "--no-lock", CLI, nic]);
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout);
+  const argv = ns.wrap([Deno.execPath(), "run", "-A", "--cached-only", CLI, nic]);
+  const out = await new Deno.Command(argv[0], { args: argv.slice(1), cwd: ROOT, stdout: "piped", stderr: "piped" })
+    .output();
+  const decoder = new TextDecoder();
+  assert.equal(out.code, 0, decoder.decode(out.stderr));
+  return JSON.parse(decoder.decode(out.stdout));
 }
 
 Deno.test({

@@ -6,6 +6,12 @@
  * AlreadyExists, 404 NotFound, 422 Invalid (names, ConfigMap keys and its 1048576-byte limit, Event namespaces),
  * 415 for an unknown PATCH type, 400 for a bad selector or body, all as `Status` objects. Watch is not served.
  *
+ * Tokens carry audiences, as the real server's do: a token is bound to `API_AUDIENCE` unless given others; an API
+ * request with a token not bound to `API_AUDIENCE` gets 401, and a TokenReview authenticates a token only for the
+ * audiences it asks for (`spec.audiences`, default `API_AUDIENCE`), answering their intersection in `status.audiences`.
+ * `peerToken` is the daemon's service account token bound to `polarstack-daemon` (a projected token, as the kubelet
+ * mounts it): a TokenReview for that audience accepts it, the API refuses it.
+ *
  * RBAC is enforced as on the real server (`fake_kube_rbac.ts`): by default with the Role, ClusterRole and bindings
  * of the project's `manifests/` (plus the bootstrap discovery roles), so the daemon's token (`token`) may do exactly
  * what the manifests grant and gets the real 403 Forbidden Status for anything else. `adminToken` authenticates as
@@ -25,7 +31,7 @@
  * bearer token:
  * - `GET /_fake/requests` (the request log as JSON), `DELETE /_fake/requests` (clears it);
  * - `POST /_fake/faults` (a fault or a list of faults, as `injectFault` takes), `DELETE /_fake/faults`;
- * - `POST /_fake/tokens` (`{"token", "username", "groups"}`, as `addToken`);
+ * - `POST /_fake/tokens` (`{"token", "username", "groups", "audiences"}`, as `addToken`);
  * - `GET /_fake/objects/<resource>[/<namespace>][/<name>]` (an object, or a list when the name is left out),
  *   `PUT /_fake/objects` (an object or a list, stored as `put` does), `DELETE /_fake/objects/<resource>[/<namespace>]/<name>`.
  * `/_fake/` requests are neither logged, nor faulted, nor subject to RBAC (any known token will do). Any listen
@@ -57,12 +63,14 @@ export type { FakeResource } from "./fake_kube_store.ts";
 
 /** Who a bearer token authenticates as. */
 export interface FakeUser {
-  /** e.g. `system:serviceaccount:kube-system:cloud-controller-manager`. */
+  /** e.g. `system:serviceaccount:kube-system:polarstack-daemon`. */
   readonly username: string;
   /** e.g. `system:authenticated`. */
   readonly groups: readonly string[];
   /** The user's uid (TokenReview reports it). */
   readonly uid?: string;
+  /** The audiences the token is bound to; `[API_AUDIENCE]` when absent. */
+  readonly audiences?: readonly string[];
 }
 
 /** One request the server received (not `/_fake/` ones). */
@@ -130,6 +138,8 @@ export interface FakeKubeApiServer {
   readonly token: string;
   /** A bearer token of `ADMIN_USER` (the superuser group, never refused by RBAC): for seeding and inspecting. */
   readonly adminToken: string;
+  /** A token of `DEFAULT_USER` bound to the audience `polarstack-daemon` only (not to the API server). */
+  readonly peerToken: string;
   /** A kubeconfig file (temporary) for the server, the CA and the token. */
   readonly kubeconfigPath: string;
   /** The connection for `createKubeClient`. */
@@ -156,9 +166,12 @@ export interface FakeKubeApiServer {
   close(): Promise<void>;
 }
 
+/** The audience of the API server's own tokens: the real server's default, its service account issuer. */
+export const API_AUDIENCE = "https://kubernetes.default.svc.cluster.local";
+
 /** The user of the default token: the service account the daemon runs as. */
 export const DEFAULT_USER: FakeUser = {
-  username: "system:serviceaccount:kube-system:cloud-controller-manager",
+  username: "system:serviceaccount:kube-system:polarstack-daemon",
   groups: ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"],
   uid: "6a3c2d0e-0000-4000-8000-00000000cc11",
 };
@@ -443,6 +456,8 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
   tokens.set(token, DEFAULT_USER);
   const adminToken = `fake-admin-${crypto.randomUUID()}`;
   tokens.set(adminToken, ADMIN_USER);
+  const peerToken = `fake-peer-${crypto.randomUUID()}`;
+  tokens.set(peerToken, { ...DEFAULT_USER, audiences: ["polarstack-daemon"] });
   const rbac = options.rbac ?? "manifests";
   const authorizer = rbac === false ? null : createRbacAuthorizer([
     ...BOOTSTRAP_RBAC,
@@ -464,10 +479,17 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
     return fault;
   }
 
-  function userOf(request: Request): FakeUser | undefined {
+  /** The user of the request's token (any audience: `/_fake/` requests). */
+  function holderOf(request: Request): FakeUser | undefined {
     const header = request.headers.get("authorization") ?? "";
     const match = header.match(/^Bearer\s+(.+)$/i);
     return match ? tokens.get(match[1].trim()) : undefined;
+  }
+
+  /** The user of the request's token when it is bound to the API server, as the real authenticator decides. */
+  function userOf(request: Request): FakeUser | undefined {
+    const user = holderOf(request);
+    return user && (user.audiences ?? [API_AUDIENCE]).includes(API_AUDIENCE) ? user : undefined;
   }
 
   function listAnswer(route: Route, url: URL): Response {
@@ -630,19 +652,38 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
     if (!isObject(review) || !isObject(review.spec) || typeof review.spec.token !== "string") {
       return failure(400, "a TokenReview needs spec.token");
     }
+    const asked = review.spec.audiences;
+    if (asked !== undefined && (!Array.isArray(asked) || asked.some((a) => typeof a !== "string"))) {
+      return failure(400, "spec.audiences must be a list of strings");
+    }
+    const wanted: string[] = Array.isArray(asked) && asked.length > 0 ? asked : [API_AUDIENCE];
     const user = tokens.get(review.spec.token);
+    const bound = user?.audiences ?? [API_AUDIENCE];
+    const common = wanted.filter((a) => bound.includes(a));
+    let status;
+    if (!user) {
+      status = { authenticated: false, user: {}, error: "invalid bearer token" };
+    } else if (common.length === 0) {
+      status = {
+        authenticated: false,
+        user: {},
+        error: `[invalid bearer token, token audiences ${JSON.stringify(bound)} is invalid for the target audiences ${
+          JSON.stringify(wanted)
+        }]`,
+      };
+    } else {
+      status = {
+        authenticated: true,
+        user: { username: user.username, uid: user.uid ?? "", groups: [...user.groups] },
+        audiences: common,
+      };
+    }
     return json({
       kind: "TokenReview",
       apiVersion: "authentication.k8s.io/v1",
       metadata: { creationTimestamp: null },
       spec: review.spec,
-      status: user
-        ? {
-          authenticated: true,
-          user: { username: user.username, uid: user.uid ?? "", groups: [...user.groups] },
-          audiences: review.spec.audiences ?? [],
-        }
-        : { authenticated: false, user: {}, error: "invalid bearer token" },
+      status,
     }, 201);
   }
 
@@ -726,7 +767,7 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
     const url = new URL(request.url);
     const segments = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
     if (segments[0] === "_fake") {
-      return userOf(request) ? await control(request, segments) : failure(401, "Unauthorized");
+      return holderOf(request) ? await control(request, segments) : failure(401, "Unauthorized");
     }
     const text = await request.text();
     const entry: FakeRequest = {
@@ -800,6 +841,7 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
     caCert,
     token,
     adminToken,
+    peerToken,
     kubeconfigPath,
     requests,
     connection: () => ({ server: url, caCert, token, source: `fake API server ${url}` }),

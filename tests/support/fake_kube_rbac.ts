@@ -15,7 +15,7 @@ import { loadAll } from "js-yaml";
 
 /** Who asks. */
 export interface RbacUser {
-  /** e.g. `system:serviceaccount:kube-system:cloud-controller-manager`. */
+  /** e.g. `system:serviceaccount:kube-system:polarstack-daemon`. */
   readonly username: string;
   /** e.g. `system:authenticated`. */
   readonly groups: readonly string[];
