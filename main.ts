@@ -193,6 +193,7 @@ async function runDaemon(config: Config): Promise<number> {
   const { controllers, coreVersion, killCommands } = createControllers(runtime);
   const scheduler = new Scheduler(controllers, {
     clock: systemClock,
+    node: config.currentNodeName,
     log: taskLogger("scheduler"),
     jobLog: taskLogger,
     onRun: (name, run, details) => {

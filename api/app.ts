@@ -15,7 +15,7 @@ export interface AppDeps {
     status(): JobStatus[];
     lastResult(name: string): unknown;
     notYetRun(): string[];
-    trigger(name: string): "started" | "queued";
+    trigger(name: string): "started" | "queued" | "stopping";
   };
   /** The cluster, or null in local mode. */
   readonly kube: KubeClient | null;
