@@ -66,10 +66,13 @@ function createRuntime(config: Config, options: { json?: boolean; dryRun?: boole
   setUpLogging({
     v: config.v,
     toStderr: config.logtostderr || config.alsologtostderr,
+    stderrThreshold: config.stderrthreshold,
     file: config.logFile || undefined,
+    maxFileBytes: config.logFileMaxSize * 1024 * 1024,
     json: options.json ? true : undefined,
   });
   const log = taskLogger("daemon");
+  if (config.vmodule) log.warn("--vmodule={vmodule} is ignored: use --v", { vmodule: config.vmodule });
   const metrics = createMetrics();
   const cluster = { reachable: false, reason: "no answer from the API server yet" };
   const source = chooseClusterSource({
@@ -242,6 +245,10 @@ async function runOnce(task: string, config: Config, options: { dryRun: boolean;
   await Promise.race([runtime.events.flush(), new Promise((r) => setTimeout(r, 5000))]);
   if (!outcome) {
     console.error(`${task} failed: ${run.error}`);
+    if (options.json) {
+      const { error, startedAt, durationMs, dryRun } = run;
+      console.log(JSON.stringify({ task, error, node: config.currentNodeName, startedAt, durationMs, dryRun }));
+    }
     return EXIT.failed;
   }
   console.log(
@@ -273,7 +280,13 @@ export function buildProgram(onParsed: (invocation: Invocation) => void): Comman
       .enablePositionalOptions()
       .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) }),
   );
-  program.action((raw) => {
+  // A word that is not a command (a typo of `once`) is named, not reported as "too many arguments".
+  program.allowExcessArguments(true).action((raw, command: Command) => {
+    if (command.args.length > 0) {
+      throw new FlagError(
+        `Unknown command "${command.args[0]}": the command is once <task>, with a task of ${TASKS.join(", ")}`,
+      );
+    }
     const config = toConfig(raw);
     onParsed({ kind: "daemon", config });
   });
