@@ -363,13 +363,13 @@ export const FLAGS: readonly FlagSpec[] = [
     group: "logging",
     defaultText: "0",
     parse: integer(0, 10),
-    description: "Log verbosity (klog): 0-3 info, 4 debug (routine per-run lines), 5+ trace",
+    description: "Log verbosity (klog): 0-3 info, 4 debug (routine runs too), 5+ trace",
   }),
   flag("vmodule", "vmodule", {
     group: "logging",
     defaultText: "",
     parse: text,
-    description: "Accepted (klog) and ignored, with a warning: per-file verbosity is not supported",
+    description: "Accepted (klog) and ignored with a warning: no per-file verbosity",
   }),
   boolFlag("logtostderr", "logtostderr", {
     group: "logging",
@@ -397,7 +397,7 @@ export const FLAGS: readonly FlagSpec[] = [
     group: "logging",
     defaultText: "1800",
     parse: integer(0, 1_000_000),
-    description: "Megabytes at which the log file is renamed to <file>.1 and a new one started; 0: no limit (klog)",
+    description: "MB at which the log file is renamed to <file>.1 and a new one begun; 0: no limit (klog)",
   }),
   flag("log-flush-frequency", "logFlushFrequency", {
     group: "logging",
