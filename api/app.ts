@@ -39,6 +39,8 @@ export interface AppDeps {
 
 type Env = { Variables: { requestId: string } };
 
+const SHUTTING_DOWN = "The daemon is shutting down: no version check starts now";
+
 /** The most a request body may hold. */
 export const BODY_LIMIT = 1024 * 1024;
 
@@ -222,7 +224,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   v1.post("/RequestCheckCoreVersion", async (c) => {
     const refused = await guard(c);
     if (refused) return refused;
-    deps.jobs.trigger("core-version");
+    if (deps.jobs.trigger("core-version") === "stopping") return fail(c, 503, SHUTTING_DOWN);
     deps.fanOut?.();
     return ok(c, "done");
   });
@@ -244,7 +246,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       }
       deps.log.info("Core version check asked by {host}", { host: parsed.data.HostName ?? "unknown" });
     }
-    deps.jobs.trigger("core-version");
+    if (deps.jobs.trigger("core-version") === "stopping") return fail(c, 503, SHUTTING_DOWN);
     return ok(c, "OK");
   });
 

@@ -193,6 +193,20 @@ Deno.test("InnerCheckCoreVersion triggers a check here; RequestCheckCoreVersion 
   assertEquals(scheduler.status().find((j) => j.name === "core-version")?.runs, 2);
 });
 
+Deno.test("a version check asked while the daemon stops answers 503 and starts nothing", async () => {
+  let fanOuts = 0;
+  const { app, scheduler } = setUp({ fanOut: () => fanOuts++ });
+  await scheduler.stop(100);
+  for (const path of ["/api/v1/RequestCheckCoreVersion", "/api/v1/InnerCheckCoreVersion"]) {
+    const res = await app.request(path, { method: "POST" });
+    assertEquals(res.status, 503, path);
+    assertEquals((await res.json()).message, "The daemon is shutting down: no version check starts now");
+  }
+  await settle();
+  assertEquals(fanOuts, 0);
+  assertEquals(scheduler.status().find((j) => j.name === "core-version")?.runs, 0);
+});
+
 Deno.test("POST routes refuse callers the authorizer refuses", async () => {
   const { app } = setUp({
     authorize: (h) => Promise.resolve(h ? null : { status: 401 as const, message: "Missing bearer token" }),
