@@ -4,6 +4,7 @@ import { type AppDeps, createApp, isIp } from "../api/app.ts";
 import { createMetrics } from "../api/metrics.ts";
 import { type CronRegistrar, Scheduler } from "../controllers/scheduler.ts";
 import { type Controller, systemClock } from "../controllers/types.ts";
+import { waitFor } from "./support/daemon_process.ts";
 
 const noCron: CronRegistrar = () => Promise.resolve();
 
@@ -123,13 +124,15 @@ Deno.test("a job that only failed answers 500 with its error, not 503; later fai
     node: "n1",
     versionsExtra: () => ({ fanOut }),
   });
+  const ran = (job: string, runs: number) =>
+    waitFor(() => scheduler.status().find((j) => j.name === job)?.runs === runs, { what: `run ${runs} of ${job}` });
   let res = await app.request("/api/v1/versions");
   assertEquals(res.status, 503, "before any run, with the fan-out only in data");
   assertEquals((await res.json()).data, { fanOut });
 
   for (const [path, job] of [["/api/v1/versions", "core-version"], ["/api/v1/log-cleanup", "log-cleanup"]]) {
     scheduler.trigger(job);
-    await settle();
+    await ran(job, 1);
     res = await app.request(path);
     assertEquals(res.status, 500, path);
     const body = await res.json();
@@ -140,12 +143,12 @@ Deno.test("a job that only failed answers 500 with its error, not 503; later fai
 
   fail = false;
   scheduler.trigger("core-version");
-  await settle();
+  await ran("core-version", 2);
   res = await app.request("/api/v1/versions");
   assertEquals((await res.json()).data, { node: "n1", existingVersions: ["v1"], fanOut });
   fail = true;
   scheduler.trigger("core-version");
-  await settle();
+  await ran("core-version", 3);
   res = await app.request("/api/v1/versions");
   assertEquals(res.status, 200);
   const { lastRun, ...data } = (await res.json()).data;
@@ -202,7 +205,6 @@ Deno.test("a version check asked while the daemon stops answers 503 and starts n
     assertEquals(res.status, 503, path);
     assertEquals((await res.json()).message, "The daemon is shutting down: no version check starts now");
   }
-  await settle();
   assertEquals(fanOuts, 0);
   assertEquals(scheduler.status().find((j) => j.name === "core-version")?.runs, 0);
 });
