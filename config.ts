@@ -1,4 +1,5 @@
 /** The daemon's flags: names and defaults of the original, parsers, and the Config they make. */
+import { parseRangeList } from "./controllers/port_usage.ts";
 
 /** Everything the daemon is configured with. Durations are milliseconds. */
 export interface Config {
@@ -42,8 +43,10 @@ export interface Config {
   readonly alsologtostderr: boolean;
   readonly logDir: string;
   readonly logFile: string;
+  readonly logFileMaxSize: number;
   readonly logFlushFrequency: number;
   readonly stderrthreshold: number;
+  readonly vmodule: string;
 }
 
 /**
@@ -130,6 +133,12 @@ function oneOf<T extends string>(...values: T[]) {
 }
 
 const text = (s: string) => s;
+
+// A bad list exits 2 at start like every other bad flag, not 1 at the first scan.
+function portRangeList(s: string): string {
+  if (s.trim() !== "") parseRangeList(s);
+  return s;
+}
 
 /** One flag: its name as typed, its Config key, its default (as text, as on the command line), its parser. */
 export interface FlagSpec {
@@ -252,7 +261,7 @@ export const FLAGS: readonly FlagSpec[] = [
   flag("port-ranges", "portRanges", {
     group: "port-usage",
     defaultText: "",
-    parse: text,
+    parse: portRangeList,
     description: "Port ranges to scan, e.g. 5400-5800,30000-39999 (overrides the ConfigMap)",
   }),
   flag("core-version-cm-labels", "coreVersionCmLabels", {
@@ -361,7 +370,13 @@ export const FLAGS: readonly FlagSpec[] = [
     group: "logging",
     defaultText: "0",
     parse: integer(0, 10),
-    description: "Log verbosity (klog): 0-1 info, 2-4 debug, 5+ trace",
+    description: "Log verbosity (klog): 0-3 info, 4 debug (routine runs too), 5+ trace",
+  }),
+  flag("vmodule", "vmodule", {
+    group: "logging",
+    defaultText: "",
+    parse: text,
+    description: "Accepted (klog) and ignored with a warning: no per-file verbosity",
   }),
   boolFlag("logtostderr", "logtostderr", {
     group: "logging",
@@ -385,6 +400,12 @@ export const FLAGS: readonly FlagSpec[] = [
     parse: text,
     description: "Also write logs (JSON lines) to this file (klog)",
   }),
+  flag("log-file-max-size", "logFileMaxSize", {
+    group: "logging",
+    defaultText: "1800",
+    parse: integer(0, 1_000_000),
+    description: "MB at which the log file is renamed to <file>.1 and a new one begun; 0: no limit (klog)",
+  }),
   flag("log-flush-frequency", "logFlushFrequency", {
     group: "logging",
     defaultText: "5s",
@@ -395,7 +416,8 @@ export const FLAGS: readonly FlagSpec[] = [
     group: "logging",
     defaultText: "2",
     parse: integer(0, 3),
-    description: "Accepted (klog): 0 info, 1 warning, 2 error, 3 fatal",
+    description:
+      "With --logtostderr=false, lines at this level and above also go to stderr (klog): 0 info, 1 warning, 2 error, 3 fatal",
   }),
 ];
 

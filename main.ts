@@ -67,10 +67,13 @@ function createRuntime(config: Config, options: { json?: boolean; dryRun?: boole
   setUpLogging({
     v: config.v,
     toStderr: config.logtostderr || config.alsologtostderr,
+    stderrThreshold: config.stderrthreshold,
     file: config.logFile || undefined,
+    maxFileBytes: config.logFileMaxSize * 1024 * 1024,
     json: options.json ? true : undefined,
   });
   const log = taskLogger("daemon");
+  if (config.vmodule) log.warn("--vmodule={vmodule} is ignored: use --v", { vmodule: config.vmodule });
   const metrics = createMetrics();
   const cluster = { reachable: false, reason: "no answer from the API server yet" };
   const source = chooseClusterSource({
@@ -195,6 +198,7 @@ async function runDaemon(config: Config): Promise<number> {
   const { controllers, coreVersion, killCommands } = createControllers(runtime);
   const scheduler = new Scheduler(controllers, {
     clock: systemClock,
+    node: config.currentNodeName,
     log: taskLogger("scheduler"),
     jobLog: taskLogger,
     onRun: (name, run, details) => {
@@ -243,6 +247,10 @@ async function runOnce(task: string, config: Config, options: { dryRun: boolean;
   await Promise.race([runtime.events.flush(), new Promise((r) => setTimeout(r, 5000))]);
   if (!outcome) {
     console.error(`${task} failed: ${run.error}`);
+    if (options.json) {
+      const { error, startedAt, durationMs, dryRun } = run;
+      console.log(JSON.stringify({ task, error, node: config.currentNodeName, startedAt, durationMs, dryRun }));
+    }
     return EXIT.failed;
   }
   console.log(
@@ -274,7 +282,13 @@ export function buildProgram(onParsed: (invocation: Invocation) => void): Comman
       .enablePositionalOptions()
       .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) }),
   );
-  program.action((raw) => {
+  // A word that is not a command (a typo of `once`) is named, not reported as "too many arguments".
+  program.allowExcessArguments(true).action((raw, command: Command) => {
+    if (command.args.length > 0) {
+      throw new FlagError(
+        `Unknown command "${command.args[0]}": the command is once <task>, with a task of ${TASKS.join(", ")}`,
+      );
+    }
     const config = toConfig(raw);
     onParsed({ kind: "daemon", config });
   });

@@ -15,7 +15,7 @@ export interface AppDeps {
     status(): JobStatus[];
     lastResult(name: string): unknown;
     notYetRun(): string[];
-    trigger(name: string): "started" | "queued";
+    trigger(name: string): "started" | "queued" | "stopping";
   };
   /** The cluster, or null in local mode. */
   readonly kube: KubeClient | null;
@@ -38,6 +38,8 @@ export interface AppDeps {
 }
 
 type Env = { Variables: { requestId: string } };
+
+const SHUTTING_DOWN = "The daemon is shutting down: no version check starts now";
 
 /** The most a request body may hold. */
 export const BODY_LIMIT = 1024 * 1024;
@@ -87,8 +89,13 @@ export function ok(c: Context<Env>, data: unknown) {
 
 /** The original's envelope for an error: `code` is the HTTP status as a string. */
 export function fail(c: Context<Env>, status: number, message: string) {
+  return failWith(c, status, { message, data: null });
+}
+
+/** The error envelope with data, e.g. what a failed job last did. */
+function failWith(c: Context<Env>, status: number, body: { message: string; data: unknown }) {
   return c.json(
-    { code: String(status), data: null, message, requestId: c.get("requestId") },
+    { code: String(status), data: body.data, message: body.message, requestId: c.get("requestId") },
     status as 400,
   );
 }
@@ -153,15 +160,24 @@ export function createApp(deps: AppDeps): Hono<Env> {
       jobs: deps.jobs.status().map(({ lastResult: _omitted, ...job }) => job),
     }));
 
+  // The last good result; when the latest run failed, also that run (`lastRun`, with its error). A job that has
+  // only failed answers 500 with the error, one that has not finished a run yet 503.
   for (const [path, job] of Object.entries(JOB_ROUTES)) {
     v1.get(path, (c) => {
+      const lastRun = deps.jobs.status().find((j) => j.name === job)?.lastRun ?? null;
       const result = deps.jobs.lastResult(job);
       const extra = job === "core-version" ? deps.versionsExtra?.() ?? {} : {};
-      if (result === null || result === undefined) {
-        if (Object.keys(extra).length > 0) return ok(c, extra);
-        return fail(c, 503, `Job "${job}" has not finished a run yet: try again shortly`);
+      const failed = lastRun?.outcome === "failure" ? { lastRun } : {};
+      if (result !== null && result !== undefined) {
+        return ok(c, { ...(result as Record<string, unknown>), ...extra, ...failed });
       }
-      return ok(c, { ...(result as Record<string, unknown>), ...extra });
+      if (lastRun?.outcome === "failure") {
+        return failWith(c, 500, { message: `Job "${job}" failed: ${lastRun.error}`, data: { ...extra, lastRun } });
+      }
+      return failWith(c, 503, {
+        message: `Job "${job}" has not finished a run yet: try again shortly`,
+        data: Object.keys(extra).length > 0 ? extra : null,
+      });
     });
   }
 
@@ -185,8 +201,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (!node) return fail(c, 404, `Node "${nodeName}" of pod "${namespace}/${podName}" not found`);
       const condition = node.status?.conditions?.find((cond) => cond.type === "StandbyIP");
       if (!condition) return fail(c, 404, `Node "${nodeName}" has no StandbyIP condition`);
-      if (condition.status !== "True") {
-        return fail(c, 404, `Condition StandbyIP of Node "${nodeName}" is ${condition.status}`);
+      // Only False is an error, as in the original: True and Unknown answer the IP.
+      if (condition.status === "False") {
+        return fail(c, 404, `Condition StandbyIP of Node "${nodeName}" is False`);
       }
       const ip = (condition.message ?? "").trim();
       if (!isIp(ip)) {
@@ -207,7 +224,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   v1.post("/RequestCheckCoreVersion", async (c) => {
     const refused = await guard(c);
     if (refused) return refused;
-    deps.jobs.trigger("core-version");
+    if (deps.jobs.trigger("core-version") === "stopping") return fail(c, 503, SHUTTING_DOWN);
     deps.fanOut?.();
     return ok(c, "done");
   });
@@ -229,7 +246,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       }
       deps.log.info("Core version check asked by {host}", { host: parsed.data.HostName ?? "unknown" });
     }
-    deps.jobs.trigger("core-version");
+    if (deps.jobs.trigger("core-version") === "stopping") return fail(c, 503, SHUTTING_DOWN);
     return ok(c, "OK");
   });
 

@@ -49,16 +49,20 @@ export function parseVersionConfigMap(cm: V1ConfigMap): ParsedVersionConfigMap {
 }
 
 const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,}$/;
+const FULL_ID = /^[0-9a-f]{64}$/;
+const ID_PREFIX = /^(?:sha256:)?([0-9a-f]{1,63})$/;
 
 /**
  * Normalises an image reference the way Docker does, so that spellings of one image compare equal:
  * `busybox` = `busybox:latest` = `docker.io/library/busybox:latest`; `index.docker.io` = `docker.io`;
  * `registry:5000/a/b:t` keeps its registry and port; `name:tag@sha256:...` becomes `name@sha256:...`
- * (a RepoDigest has no tag). A bare image id `sha256:...` is returned as it is.
+ * (a RepoDigest has no tag). An image ID `sha256:<hex>` is returned as it is, and 64 bare hex digits become one.
  */
 export function normalizeImageRef(ref: string): string {
   let rest = ref.trim();
   if (DIGEST.test(rest)) return rest.toLowerCase();
+  // Docker reads 64 hex digits as an image ID, never as a repository name.
+  if (FULL_ID.test(rest)) return `sha256:${rest}`;
   let digest = "";
   const at = rest.indexOf("@");
   if (at >= 0) {
@@ -138,11 +142,24 @@ export interface AvailabilityPlan {
   readonly write: boolean;
 }
 
+/**
+ * Whether the store holds an image, found as `docker image inspect` finds it: by name, by full ID, or by a short ID
+ * (`3f57d9401f8d`, `sha256:3f57d9401f8d`) when exactly one ID starts with it. The IDs are the inventory's
+ * `sha256:` entries (the Docker Engine lists every image's `Id`; containerd lists the IDs the kubelet's pulls added).
+ */
+function inventoryHolds(inventory: ReadonlySet<string>, image: string, options: { ids: readonly string[] }): boolean {
+  if (inventory.has(normalizeImageRef(image))) return true;
+  const prefix = ID_PREFIX.exec(image.trim())?.[1];
+  if (prefix === undefined) return false;
+  return options.ids.filter((id) => id.startsWith(`sha256:${prefix}`)).length === 1;
+}
+
 /** Decides which versions are available and whether the availability ConfigMap must be written. */
 export function planAvailability(input: AvailabilityInput): AvailabilityPlan {
   const sorted = [...input.versions].sort((a, b) => a.configMap < b.configMap ? -1 : a.configMap > b.configMap ? 1 : 0);
+  const ids = [...input.inventory].filter((ref) => ref.startsWith("sha256:"));
   const versions = sorted.map((v): VersionAvailability => {
-    const missing = v.images.filter((image) => !input.inventory.has(normalizeImageRef(image)));
+    const missing = v.images.filter((image) => !inventoryHolds(input.inventory, image, { ids }));
     return { name: v.name, configMap: v.configMap, images: [...v.images], missing, available: missing.length === 0 };
   });
   const existingVersions = [...new Set(versions.filter((v) => v.available).map((v) => v.name))];

@@ -183,8 +183,10 @@ export interface NodeNetworkResult {
 export interface NodeNetworkOptions extends NetProbeOptions {
   /** How often the ConfigMaps `ccm-config` and `controller-config` are re-read (default 1 min). */
   readonly configRefreshMs?: number;
-  /** How often `ipmitool` is run while the answer is unchanged (default 1 h). */
+  /** How long a successful `ipmitool` answer holds (default 1 h); also the longest wait between retries. */
   readonly oobRefreshMs?: number;
+  /** The first retry after a failed `ipmitool`, doubling with every failure in a row up to `oobRefreshMs` (1 min). */
+  readonly oobRetryMs?: number;
   /** The time limit of one `ipmitool` run (default 20 s). */
   readonly oobTimeoutMs?: number;
   /** How long the first run waits for the first OOB answer, so that `once` can show it (default 1.5 s). */
@@ -192,6 +194,12 @@ export interface NodeNetworkOptions extends NetProbeOptions {
 }
 
 const DEFAULT_NIC = "bond1";
+
+/** When to run `ipmitool` again: `holdMs` after a success, else `firstRetryMs` doubled per failure in a row, capped. */
+export function nextOobCheckDelayMs(failuresInRow: number, options: { firstRetryMs: number; holdMs: number }): number {
+  if (failuresInRow === 0) return options.holdMs;
+  return Math.min(options.firstRetryMs * 2 ** Math.min(failuresInRow - 1, 30), options.holdMs);
+}
 
 interface Cached<T> {
   value: T;
@@ -236,6 +244,7 @@ export function createNodeNetworkController(
   const node = config.currentNodeName;
   const configRefreshMs = options.configRefreshMs ?? 60_000;
   const oobRefreshMs = options.oobRefreshMs ?? 3_600_000;
+  const oobRetryMs = options.oobRetryMs ?? 60_000;
   const oobTimeoutMs = options.oobTimeoutMs ?? 20_000;
   const firstOobWaitMs = options.firstOobWaitMs ?? 1_500;
 
@@ -246,7 +255,9 @@ export function createNodeNetworkController(
   let lastIp: string | null = null;
   let oobAnswer: OobAnswer | null = null;
   let lastOobIp: string | null = null;
-  let oobCheckedAt: number | null = null;
+  // null: check at the next probe
+  let oobNextAt: number | null = null;
+  let oobFailures = 0;
   let oobRunning: Promise<void> | null = null;
   let firstRun = true;
   let busy: Promise<unknown> = Promise.resolve();
@@ -286,14 +297,16 @@ export function createNodeNetworkController(
   }
 
   function startOobCheck(now: number): void {
-    if (oobRunning || (oobCheckedAt !== null && now - oobCheckedAt < oobRefreshMs)) return;
-    oobCheckedAt = now;
+    if (oobRunning || (oobNextAt !== null && now < oobNextAt)) return;
     oobRunning = readOobAddress(deps.runCommand, { timeoutMs: oobTimeoutMs })
       .then((answer) => {
         if (!answer.ok && (oobAnswer === null || oobAnswer.ok)) {
           log.warn("Cannot read the OOB address: {error}", { error: answer.error });
         }
         oobAnswer = answer;
+        oobFailures = answer.ok ? 0 : oobFailures + 1;
+        // A success holds for an hour; a failure (a BMC that is still booting) is retried soon, then less often.
+        oobNextAt = now + nextOobCheckDelayMs(oobFailures, { firstRetryMs: oobRetryMs, holdMs: oobRefreshMs });
         if (answer.ok) lastOobIp = knownAddress(answer.ip) ?? lastOobIp;
       })
       .finally(() => (oobRunning = null));
@@ -341,7 +354,8 @@ export function createNodeNetworkController(
       }
     } else {
       oobAnswer = null;
-      oobCheckedAt = null;
+      oobNextAt = null;
+      oobFailures = 0;
     }
     firstRun = false;
 
@@ -360,6 +374,11 @@ export function createNodeNetworkController(
     });
     if (probe.ipv4 !== null) lastIp = probe.ipv4;
     const now = clock.now();
+    const onNode = known;
+    const changed = desired.some((d) => {
+      const old = onNode.find((c) => c.type === d.type);
+      return old === undefined || !sameContent(old, d);
+    });
     const conditions = stampConditions({ current: known, desired, now });
     const patch = planConditionPatch({
       current: known,
@@ -400,6 +419,7 @@ export function createNodeNetworkController(
     return {
       summary: `${nic} ${probe.state} ${probe.ipv4 ?? "no IPv4"}, OOB ${oobText}; ${action}`,
       result,
+      routine: !changed,
     };
   }
 

@@ -39,6 +39,8 @@ export interface JobStatus {
   readonly lastSuccessAt: string | null;
   /** The result of the last successful run. */
   readonly lastResult: unknown;
+  /** How long after each cron tick this node's run starts (null for interval jobs). */
+  readonly offsetMs: number | null;
 }
 
 /** Registers a cron job; Deno.cron's shape. */
@@ -48,6 +50,19 @@ export type CronRegistrar = (
   options: { signal?: AbortSignal },
   handler: () => Promise<void>,
 ) => Promise<void>;
+
+/** The timer functions the scheduler uses; tests hand in their own to fire timers by hand. */
+export interface Timers {
+  /** Calls `fn` after `ms` milliseconds; returns an id for `clearTimeout`. */
+  setTimeout(fn: () => void, ms: number): unknown;
+  /** Cancels a timer. */
+  clearTimeout(id: unknown): void;
+}
+
+const realTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (id) => clearTimeout(id as number),
+};
 
 /** Options of the scheduler. */
 export interface SchedulerOptions {
@@ -63,10 +78,17 @@ export interface SchedulerOptions {
   readonly onSkip?: (name: string) => void;
   /** The logger of one job, so its lines carry its task name (default: `log`). */
   readonly jobLog?: (name: string) => Logger;
+  /** This node's name: each cron run waits `spreadOffsetMs(node, job, period)`; without it, runs start on the tick. */
+  readonly node?: string;
+  /** Timers (default the global ones). */
+  readonly timers?: Timers;
 }
 
 interface JobEntry {
   readonly controller: Controller;
+  readonly offsetMs: number | null;
+  /** The timer of a cron run waiting for its offset. */
+  delayed: unknown;
   running: Promise<void> | null;
   pending: boolean;
   runs: number;
@@ -80,6 +102,61 @@ interface JobEntry {
 /** Describes a schedule for humans. */
 export function describeSchedule(controller: Controller): string {
   return "cron" in controller.schedule ? `cron ${controller.schedule.cron}` : `every ${controller.schedule.everyMs} ms`;
+}
+
+/**
+ * The period of the daemon's cron schedules: `* * * * *`, `*\/N * * * *` (minutes), `M * * * *` (hourly) and
+ * `M *\/N * * *` (hours). Throws for any other form, so that a new schedule gets a period on purpose.
+ */
+export function cronPeriodMs(expression: string): number {
+  const [minute, hour, ...rest] = expression.trim().split(/\s+/);
+  const every = (field: string) => /^\*\/([1-9]\d*)$/.exec(field)?.[1];
+  if (rest.length === 3 && rest.every((f) => f === "*")) {
+    if (hour === "*" && minute === "*") return 60_000;
+    if (hour === "*" && every(minute)) return Number(every(minute)) * 60_000;
+    if (hour === "*" && /^\d+$/.test(minute)) return 3_600_000;
+    if (every(hour) && /^\d+$/.test(minute)) return Number(every(hour)) * 3_600_000;
+  }
+  throw new Error(`Cannot tell the period of cron schedule "${expression}"`);
+}
+
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+// murmur3's finaliser: FNV-1a alone leaves similar names close together.
+function mix(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+// Odd 32-bit weights, the first 2^32/golden ratio: consecutive numbers land evenly spaced (Fibonacci hashing).
+const NUMBER_WEIGHTS = [0x9e3779b9, 0x7f4a7c15, 0x3c6ef372, 0xdaa66d2b];
+
+/**
+ * This node's delay of a cron job's runs, in `[0, periodMs)`: a pure function of the node and job names, so it is
+ * the same after a restart. Names are read as a pattern plus numbers (`node-17`, `10-0-3-21`): the pattern is hashed,
+ * and each number adds a multiple of a golden-ratio weight, so numbered nodes spread evenly over the period rather
+ * than as random draws would (1,000 `node-N` names: at most 18 in any second of a minute, where a hash puts up to
+ * about 27); other names spread as a hash does.
+ */
+export function spreadOffsetMs(node: string, options: { job: string; periodMs: number }): number {
+  const numbers: number[] = [];
+  const pattern = node.replace(/\d+/g, (digits) => {
+    let n = 0;
+    for (const d of digits) n = (Math.imul(n, 10) + d.charCodeAt(0) - 48) >>> 0;
+    numbers.push(n);
+    return "#";
+  });
+  let h = mix(fnv1a(`${options.job}\u0000${pattern}`));
+  numbers.reverse().forEach((n, i) => (h = (h + Math.imul(n, NUMBER_WEIGHTS[i % NUMBER_WEIGHTS.length])) >>> 0));
+  return Math.floor((h / 2 ** 32) * options.periodMs);
 }
 
 /** How long a run whose time limit passed may take to stop by itself before it is abandoned. */
@@ -143,16 +220,28 @@ export async function runWithLimit<T>(
 export class Scheduler {
   readonly #jobs = new Map<string, JobEntry>();
   readonly #options: SchedulerOptions;
+  readonly #timers: Timers;
   readonly #stop = new AbortController();
-  readonly #timers: ReturnType<typeof setTimeout>[] = [];
+  readonly #loopTimers = new Set<unknown>();
   #started = false;
+  // Set as stop() begins: from then on no run starts (no tick, no probe, no queued run), while the grace lasts.
+  #stopping = false;
 
   /** Registers the controllers; nothing runs until `start()`. */
   constructor(controllers: readonly Controller[], options: SchedulerOptions) {
     this.#options = options;
+    this.#timers = options.timers ?? realTimers;
     for (const controller of controllers) {
+      const { schedule } = controller;
+      const offsetMs = !("cron" in schedule)
+        ? null
+        : options.node === undefined
+        ? 0
+        : spreadOffsetMs(options.node, { job: controller.name, periodMs: cronPeriodMs(schedule.cron) });
       this.#jobs.set(controller.name, {
         controller,
+        offsetMs,
+        delayed: null,
         running: null,
         pending: false,
         runs: 0,
@@ -175,7 +264,7 @@ export class Scheduler {
       const { controller } = entry;
       if ("cron" in controller.schedule) {
         cron(controller.name, controller.schedule.cron, { signal: this.#stop.signal }, () => {
-          this.#tick(entry);
+          this.#cronTick(entry);
           return Promise.resolve();
         }).catch((error) =>
           this.#options.log.error("Cannot schedule job {job}: {error}", { job: controller.name, error })
@@ -187,24 +276,38 @@ export class Scheduler {
     }
   }
 
+  // A cron tick starts this node's run after its offset, so that the nodes of a cluster do not all call at once.
+  #cronTick(entry: JobEntry): void {
+    if (this.#stopping) return;
+    if (!entry.offsetMs) {
+      this.#tick(entry);
+      return;
+    }
+    if (entry.delayed !== null) return;
+    entry.delayed = this.#timers.setTimeout(() => {
+      entry.delayed = null;
+      this.#tick(entry);
+    }, entry.offsetMs);
+  }
+
   // A timer loop: the next run starts one interval after the previous one began, or at once if it overran.
   #loop(entry: JobEntry, everyMs: number, runNow: boolean): void {
     const next = (delay: number) => {
-      if (this.#stop.signal.aborted) return;
-      const id = setTimeout(async () => {
+      if (this.#stopping) return;
+      const id = this.#timers.setTimeout(async () => {
+        this.#loopTimers.delete(id);
         const t0 = performance.now();
         this.#tick(entry);
         await entry.running;
         next(Math.max(0, everyMs - (performance.now() - t0)));
       }, delay);
-      this.#timers.push(id);
-      if (this.#timers.length > 16) this.#timers.splice(0, this.#timers.length - 16);
+      this.#loopTimers.add(id);
     };
     next(runNow ? 0 : everyMs);
   }
 
   #tick(entry: JobEntry): void {
-    if (this.#stop.signal.aborted) return;
+    if (this.#stopping) return;
     if (entry.running) {
       entry.skippedTicks++;
       this.#options.onSkip?.(entry.controller.name);
@@ -228,11 +331,10 @@ export class Scheduler {
         if (outcome) {
           entry.lastSuccessAt = this.#options.clock.now().toISOString();
           entry.lastResult = outcome.result;
-          this.#options.log.info("{summary}", {
-            job: entry.controller.name,
-            durationMs: run.durationMs,
-            summary: run.summary,
-          });
+          const line = { job: entry.controller.name, durationMs: run.durationMs, summary: run.summary };
+          // A routine run (nothing changed) is logged at debug level: every 3 s at info would bury the rest.
+          if (outcome.routine) this.#options.log.debug("{summary}", line);
+          else this.#options.log.info("{summary}", line);
         } else {
           entry.failures++;
           this.#options.log.error("Job {job} failed: {error}; the next run will try again", {
@@ -242,15 +344,16 @@ export class Scheduler {
           });
         }
         this.#options.onRun?.(entry.controller.name, run, { previous, outcome });
-      } while (entry.pending && !this.#stop.signal.aborted);
+      } while (entry.pending && !this.#stopping);
     } finally {
       entry.running = null;
     }
   }
 
-  /** Asks for a run now; while one runs, any number of calls leave exactly one more queued. */
-  trigger(name: string): "started" | "queued" {
+  /** Asks for a run now; while one runs, any number of calls leave exactly one more queued. None once stopping. */
+  trigger(name: string): "started" | "queued" | "stopping" {
     const entry = this.#entry(name);
+    if (this.#stopping) return "stopping";
     if (entry.running) {
       entry.pending = true;
       return "queued";
@@ -264,6 +367,7 @@ export class Scheduler {
     return [...this.#jobs.values()].map((e) => ({
       name: e.controller.name,
       schedule: describeSchedule(e.controller),
+      offsetMs: e.offsetMs,
       running: e.running !== null,
       pending: e.pending,
       runs: e.runs,
@@ -285,10 +389,20 @@ export class Scheduler {
     return [...this.#jobs.values()].filter((e) => e.runs === 0).map((e) => e.controller.name);
   }
 
-  /** Stops ticks, lets running jobs finish for up to `graceMs`, then aborts them. True when all finished in time. */
+  /**
+   * Stops at once every tick, probe and queued run, lets running jobs finish for up to `graceMs`, then aborts them.
+   * True when all finished in time.
+   */
   async stop(graceMs: number): Promise<boolean> {
+    this.#stopping = true;
+    for (const id of this.#loopTimers) this.#timers.clearTimeout(id);
+    this.#loopTimers.clear();
+    for (const entry of this.#jobs.values()) {
+      if (entry.delayed !== null) this.#timers.clearTimeout(entry.delayed);
+      entry.delayed = null;
+      entry.pending = false;
+    }
     const running = [...this.#jobs.values()].map((e) => e.running).filter((p) => p !== null);
-    for (const id of this.#timers) clearTimeout(id);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)));
     const finished = await Promise.race([Promise.all(running).then(() => true as const), grace]);

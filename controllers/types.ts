@@ -43,6 +43,8 @@ export interface RunOutcome<T = unknown> {
   readonly result: T;
   /** Counters this run adds to the job's metrics. */
   readonly counters?: readonly JobCounter[];
+  /** A routine run that changed nothing: its summary is logged at debug level (`--v=4` and above). */
+  readonly routine?: boolean;
 }
 
 /** One job of the daemon: a name, a schedule and `run()`. */

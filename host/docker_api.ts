@@ -30,6 +30,8 @@ export interface DockerApiOptions {
 
 /** One image of `GET /images/json` (only the fields used here). */
 export interface DockerImageSummary {
+  /** The image ID, `sha256:<64 hex>`. */
+  readonly Id?: string;
   /** `name:tag` references. */
   readonly RepoTags?: string[] | null;
   /** `name@sha256:...` references. */
@@ -105,7 +107,10 @@ export function createDockerApiClient(host: string, options: DockerApiOptions = 
   };
 }
 
-/** Lists every image reference of the daemon: all `RepoTags` and `RepoDigests` of `GET /images/json`, in one call. */
+/**
+ * Lists every image reference of the daemon: every image's `Id` and all its `RepoTags` and `RepoDigests` of
+ * `GET /images/json`, in one call (an inspect finds an image by its ID as well as by its names).
+ */
 export async function listDockerImageRefs(docker: DockerApiClient): Promise<string[]> {
   const version = await docker.apiVersion();
   const answer = await docker.get(`/v${version}/images/json`);
@@ -114,7 +119,7 @@ export async function listDockerImageRefs(docker: DockerApiClient): Promise<stri
   }
   const refs: string[] = [];
   for (const image of answer.body as DockerImageSummary[]) {
-    for (const ref of [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])]) {
+    for (const ref of [image.Id, ...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])]) {
       // Dangling images are listed as `<none>:<none>` and `<none>@<none>`.
       if (typeof ref === "string" && !ref.startsWith("<none>")) refs.push(ref);
     }

@@ -59,6 +59,30 @@ export async function listImages(options: ImageStoreOptions): Promise<ImageListi
 /** The Docker daemon answered, but its answer is unusable: `auto` does not fall back to containerd then. */
 class AnsweredError extends Error {}
 
+/** containerd's socket when `ctr` is given no address. */
+const CONTAINERD_SOCKET = "/run/containerd/containerd.sock";
+
+/** Which volume of manifests/daemon_set.yaml mounts each host socket into the container. */
+const SOCKET_VOLUMES: Record<string, string> = {
+  "/var/run/docker.sock": "docker-sock",
+  [CONTAINERD_SOCKET]: "containerd-sock",
+};
+
+/** Why a socket is missing; inside a container that is nearly always a missing hostPath mount, so it says which. */
+export function missingSocketHint(path: string): string {
+  const volume = SOCKET_VOLUMES[path];
+  return `no such socket (in a pod, mount the host's ${path}${volume ? `: volume "${volume}"` : ""})`;
+}
+
+function isMissing(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return false;
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound;
+  }
+}
+
 async function listDocker(options: ImageStoreOptions): Promise<ImageListing> {
   const docker = createDockerApiClient(options.dockerHost, { timeoutMs: options.timeoutMs, signal: options.signal });
   try {
@@ -69,6 +93,10 @@ async function listDocker(options: ImageStoreOptions): Promise<ImageListing> {
     } catch (error) {
       throw new AnsweredError((error as Error).message);
     }
+  } catch (error) {
+    const path = options.dockerHost.replace(/^unix:\/\//, "");
+    if ((error as Error).message === "no such socket") throw new Error(missingSocketHint(path));
+    throw error;
   } finally {
     docker.close();
   }
@@ -91,7 +119,9 @@ async function listContainerd(options: ImageStoreOptions): Promise<ImageListing>
   if (result.timedOut) throw new Error(`ctr: timed out after ${timeoutMs / 1000} s`);
   if (result.code !== 0) {
     const dial = /failed to dial "([^"]+)"/.exec(result.stderr);
-    if (dial) throw new Error(`ctr: cannot connect to containerd at ${dial[1]}`);
+    // ctr says only "context deadline exceeded" for a socket that is not there: look for it.
+    const cause = dial && isMissing(dial[1]) ? `: ${missingSocketHint(dial[1])}` : "";
+    if (dial) throw new Error(`ctr: cannot connect to containerd at ${dial[1]}${cause}`);
     const why = result.stderr.trim().split("\n").pop() || "no output";
     throw new Error(`ctr exited with code ${result.code}: ${why}`);
   }

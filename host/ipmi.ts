@@ -40,6 +40,22 @@ export interface ReadOobOptions {
   readonly signal?: AbortSignal;
 }
 
+/** The kustomize component that gives the container the BMC device. */
+export const IPMI_COMPONENT = "manifests/components/ipmi/";
+
+/**
+ * ipmitool's failure to open the BMC device (`Could not open device at /dev/ipmi0 or /dev/ipmi/0 or
+ * /dev/ipmidev/0: <cause>`) as an error that names the device and what gives it to the container, else null.
+ * The cause is that of the last path tried, so it reads "No such file or directory" even when the device cgroup
+ * refused /dev/ipmi0.
+ */
+export function deviceError(output: string): string | null {
+  const m = /Could not open device at (\S+) or (\S+) or (\S+): ([^\r\n]+)/.exec(output);
+  if (!m) return null;
+  return `ipmitool cannot open the BMC device ${m[1]} (nor ${m[2]}, ${m[3]}): ${m[4].trim()}; ` +
+    `the host has no IPMI driver loaded or the container may not use the device: deploy with the kustomize component ${IPMI_COMPONENT}`;
+}
+
 function firstLine(text: string): string {
   return text.trim().split("\n")[0]?.trim().slice(0, 200) ?? "";
 }
@@ -55,6 +71,8 @@ export async function readOobAddress(runCommand: CommandRunner, options: ReadOob
   }
   if (result.timedOut) return { ok: false, error: `${what} gave no answer within ${options.timeoutMs} ms` };
   if (result.code !== 0) {
+    const device = deviceError(result.stderr);
+    if (device) return { ok: false, error: device };
     const cause = firstLine(result.stderr) || firstLine(result.stdout);
     const how = result.code === null ? "was killed" : `exited with ${result.code}`;
     return { ok: false, error: `${what} ${how}${cause ? `: ${cause}` : ""}` };

@@ -63,6 +63,8 @@ export function createEventSink(options: EventSinkOptions): DaemonEventSink {
   // reason+message -> the Event already in the cluster, so a repeat raises its count.
   const seen = new Map<string, { name: string; count: number }>();
   let draining: Promise<void> | null = null;
+  // An upload URL that does not answer fails every event: warn when that starts and when it ends, not per event.
+  let uploadFailing = false;
 
   async function send(event: DaemonEvent): Promise<void> {
     const now = options.clock.now();
@@ -132,12 +134,19 @@ export function createEventSink(options: EventSinkOptions): DaemonEventSink {
       });
       await response.body?.cancel();
       if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+      if (uploadFailing) options.log.info("Event upload to {url} works again", { url: target });
+      uploadFailing = false;
     } catch (error) {
-      options.log.warn("Cannot upload event {reason} to {url}: {error}", {
-        reason: event.reason,
-        url: target,
-        error: (error as Error).message,
-      });
+      const line = { reason: event.reason, url: target, error: (error as Error).message };
+      if (uploadFailing) {
+        options.log.debug("Cannot upload event {reason} to {url}: {error}", line);
+      } else {
+        options.log.warn(
+          "Cannot upload event {reason} to {url}: {error}; further failures are logged at debug level until an upload works",
+          line,
+        );
+      }
+      uploadFailing = true;
     }
   }
 

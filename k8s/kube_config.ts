@@ -43,7 +43,7 @@ export interface ClusterSourceInput {
 /** The in-cluster service account folder. */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/** Picks the cluster configuration source in the documented order. */
+/** Picks the cluster configuration source in the documented order; throws when in a pod without its credentials. */
 export function chooseClusterSource(input: ClusterSourceInput): ClusterSource {
   if (input.local) return { kind: "local", reason: "--local was given" };
   if (input.kubeconfig) {
@@ -51,11 +51,16 @@ export function chooseClusterSource(input: ClusterSourceInput): ClusterSource {
   }
   if (input.master) return { kind: "master", master: input.master };
   const env = input.env;
-  if (
-    env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT &&
-    input.exists(`${SERVICE_ACCOUNT_DIR}/token`)
-  ) {
-    return { kind: "in-cluster" };
+  if (env.KUBERNETES_SERVICE_HOST) {
+    // In a pod: running in local mode would report Ready and publish nothing, so a missing credential is fatal.
+    const missing = [`${SERVICE_ACCOUNT_DIR}/token`, `${SERVICE_ACCOUNT_DIR}/ca.crt`].filter((p) => !input.exists(p));
+    if (!env.KUBERNETES_SERVICE_PORT) missing.unshift("$KUBERNETES_SERVICE_PORT");
+    if (missing.length === 0) return { kind: "in-cluster" };
+    throw new Error(
+      `Cannot use the in-cluster service account (KUBERNETES_SERVICE_HOST is set): missing ${
+        missing.join(" and ")
+      }; set automountServiceAccountToken: true on the pod or its ServiceAccount, or give --kubeconfig, --master or --local`,
+    );
   }
   const fromEnv = (env.KUBECONFIG ?? "").split(":").find((p) => p && input.exists(p));
   if (fromEnv) return { kind: "kubeconfig", path: fromEnv };

@@ -4,6 +4,7 @@ import { type AppDeps, createApp, isIp } from "../api/app.ts";
 import { createMetrics } from "../api/metrics.ts";
 import { type CronRegistrar, Scheduler } from "../controllers/scheduler.ts";
 import { type Controller, systemClock } from "../controllers/types.ts";
+import { waitFor } from "./support/daemon_process.ts";
 
 const noCron: CronRegistrar = () => Promise.resolve();
 
@@ -94,6 +95,68 @@ Deno.test("job routes serve the last result, 503 before the first run", async ()
   assertEquals(status.data.mode, "local");
 });
 
+Deno.test("a job that only failed answers 500 with its error, not 503; later failures keep the last result", async () => {
+  let fail = true;
+  const cause = "Cannot list images: Docker at unix:///var/run/docker.sock: no such socket";
+  const flaky = (name: string): Controller => ({
+    name,
+    schedule: { cron: "* * * * *" },
+    runAtStart: false,
+    timeoutMs: 1000,
+    run: () =>
+      fail
+        ? Promise.reject(new Error(cause))
+        : Promise.resolve({ summary: "ok", result: { node: "n1", existingVersions: ["v1"] } }),
+  });
+  const fanOut = { time: "2026-01-01T00:00:00.000Z", peers: [] };
+  const scheduler = new Scheduler([flaky("core-version"), flaky("log-cleanup")], {
+    clock: systemClock,
+    log: getLogger(["test"]),
+    cron: noCron,
+  });
+  scheduler.start();
+  const app = createApp({
+    jobs: scheduler,
+    kube: null,
+    clusterState: () => null,
+    metrics: createMetrics(),
+    log: getLogger(["test"]),
+    node: "n1",
+    versionsExtra: () => ({ fanOut }),
+  });
+  const ran = (job: string, runs: number) =>
+    waitFor(() => scheduler.status().find((j) => j.name === job)?.runs === runs, { what: `run ${runs} of ${job}` });
+  let res = await app.request("/api/v1/versions");
+  assertEquals(res.status, 503, "before any run, with the fan-out only in data");
+  assertEquals((await res.json()).data, { fanOut });
+
+  for (const [path, job] of [["/api/v1/versions", "core-version"], ["/api/v1/log-cleanup", "log-cleanup"]]) {
+    scheduler.trigger(job);
+    await ran(job, 1);
+    res = await app.request(path);
+    assertEquals(res.status, 500, path);
+    const body = await res.json();
+    assertEquals(body.code, "500");
+    assertEquals(body.message, `Job "${job}" failed: ${cause}`);
+    assertEquals([body.data.lastRun.outcome, body.data.lastRun.error], ["failure", cause]);
+  }
+
+  fail = false;
+  scheduler.trigger("core-version");
+  await ran("core-version", 2);
+  res = await app.request("/api/v1/versions");
+  assertEquals((await res.json()).data, { node: "n1", existingVersions: ["v1"], fanOut });
+  fail = true;
+  scheduler.trigger("core-version");
+  await ran("core-version", 3);
+  res = await app.request("/api/v1/versions");
+  assertEquals(res.status, 200);
+  const { lastRun, ...data } = (await res.json()).data;
+  assertEquals(data, { node: "n1", existingVersions: ["v1"], fanOut }, "the last good result is kept");
+  assertEquals([lastRun.outcome, lastRun.error], ["failure", cause], "and the failure is shown");
+  await scheduler.stop(100);
+});
+
 Deno.test("unknown paths are JSON 404, wrong methods JSON 405 with Allow", async () => {
   const { app } = setUp();
   let res = await app.request("/nope");
@@ -131,6 +194,19 @@ Deno.test("InnerCheckCoreVersion triggers a check here; RequestCheckCoreVersion 
   await settle();
   assertEquals(fanOuts, 1);
   assertEquals(scheduler.status().find((j) => j.name === "core-version")?.runs, 2);
+});
+
+Deno.test("a version check asked while the daemon stops answers 503 and starts nothing", async () => {
+  let fanOuts = 0;
+  const { app, scheduler } = setUp({ fanOut: () => fanOuts++ });
+  await scheduler.stop(100);
+  for (const path of ["/api/v1/RequestCheckCoreVersion", "/api/v1/InnerCheckCoreVersion"]) {
+    const res = await app.request(path, { method: "POST" });
+    assertEquals(res.status, 503, path);
+    assertEquals((await res.json()).message, "The daemon is shutting down: no version check starts now");
+  }
+  assertEquals(fanOuts, 0);
+  assertEquals(scheduler.status().find((j) => j.name === "core-version")?.runs, 0);
 });
 
 Deno.test("POST routes refuse callers the authorizer refuses", async () => {

@@ -119,6 +119,15 @@ Deno.test("GetStandByIp reads the StandbyIP condition of the pod's node", async 
     });
     res = await app.request("/api/v1/GetStandByIp?podName=db-0");
     assertEquals((await res.json()).message, 'Condition StandbyIP of Node "n1" is False');
+    server.put({
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name: "n1" },
+      status: { conditions: [{ type: "StandbyIP", status: "Unknown", message: "10.1.2.4" }] },
+    });
+    res = await app.request("/api/v1/GetStandByIp?podName=db-0");
+    assertEquals(res.status, 200, "Unknown is not an error: only False is");
+    assertEquals((await res.json()).data, "10.1.2.4");
   } finally {
     await server.close();
   }

@@ -123,7 +123,7 @@ Deno.test({
           existingVersions: [],
           changed: true,
         });
-        match(summary, /0 of 2 versions available; docker .* lists 2 image references; ConfigMap .* written/);
+        match(summary, /0 of 2 versions available; docker .* lists 3 image references; ConfigMap .* written/);
         const cm = server.get("configmaps", NS, CM_NAME);
         strictEqual(cm.data.existingVersions, "");
         strictEqual(cm.data.checkTime, "2026-05-01T10:00:00Z");
@@ -201,7 +201,10 @@ Deno.test({
         });
         let message = "";
         await run(broken).catch((error) => (message = error.message));
-        strictEqual(message, `Cannot list images: Docker at unix://${docker.socketPath}.missing: no such socket`);
+        strictEqual(
+          message,
+          `Cannot list images: Docker at unix://${docker.socketPath}.missing: no such socket (in a pod, mount the host's ${docker.socketPath}.missing)`,
+        );
       });
     } finally {
       await server.close();

@@ -1,9 +1,9 @@
 /** The image store against a real dockerd and a real containerd, each on its own temporary socket. */
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
-import { normalizeImageRef } from "../controllers/core_version.ts";
+import { normalizeImageRef, planAvailability } from "../controllers/core_version.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createDockerApiClient } from "../host/docker_api.ts";
-import { listImages } from "../host/image_store.ts";
+import { listImages, missingSocketHint } from "../host/image_store.ts";
 import { startContainerd } from "./support/containerd_daemon.ts";
 import { hasDockerd, startDockerDaemon } from "./support/docker_daemon.ts";
 import { hasCommand, isRoot, skipUnless } from "./support/prereq.ts";
@@ -30,15 +30,17 @@ Deno.test({
         }
       });
 
-      await t.step("tags under several names, normalised", async () => {
-        await docker.importImage(["busybox:latest", "registry:5000/polardb/engine:1.0"]);
-        await docker.importImage(["polardb/pfsd:2"]);
+      let engineId = "";
+      let pfsdId = "";
+      await t.step("tags under several names, normalised; every image's ID", async () => {
+        engineId = await docker.importImage(["busybox:latest", "registry:5000/polardb/engine:1.0"]);
+        pfsdId = await docker.importImage(["polardb/pfsd:2"]);
         const listing = await listImages({ kind: "auto", dockerHost: docker.host, runCommand });
         strictEqual(listing.store, "docker");
         strictEqual(listing.source, docker.host);
         deepStrictEqual(
           [...listing.refs].sort(),
-          ["busybox:latest", "polardb/pfsd:2", "registry:5000/polardb/engine:1.0"],
+          ["busybox:latest", "polardb/pfsd:2", "registry:5000/polardb/engine:1.0", engineId, pfsdId].sort(),
         );
         const inventory = new Set(listing.refs.map(normalizeImageRef));
         ok(inventory.has(normalizeImageRef("docker.io/library/busybox:latest")));
@@ -48,10 +50,35 @@ Deno.test({
         ok(!inventory.has(normalizeImageRef("polardb/engine:1.0")));
       });
 
+      await t.step("an image ID in a version ConfigMap is found as the Engine's inspect finds it", async () => {
+        const listing = await listImages({ kind: "docker", dockerHost: docker.host, runCommand });
+        const inventory = new Set(listing.refs.map(normalizeImageRef));
+        const hex = engineId.slice("sha256:".length);
+        // Full, bare, short and one-digit (unique or not, as the two IDs happen to be) IDs, and a made-up one.
+        const madeUp = `sha256:${(hex[0] === "0" ? "1" : "0").repeat(64)}`;
+        const refs = [engineId, hex, hex.slice(0, 12), `sha256:${hex.slice(0, 12)}`, hex.slice(0, 1), madeUp];
+        ok(pfsdId.startsWith("sha256:"));
+        for (const ref of refs) {
+          const inspect = await docker.request("GET", `/images/${encodeURIComponent(ref)}/json`);
+          const plan = planAvailability({
+            versions: [{ name: "v", configMap: "cm", images: [ref] }],
+            inventory,
+            previous: null,
+            now: new Date(),
+            reportIntervalMs: 3_600_000,
+          });
+          strictEqual(plan.versions[0].available, inspect.status === 200, `${ref}: inspect answered ${inspect.status}`);
+        }
+        strictEqual((await docker.request("GET", `/images/${engineId}/json`)).status, 200, "the full ID is found");
+      });
+
       await t.step("an image removed since the last check is gone from the next listing", async () => {
         await docker.removeImage("polardb/pfsd:2");
         const listing = await listImages({ kind: "docker", dockerHost: docker.host, runCommand });
-        deepStrictEqual([...listing.refs].sort(), ["busybox:latest", "registry:5000/polardb/engine:1.0"]);
+        deepStrictEqual(
+          [...listing.refs].sort(),
+          ["busybox:latest", "registry:5000/polardb/engine:1.0", engineId].sort(),
+        );
       });
     } finally {
       await docker.stop();
@@ -120,7 +147,7 @@ Deno.test("image-store=auto with neither store says what was tried", async () =>
       listImages({ kind: "auto", dockerHost: `unix://${dir}/docker.sock`, runCommand }),
       {
         message:
-          `Cannot list images: Docker at unix://${dir}/docker.sock: no such socket; containerd: ctr: command not found`,
+          `Cannot list images: Docker at unix://${dir}/docker.sock: no such socket (in a pod, mount the host's ${dir}/docker.sock); containerd: ctr: command not found`,
       },
     );
   } finally {
@@ -142,12 +169,36 @@ Deno.test({
           containerdAddress: `${dir}/containerd.sock`,
           runCommand,
         }),
-        { message: `Cannot list images: containerd: ctr: cannot connect to containerd at ${dir}/containerd.sock` },
+        {
+          message:
+            `Cannot list images: containerd: ctr: cannot connect to containerd at ${dir}/containerd.sock: no such socket (in a pod, mount the host's ${dir}/containerd.sock)`,
+        },
       );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("a missing socket names the DaemonSet volume that mounts it", async () => {
+  strictEqual(
+    missingSocketHint("/var/run/docker.sock"),
+    `no such socket (in a pod, mount the host's /var/run/docker.sock: volume "docker-sock")`,
+  );
+  strictEqual(
+    missingSocketHint("/run/containerd/containerd.sock"),
+    `no such socket (in a pod, mount the host's /run/containerd/containerd.sock: volume "containerd-sock")`,
+  );
+  // The volumes named are the DaemonSet's, mounted where the daemon looks.
+  const manifest = await Deno.readTextFile(new URL("../manifests/daemon_set.yaml", import.meta.url));
+  for (
+    const [volume, path] of [["docker-sock", "/var/run/docker.sock"], [
+      "containerd-sock",
+      "/run/containerd/containerd.sock",
+    ]]
+  ) {
+    ok(new RegExp(`- name: ${volume}\\s+mountPath: ${path}\\n`).test(manifest), `${volume} mounts ${path}`);
+  }
 });
 
 Deno.test("image-store=docker does not try containerd; a file that is not a socket is refused", async () => {

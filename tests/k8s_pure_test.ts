@@ -45,6 +45,7 @@ Deno.test("cluster source: flags, then in-cluster, then $KUBECONFIG, then ~/.kub
     "/k/a",
     "/home/u/.kube/config",
     "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
   ]);
   const exists = (p: string) => files.has(p);
   const inCluster = {
@@ -73,6 +74,31 @@ Deno.test("cluster source: flags, then in-cluster, then $KUBECONFIG, then ~/.kub
     path: "/home/u/.kube/config",
   });
   assertEquals(chooseClusterSource({ env: { HOME: "/nowhere" }, exists }).kind, "local");
+});
+
+Deno.test("cluster source: in a pod without the service account token or CA, never local: an error naming the file", () => {
+  const inPod = { KUBERNETES_SERVICE_HOST: "10.0.0.1", KUBERNETES_SERVICE_PORT: "443", HOME: "/home/u" };
+  const only = (...paths: string[]) => (p: string) => paths.includes(p) || p === "/home/u/.kube/config";
+  const sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+  const cases: [(p: string) => boolean, Record<string, string>, string][] = [
+    [only(), inPod, `missing ${sa}/token and ${sa}/ca.crt;`],
+    [only(`${sa}/ca.crt`), inPod, `missing ${sa}/token;`],
+    [only(`${sa}/token`), inPod, `missing ${sa}/ca.crt;`],
+    [only(`${sa}/token`, `${sa}/ca.crt`), { KUBERNETES_SERVICE_HOST: "10.0.0.1" }, "missing $KUBERNETES_SERVICE_PORT;"],
+  ];
+  for (const [exists, env, missing] of cases) {
+    let message = "";
+    try {
+      chooseClusterSource({ env, exists });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    assertEquals(
+      message,
+      `Cannot use the in-cluster service account (KUBERNETES_SERVICE_HOST is set): ${missing} set automountServiceAccountToken: true on the pod or its ServiceAccount, or give --kubeconfig, --master or --local`,
+    );
+  }
+  assertEquals(chooseClusterSource({ env: inPod, exists: only(), local: true }).kind, "local");
 });
 
 const KUBECONFIG = `

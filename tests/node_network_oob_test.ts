@@ -1,9 +1,22 @@
 /** The OOB address through real ipmitool fixture executables: answer, failure, hang, missing; never blocking. */
 import assert from "node:assert/strict";
-import { createNodeNetworkController, type NodeNetworkResult } from "../controllers/node_network.ts";
+import {
+  createNodeNetworkController,
+  nextOobCheckDelayMs,
+  type NodeNetworkResult,
+} from "../controllers/node_network.ts";
 import type { Controller } from "../controllers/types.ts";
+import type { CommandRunner } from "../host/command.ts";
 import { readOobAddress } from "../host/ipmi.ts";
-import { type FakeHost, fakeHost, ipmitoolRunner, manualClock, testDeps } from "./support/node_network_fixtures.ts";
+import { waitFor } from "./support/daemon_process.ts";
+import {
+  type FakeHost,
+  fakeHost,
+  ipmitoolRunner,
+  type ManualClock,
+  manualClock,
+  testDeps,
+} from "./support/node_network_fixtures.ts";
 
 const ctx = () => ({ signal: new AbortController().signal, dryRun: false });
 
@@ -23,7 +36,8 @@ Deno.test("readOobAddress: fixture answer, failure, hang and missing command", a
   assert.deepEqual(await readOobAddress(ipmitoolRunner("fail"), { timeoutMs: 5000 }), {
     ok: false,
     error:
-      "ipmitool lan print 1 exited with 1: Could not open device at /dev/ipmi0 or /dev/ipmi/0 or /dev/ipmidev/0: No such file or directory",
+      "ipmitool cannot open the BMC device /dev/ipmi0 (nor /dev/ipmi/0, /dev/ipmidev/0): No such file or directory; " +
+      "the host has no IPMI driver loaded or the container may not use the device: deploy with the kustomize component manifests/components/ipmi/",
   });
   const t0 = performance.now();
   assert.deepEqual(await readOobAddress(ipmitoolRunner("hang"), { timeoutMs: 300 }), {
@@ -67,7 +81,7 @@ Deno.test("controller: ipmitool failing or missing -> NodeOobIP False with the c
   try {
     for (
       const [mode, reason] of [
-        ["fail", "error: ipmitool lan print 1 exited with 1: Could not open device at /dev/ipmi0"],
+        ["fail", "error: ipmitool cannot open the BMC device /dev/ipmi0 (nor /dev/ipmi/0, /dev/ipmidev/0)"],
         ["missing", 'error: Cannot run "psd-test-no-such-ipmitool": command not found'],
       ] as const
     ) {
@@ -79,6 +93,7 @@ Deno.test("controller: ipmitool failing or missing -> NodeOobIP False with the c
       const oob = oobCondition(result)!;
       assert.equal(oob.status, "False", mode);
       assert.ok(oob.reason!.startsWith(reason), `${mode}: ${oob.reason}`);
+      if (mode === "fail") assert.ok(oob.reason!.endsWith("kustomize component manifests/components/ipmi/"));
       assert.equal(oob.message, "0.0.0.0");
       assert.equal(result.oobIp, null);
       assert.equal(result.state, "UP", "the network part is unaffected");
@@ -117,24 +132,71 @@ Deno.test("controller: a hung ipmitool never blocks the probe; NodeOobIP appears
   }
 });
 
-Deno.test("controller: ipmitool runs at most hourly, whatever the answer", async () => {
+/** Counts the runs of a runner that have finished, so a test can wait for an answer to land. */
+function finishing(runner: ReturnType<typeof ipmitoolRunner>) {
+  let done = 0;
+  const wrapped = ((argv, options) => runner(argv, options).finally(() => done++)) as CommandRunner;
+  return {
+    runner: wrapped,
+    get calls() {
+      return runner.calls;
+    },
+    // The controller reads the answer in the same turn as the run ends; one timer turn later it is recorded.
+    landed: () =>
+      waitFor(() => done === runner.calls, { what: "the ipmitool answer" }).then(() =>
+        new Promise((r) => setTimeout(r, 0))
+      ),
+  };
+}
+
+/** Probes every 3 s of the manual clock for `seconds`; returns the clock times (s) at which ipmitool ran. */
+async function probeFor(
+  c: Controller<NodeNetworkResult>,
+  options: { clock: ManualClock; seconds: number; ipmi: ReturnType<typeof finishing> },
+) {
+  const at: number[] = [];
+  for (let t = 0; t < options.seconds; t += 3) {
+    const before = options.ipmi.calls;
+    await c.run(ctx());
+    if (options.ipmi.calls > before) {
+      at.push(t);
+      await options.ipmi.landed();
+    }
+    options.clock.advance(3000);
+  }
+  return at;
+}
+
+Deno.test("controller: a successful ipmitool answer holds for an hour", async () => {
   const host = await upHost();
   try {
-    for (const mode of ["ok", "fail"] as const) {
-      const clock = manualClock();
-      const runner = ipmitoolRunner(mode);
-      const c = createNodeNetworkController(testDeps({ kube: null, clock, runCommand: runner }), host);
-      for (let i = 0; i < 1199; i++) {
-        await c.run(ctx());
-        clock.advance(3000);
-      }
-      assert.equal(runner.calls, 1, `${mode}: one run in the first hour`);
-      clock.advance(3000);
-      await c.run(ctx());
-      await new Promise((r) => setTimeout(r, 200));
-      assert.equal(runner.calls, 2, `${mode}: again after an hour`);
-    }
+    const clock = manualClock();
+    const ipmi = finishing(ipmitoolRunner("ok"));
+    const c = createNodeNetworkController(testDeps({ kube: null, clock, runCommand: ipmi.runner }), host);
+    assert.deepEqual(await probeFor(c, { clock, seconds: 2 * 3600 + 3, ipmi }), [0, 3600, 7200]);
   } finally {
     await host.cleanup();
   }
+});
+
+Deno.test("controller: a failed ipmitool is retried after 1 min, doubling to 1 h", async () => {
+  const host = await upHost();
+  try {
+    const clock = manualClock();
+    const ipmi = finishing(ipmitoolRunner("fail"));
+    const c = createNodeNetworkController(testDeps({ kube: null, clock, runCommand: ipmi.runner }), host);
+    const at = await probeFor(c, { clock, seconds: 3 * 3600, ipmi });
+    assert.deepEqual(at.slice(0, 7), [0, 60, 180, 420, 900, 1860, 3780]);
+    assert.deepEqual(at.slice(7).map((t, i) => t - at[i + 6]), at.slice(7).map(() => 3600), "then hourly");
+  } finally {
+    await host.cleanup();
+  }
+});
+
+Deno.test("retry delays: 1, 2, 4 ... minutes, at most the hour a success holds", () => {
+  const options = { firstRetryMs: 60_000, holdMs: 3_600_000 };
+  assert.deepEqual(
+    [0, 1, 2, 3, 6, 7, 100].map((n) => nextOobCheckDelayMs(n, options) / 60_000),
+    [60, 1, 2, 4, 32, 60, 60],
+  );
 });

@@ -1,8 +1,16 @@
 import { assert, assertEquals } from "./support/assert.ts";
-import { type CronRegistrar, runWithLimit, Scheduler } from "../controllers/scheduler.ts";
+import {
+  cronPeriodMs,
+  type CronRegistrar,
+  runWithLimit,
+  Scheduler,
+  spreadOffsetMs,
+  type Timers,
+} from "../controllers/scheduler.ts";
 import type { Controller, RunContext } from "../controllers/types.ts";
 import { systemClock } from "../controllers/types.ts";
 import { getLogger } from "@logtape/logtape";
+import { waitFor } from "./support/daemon_process.ts";
 
 const log = getLogger(["test"]);
 
@@ -212,4 +220,142 @@ Deno.test("stop waits for a running job up to the grace time", async () => {
   assertEquals(await other.stop(30), false);
   assert(stuck.contexts[0].signal.aborted, "the stuck job is told to stop");
   stuck.release();
+});
+
+/** Timers the test fires by hand: what was asked, with its delay. */
+function manualTimers() {
+  let nextId = 1;
+  const waiting = new Map<number, { fn: () => void; ms: number }>();
+  const timers: Timers = {
+    setTimeout(fn, ms) {
+      waiting.set(nextId, { fn, ms });
+      return nextId++;
+    },
+    clearTimeout: (id) => void waiting.delete(id as number),
+  };
+  return {
+    timers,
+    delays: () => [...waiting.values()].map((t) => t.ms),
+    /** Takes every waiting timer out, as the event loop does when they are due; returns their callbacks. */
+    takeDue(): (() => void)[] {
+      const due = [...waiting.values()].map((t) => t.fn);
+      waiting.clear();
+      return due;
+    },
+    /** Fires every waiting timer (not those they set). */
+    fireAll() {
+      for (const fn of this.takeDue()) fn();
+    },
+  };
+}
+
+function secondsHistogram(names: readonly string[], periodMs: number): number[] {
+  const bins = new Array(periodMs / 1000).fill(0);
+  for (const name of names) {
+    const offset = spreadOffsetMs(name, { job: "port-usage", periodMs });
+    assert(offset >= 0 && offset < periodMs, `${name}: ${offset}`);
+    bins[Math.floor(offset / 1000)]++;
+  }
+  return bins;
+}
+
+Deno.test("spread: 1,000 node names over a minute, no second holds more than 2% of them", () => {
+  const sets = {
+    numbered: Array.from({ length: 1000 }, (_, i) => `node-${i + 1}`),
+    padded: Array.from({ length: 1000 }, (_, i) => `polardb-host-${String(i).padStart(4, "0")}`),
+    addresses: Array.from({ length: 1000 }, (_, i) => `10-0-${Math.floor(i / 250)}-${(i % 250) + 1}`),
+  };
+  for (const [what, names] of Object.entries(sets)) {
+    const bins = secondsHistogram(names, 60_000);
+    assert(Math.max(...bins) <= 20, `${what}: ${Math.max(...bins)} names in one second`);
+    assert(bins.every((n) => n > 0), `${what}: every second is used`);
+    const tenMinutes = secondsHistogram(names, 600_000);
+    assert(Math.max(...tenMinutes) <= 20, `${what}, 10 min: ${Math.max(...tenMinutes)}`);
+  }
+});
+
+Deno.test("spread: stable for a name, different per job, within the period", () => {
+  const a = spreadOffsetMs("node-17", { job: "port-usage", periodMs: 60_000 });
+  assertEquals(spreadOffsetMs("node-17", { job: "port-usage", periodMs: 60_000 }), a);
+  assert(spreadOffsetMs("node-17", { job: "core-version", periodMs: 60_000 }) !== a);
+  assertEquals(cronPeriodMs("* * * * *"), 60_000);
+  assertEquals(cronPeriodMs("*/10 * * * *"), 600_000);
+  assertEquals(cronPeriodMs("0 */6 * * *"), 6 * 3_600_000);
+  assertEquals(cronPeriodMs("5 * * * *"), 3_600_000);
+  let error = "";
+  try {
+    cronPeriodMs("0 0 * * 1");
+  } catch (e) {
+    error = (e as Error).message;
+  }
+  assertEquals(error, 'Cannot tell the period of cron schedule "0 0 * * 1"');
+});
+
+Deno.test("spread: a cron tick starts this node's run after its offset, shown in the status", async () => {
+  const job = gatedJob("port-usage");
+  const { cron, tick } = manualCron();
+  const clock = manualTimers();
+  const scheduler = new Scheduler([job.controller], {
+    clock: systemClock,
+    log,
+    cron,
+    node: "node-7",
+    timers: clock.timers,
+  });
+  scheduler.start();
+  const offset = spreadOffsetMs("node-7", { job: "port-usage", periodMs: 60_000 });
+  assert(offset > 0);
+  assertEquals(scheduler.status()[0].offsetMs, offset);
+  await tick("port-usage");
+  assertEquals(job.runs, 0, "not on the tick itself");
+  assertEquals(clock.delays(), [offset]);
+  await tick("port-usage");
+  assertEquals(clock.delays(), [offset], "a second tick while one waits adds no run");
+  clock.fireAll();
+  assertEquals(job.runs, 1);
+  job.release();
+  await waitFor(() => scheduler.status()[0].runs === 1, { what: "the run to finish" });
+  await scheduler.stop(100);
+});
+
+Deno.test("stop: no run starts after stop() begins, neither a cron tick nor a probe inside the grace", async () => {
+  const busy = gatedJob("busy", { runAtStart: true });
+  const idle = gatedJob("idle");
+  let probes = 0;
+  const probe: Controller = {
+    name: "probe",
+    schedule: { everyMs: 3000 },
+    runAtStart: false,
+    timeoutMs: 1000,
+    run() {
+      probes++;
+      return Promise.resolve({ summary: "probed", result: null });
+    },
+  };
+  const { cron, tick } = manualCron();
+  const clock = manualTimers();
+  const scheduler = new Scheduler([busy.controller, idle.controller, probe], {
+    clock: systemClock,
+    log,
+    cron,
+    timers: clock.timers,
+  });
+  scheduler.start();
+  assertEquals(busy.runs, 1);
+  clock.fireAll();
+  await waitFor(() => probes === 1 && clock.delays().length === 1, { what: "the first probe and its next timer" });
+
+  // The probe's timer is due as stop() begins: its callback runs inside the grace and must start nothing.
+  const dueProbe = clock.takeDue();
+  const stopping = scheduler.stop(10_000);
+  await tick("idle");
+  for (const fn of dueProbe) fn();
+  assertEquals(scheduler.trigger("idle"), "stopping");
+  await Promise.resolve();
+  assertEquals(idle.runs, 0, "no cron run inside the grace");
+  assertEquals(probes, 1, "no probe inside the grace");
+  busy.release();
+  assertEquals(await stopping, true);
+  assertEquals(idle.runs, 0);
+  assertEquals(probes, 1);
 });
