@@ -155,6 +155,8 @@ export function createResourceHandlers(store: FakeStore): ResourceHandlers {
       metadata: { ...metadata, uid: crypto.randomUUID(), creationTimestamp: kubeTime() },
     };
     if (info.custom) object.metadata.generation = 1;
+    // A custom resource with a status subresource starts without status, as the real server creates it.
+    if (info.custom && info.hasStatus) delete object.status;
     const invalid = validated(route, object);
     if (invalid) return invalid;
     if (store.get(route.resource, route.namespace, metadata.name)) {
