@@ -132,17 +132,12 @@ export class WatchHub {
           info: { path: url.pathname, query: url.search.slice(1), since: Date.now() },
           send(event) {
             if (ended) return;
-            if (Date.now() < stalledUntil) held.push(event);
+            if (held.length > 0 || Date.now() < stalledUntil) held.push(event);
             else controller.enqueue(ENCODER.encode(`${JSON.stringify(event)}\n`));
           },
           stall(ms) {
             stalledUntil = Math.max(stalledUntil, Date.now() + ms);
-            timers.push(setTimeout(() => {
-              if (ended || Date.now() < stalledUntil) return;
-              const events = held;
-              held = [];
-              for (const event of events) watch.send(event);
-            }, ms));
+            timers.push(setTimeout(release, ms));
           },
           end(how) {
             if (ended) return;
@@ -159,6 +154,16 @@ export class WatchHub {
             }
           },
         };
+        /** Sends what a stall held, once the last stall is over. */
+        function release(): void {
+          const wait = stalledUntil - Date.now();
+          if (ended || wait > 0) {
+            if (!ended) timers.push(setTimeout(release, wait));
+            return;
+          }
+          for (const event of held) controller.enqueue(ENCODER.encode(`${JSON.stringify(event)}\n`));
+          held = [];
+        }
         const unsubscribe = store.subscribe((event) => {
           if (event.resource === route.resource && (start === undefined || event.resourceVersion > start)) {
             deliver(event);
