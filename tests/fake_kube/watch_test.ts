@@ -407,3 +407,35 @@ Deno.test("as its own process: a seed of MPDClusters and Leases, watches, /_fake
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the @kubernetes/client-node Watch reads the stream and sees a dropped watch end", async () => {
+  await withServer(async (server) => {
+    // The package's index loads every API group; only this test needs it.
+    const { KubeConfig, Watch } = await import("@kubernetes/client-node");
+    const config = new KubeConfig();
+    config.loadFromFile(server.kubeconfigPath);
+    const seen: [string, string][] = [];
+    const arrived = Promise.withResolvers<void>();
+    const ended = Promise.withResolvers<unknown>();
+    const from = server.put(configMap("a", {})).metadata.resourceVersion;
+    const controller = await new Watch(config).watch(
+      CMS,
+      { resourceVersion: from, allowWatchBookmarks: true },
+      (type: string, object: { metadata: { name?: string; resourceVersion: string } }) => {
+        seen.push([type, object.metadata.name ?? object.metadata.resourceVersion]);
+        if (seen.length === 2) arrived.resolve();
+      },
+      (error: unknown) => ended.resolve(error),
+    );
+    try {
+      server.put(configMap("b", {}));
+      server.remove("configmaps", NS, "a");
+      await arrived.promise;
+      assertEquals(seen, [["ADDED", "b"], ["DELETED", "a"]]);
+      assertEquals(server.dropWatches(), 1);
+      assertEquals(await ended.promise, null);
+    } finally {
+      controller.abort();
+    }
+  }, { rbac: false });
+});
