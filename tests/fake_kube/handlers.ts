@@ -13,6 +13,14 @@ const PATCH_TYPES = [
   "application/strategic-merge-patch+json",
 ];
 
+/** The body of a write: its Content-Type header (null when absent) and its text. */
+export interface RequestBody {
+  /** The Content-Type header. */
+  readonly contentType: string | null;
+  /** The body as text. */
+  readonly text: string;
+}
+
 /** The handlers of one store's resources. */
 export interface ResourceHandlers {
   /** GET of a collection (not a watch). */
@@ -20,11 +28,11 @@ export interface ResourceHandlers {
   /** GET of an object. */
   get(route: Route): Response;
   /** POST to a collection. */
-  create(route: Route, request: Request, text: string): Response;
+  create(route: Route, body: RequestBody): Response;
   /** PUT of an object or its status. */
-  replace(route: Route, request: Request, text: string): Response;
+  replace(route: Route, body: RequestBody): Response;
   /** PATCH of an object or its status. */
-  patch(route: Route, request: Request, text: string): Response;
+  patch(route: Route, body: RequestBody): Response;
   /** DELETE of an object. */
   remove(route: Route): Response;
 }
@@ -67,8 +75,8 @@ function sortKeys(value: KubeObject): KubeObject {
 }
 
 /** The 415 answer when a write's body is not JSON, or null. */
-function unsupportedBody(request: Request): Response | null {
-  const type = (request.headers.get("content-type") ?? "application/json").split(";")[0].trim();
+function unsupportedBody(contentType: string | null): Response | null {
+  const type = (contentType ?? "application/json").split(";")[0].trim();
   if (/^application\/(.*\+)?json$/.test(type)) return null;
   return failure(
     415,
@@ -168,8 +176,8 @@ export function createResourceHandlers(store: FakeStore): ResourceHandlers {
     return json(store.write(route.resource, object), 201);
   }
 
-  function create(route: Route, request: Request, text: string): Response {
-    const unsupported = unsupportedBody(request);
+  function create(route: Route, { contentType, text }: RequestBody): Response {
+    const unsupported = unsupportedBody(contentType);
     if (unsupported) return unsupported;
     const parsed = parseBody(text);
     if ("error" in parsed) return parsed.error;
@@ -177,7 +185,10 @@ export function createResourceHandlers(store: FakeStore): ResourceHandlers {
   }
 
   /** Stores an updated object unless it is stale, invalid or unchanged. */
-  function update(route: Route, existing: KubeObject, next: KubeObject, precondition: unknown): Response {
+  function update(
+    route: Route,
+    { existing, next, precondition }: { existing: KubeObject; next: KubeObject; precondition: unknown },
+  ): Response {
     const name = existing.metadata.name;
     if (precondition && precondition !== existing.metadata.resourceVersion) return conflict(route.resource, name);
     const invalid = validated(route, next);
@@ -189,8 +200,8 @@ export function createResourceHandlers(store: FakeStore): ResourceHandlers {
     return json(store.write(route.resource, next));
   }
 
-  function replace(route: Route, request: Request, text: string): Response {
-    const unsupported = unsupportedBody(request);
+  function replace(route: Route, { contentType, text }: RequestBody): Response {
+    const unsupported = unsupportedBody(contentType);
     if (unsupported) return unsupported;
     const parsed = parseBody(text);
     if ("error" in parsed) return parsed.error;
@@ -230,11 +241,11 @@ export function createResourceHandlers(store: FakeStore): ResourceHandlers {
         },
       );
     }
-    return update(route, existing, guard(route, existing, body), body.metadata.resourceVersion);
+    return update(route, { existing, next: guard(route, existing, body), precondition: body.metadata.resourceVersion });
   }
 
-  function patch(route: Route, request: Request, text: string): Response {
-    const type = (request.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
+  function patch(route: Route, { contentType, text }: RequestBody): Response {
+    const type = (contentType ?? "").split(";")[0].trim().toLowerCase();
     if (!PATCH_TYPES.includes(type)) {
       return failure(
         415,
@@ -266,7 +277,11 @@ export function createResourceHandlers(store: FakeStore): ResourceHandlers {
     }
     const undecodable = decodeObject(RESOURCES[route.resource].kind, patched);
     if (undecodable) return failure(400, undecodable);
-    return update(route, existing, guard(route, existing, patched), patched.metadata.resourceVersion);
+    return update(route, {
+      existing,
+      next: guard(route, existing, patched),
+      precondition: patched.metadata.resourceVersion,
+    });
   }
 
   function remove(route: Route): Response {

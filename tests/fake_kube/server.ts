@@ -123,6 +123,14 @@ export interface FakeKubeApiServer {
   close(): Promise<void>;
 }
 
+/** An API request as the server reads it: the request, its URL, its decoded path segments and its body. */
+interface Incoming {
+  readonly request: Request;
+  readonly url: URL;
+  readonly segments: readonly string[];
+  readonly text: string;
+}
+
 const MANIFESTS_DIR = new URL("../../manifests/", import.meta.url);
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
 
@@ -198,8 +206,9 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
 
   const context = { requests, tokens, store, watches, injectFault, clearFaults: () => faults.clear() };
 
-  function api(request: Request, url: URL, segments: string[], text: string): Response {
+  function api({ request, url, segments, text }: Incoming): Response {
     const method = request.method;
+    const body = { contentType: request.headers.get("content-type"), text };
     if (segments.join("/") === "apis/authentication.k8s.io/v1/tokenreviews") {
       return method === "POST" ? tokens.review(text) : methodNotAllowed();
     }
@@ -215,10 +224,10 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
       }
     }
     if (method === "GET") return handlers.get(route);
-    if (method === "PATCH") return handlers.patch(route, request, text);
+    if (method === "PATCH") return handlers.patch(route, body);
     if (method === "DELETE" && !route.status) return handlers.remove(route);
-    if (method === "POST") return handlers.create(route, request, text);
-    if (method === "PUT") return handlers.replace(route, request, text);
+    if (method === "POST") return handlers.create(route, body);
+    if (method === "PUT") return handlers.replace(route, body);
     return methodNotAllowed();
   }
 
@@ -240,13 +249,14 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
       time: Date.now(),
     };
     requests.push(entry);
-    const response = await answer(request, url, segments, text);
+    const response = await answer({ request, url, segments, text });
     entry.status = response?.status ?? 0;
     return response ?? dropped();
   }
 
   /** The answer to an API request, or null to drop the connection. */
-  async function answer(request: Request, url: URL, segments: string[], text: string): Promise<Response | null> {
+  async function answer(incoming: Incoming): Promise<Response | null> {
+    const { request, url, segments, text } = incoming;
     const watching = request.method === "GET" && isWatch(url) && parseRoute(segments)?.name === undefined;
     const fault = faults.take(request.method, url.pathname, watching);
     if (fault?.delayMs) await sleep(fault.delayMs, closing.signal);
@@ -266,7 +276,7 @@ export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions =
       }
     }
     if (text.length > MAX_BODY_BYTES) return failure(413, `Request entity too large: limit is ${MAX_BODY_BYTES}`);
-    return api(request, url, segments, text);
+    return api(incoming);
   }
 
   const [{ cert, key }, caCert] = await Promise.all([certificateFor(hostname), caCertificate()]);

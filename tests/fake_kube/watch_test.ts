@@ -10,7 +10,8 @@ function configMap(name: string, data: Record<string, string>, labels?: Record<s
 }
 
 /** A call with the admin token; returns status and JSON. */
-async function call(server: FakeKubeApiServer, method: string, path: string, body?: unknown) {
+async function call(server: FakeKubeApiServer, method: string, path: string, options: { body?: unknown } = {}) {
+  const body = options.body;
   const client = Deno.createHttpClient({ caCerts: [server.caCert] });
   try {
     const response = await fetch(`${server.url}${path}`, {
@@ -44,7 +45,7 @@ function summary(event: WatchEvent | null): [string, string, string] | null {
 
 Deno.test("a watch from a list's resourceVersion sees ADDED, MODIFIED and DELETED in order, and can resume", async () => {
   await withServer(async (server) => {
-    await call(server, "POST", CMS, configMap("before", { a: "0" }));
+    await call(server, "POST", CMS, { body: configMap("before", { a: "0" }) });
     const list = await call(server, "GET", CMS);
     const from = list.json.metadata.resourceVersion;
     assertEquals(list.json.items.length, 1);
@@ -52,8 +53,8 @@ Deno.test("a watch from a list's resourceVersion sees ADDED, MODIFIED and DELETE
     try {
       assertEquals(watch.status, 200);
       assertEquals(watch.headers.get("content-type"), "application/json");
-      const created = await call(server, "POST", CMS, configMap("cm", { a: "1" }));
-      const replaced = await call(server, "PUT", `${CMS}/cm`, { ...created.json, data: { a: "2" } });
+      const created = await call(server, "POST", CMS, { body: configMap("cm", { a: "1" }) });
+      const replaced = await call(server, "PUT", `${CMS}/cm`, { body: { ...created.json, data: { a: "2" } } });
       const deleted = await call(server, "DELETE", `${CMS}/cm`);
       assertEquals(deleted.status, 200);
       const events = [await watch.next(), await watch.next(), await watch.next()];
