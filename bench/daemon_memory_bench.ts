@@ -2,7 +2,7 @@
  * Resident memory of the daemon in cluster mode (fake API server, every job running, 500 ms network probe),
  * against a bare Deno process measured in the same run. Usage: deno run -A bench/daemon_memory_bench.ts [seconds]
  */
-import { startFakeKubeApiServer } from "../tests/support/fake_kube_apiserver.ts";
+import { startFakeKubeApiServer } from "../tests/fake_kube/server.ts";
 import { freePort, startDaemon } from "../tests/support/daemon_process.ts";
 
 const seconds = Number(Deno.args[0] ?? 30);

@@ -11,7 +11,7 @@ import { defaultConfig } from "../config.ts";
 import { createNodeNetworkController, type NodeCondition } from "../controllers/node_network.ts";
 import { kubeTime } from "../k8s/values.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "../tests/support/fake_kube_apiserver.ts";
+import { type FakeKubeApiServer, startFakeKubeApiServer } from "../tests/fake_kube/server.ts";
 import { fakeHost, ipmitoolRunner, manualClock } from "../tests/support/node_network_fixtures.ts";
 
 const NODE = "node-1";

@@ -6,7 +6,7 @@ import { createMetrics } from "../api/metrics.ts";
 import { type CronRegistrar, Scheduler } from "../controllers/scheduler.ts";
 import { type Controller, systemClock } from "../controllers/types.ts";
 import { createKubeClient } from "../k8s/client.ts";
-import { startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 
 const noCron: CronRegistrar = () => Promise.resolve();
 const JOBS = ["port-usage", "core-version", "log-cleanup", "node-network"];

@@ -13,7 +13,7 @@ import { nullEventSink } from "../controllers/types.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient } from "../k8s/client.ts";
 import { hasDockerd, startDockerDaemon } from "./support/docker_daemon.ts";
-import { startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 import { isRoot, skipUnless } from "./support/prereq.ts";
 
 const NS = "kube-system";

@@ -6,7 +6,7 @@
 import { getLogger } from "@logtape/logtape";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { type DaemonProcess, freePort, startDaemon, waitFor } from "./support/daemon_process.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { type FakeKubeApiServer, startFakeKubeApiServer } from "./fake_kube/server.ts";
 import {
   configMapObject,
   createDaemonHost,

@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { freePort, startDaemon, waitFor } from "./support/daemon_process.ts";
-import { startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 import {
   configMapObject,
   createDaemonHost,

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { INSTANCE_LABEL } from "../controllers/log_cleanup.ts";
 import { stopChild } from "./support/child.ts";
 import { daemonCommand, waitFor } from "./support/daemon_process.ts";
-import { fakeKubeApiServerCommand } from "./support/fake_kube_apiserver.ts";
+import { fakeKubeApiServerCommand } from "./fake_kube/server.ts";
 import { configMapObject, nodeObject, VERSION_LABELS } from "./support/faults_cluster.ts";
 import { canMakeNetns, createNetns, type NsProcess, run, startIn } from "./support/netns.ts";
 import { hasCommand, skipUnless } from "./support/prereq.ts";
@@ -37,7 +37,7 @@ const ORIGINAL_ARGS = [
 ];
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const CA = `${ROOT}tests/support/certs/ca.pem`;
+const CA = `${ROOT}tests/fake_kube/certs/ca.pem`;
 const NODE = "node-original";
 const TOKEN = `original-${crypto.randomUUID()}`;
 const DAY = 86_400_000;

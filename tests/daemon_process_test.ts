@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { freePort, runMain, startDaemon, waitFor } from "./support/daemon_process.ts";
-import { startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 import { FLAGS } from "../config.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 

@@ -7,7 +7,7 @@
  */
 import { assert, assertEquals } from "./support/assert.ts";
 import { freePort, startDaemon } from "./support/daemon_process.ts";
-import { startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 import {
   configMapObject,
   createDaemonHost,

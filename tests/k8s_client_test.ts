@@ -5,7 +5,7 @@ import { applyConfigMap } from "../k8s/config_maps.ts";
 import { KubeError } from "../k8s/errors.ts";
 import { createEventSink, uploadBody } from "../k8s/events.ts";
 import { systemClock } from "../controllers/types.ts";
-import { startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 import { waitFor } from "./support/daemon_process.ts";
 
 Deno.test("a burst of 100 writes spreads over time as the rate limit says", async () => {

@@ -4,7 +4,7 @@ import { systemClock } from "../controllers/types.ts";
 import { createKubeClient } from "../k8s/client.ts";
 import { createEventSink } from "../k8s/events.ts";
 import { assert, assertEquals } from "./support/assert.ts";
-import { startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 import { getLogger } from "@logtape/logtape";
 import { cleanupDeps, DAY, exists, file, makeTree, pod, recordingSink } from "./support/log_cleanup_tree.ts";
 

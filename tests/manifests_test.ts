@@ -10,7 +10,7 @@ import { ClusterRoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/
 import { parseCommandLine } from "../main.ts";
 import { ARGS_ENV, argsFromEnv, defaultConfig } from "../config.ts";
 import { runMain } from "./support/daemon_process.ts";
-import { strategicMergePatch } from "./support/fake_kube_patch.ts";
+import { strategicMergePatch } from "./fake_kube/patch.ts";
 
 const DIR = new URL("../manifests/", import.meta.url);
 // deno-lint-ignore no-explicit-any

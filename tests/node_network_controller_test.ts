@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { createNodeNetworkController, type NodeCondition } from "../controllers/node_network.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
 import type { RunOptions } from "../host/command.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { type FakeKubeApiServer, startFakeKubeApiServer } from "./fake_kube/server.ts";
 import {
   type FakeHost,
   fakeHost,

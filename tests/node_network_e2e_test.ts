@@ -8,10 +8,10 @@ import { addVeth, canMakeNetns, createNetns, type NetNs, type NsProcess, run, st
 import { ipmitoolFixture, statusReasonMessage } from "./support/node_network_fixtures.ts";
 import { hasCommand, skipUnless } from "./support/prereq.ts";
 import { daemonCommand, waitFor } from "./support/daemon_process.ts";
-import { fakeKubeApiServerCommand } from "./support/fake_kube_apiserver.ts";
+import { fakeKubeApiServerCommand } from "./fake_kube/server.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const CA = `${ROOT}tests/support/certs/ca.pem`;
+const CA = `${ROOT}tests/fake_kube/certs/ca.pem`;
 const NODE = "node-e2e";
 const PROBE_MS = 500;
 const REPORT_MS = 5000;

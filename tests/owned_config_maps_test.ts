@@ -12,7 +12,7 @@ import { createNodeNetworkController } from "../controllers/node_network.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient } from "../k8s/client.ts";
 import { createSettingReader } from "../k8s/config_maps.ts";
-import { startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 import { configMapObject, nodeObject } from "./support/faults_cluster.ts";
 import { systemClock } from "../controllers/types.ts";
 

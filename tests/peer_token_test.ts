@@ -8,7 +8,7 @@ import type { Logger } from "../controllers/types.ts";
 import { createPeerTokenReader } from "../k8s/peer_token.ts";
 import { decide } from "../api/auth.ts";
 import { startDaemon, waitFor } from "./support/daemon_process.ts";
-import { DEFAULT_USER, startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { DEFAULT_USER, startFakeKubeApiServer } from "./fake_kube/server.ts";
 import { configMapObject, createDaemonHost, hostArgs, nodeObject } from "./support/faults_cluster.ts";
 
 function recordingLog(): { log: Logger; lines: string[] } {

@@ -16,7 +16,7 @@ import type { DaemonEvent } from "../controllers/types.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
 import { KubeError } from "../k8s/errors.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
+import { type FakeKubeApiServer, startFakeKubeApiServer } from "./fake_kube/server.ts";
 
 const NS = "kube-system";
 const NODE = "n1";

@@ -5,7 +5,7 @@
  */
 import type { JobStatus } from "../../controllers/scheduler.ts";
 
-const CA = `${import.meta.dirname}/certs/ca.pem`;
+const CA = `${import.meta.dirname}/../fake_kube/certs/ca.pem`;
 
 /** Temporary places of one daemon: its log root, its fake Docker socket. */
 export interface DaemonHost {

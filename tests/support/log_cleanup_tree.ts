@@ -6,7 +6,7 @@ import { INSTANCE_LABEL } from "../../controllers/log_cleanup.ts";
 import type { Clock, DaemonEvent, EventSink } from "../../controllers/types.ts";
 import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
 import type { CommandRunner } from "../../host/command.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "./fake_kube_apiserver.ts";
+import { type FakeKubeApiServer, startFakeKubeApiServer } from "../fake_kube/server.ts";
 
 /** One day in ms. */
 export const DAY = 86_400_000;

@@ -2,16 +2,16 @@
  * RBAC of the fake API server: the authorizer against the real server's semantics, then the project's manifests
  * through the daemon's real client: every call the daemon makes is allowed, anything else is a 403.
  */
-import { createKubeClient, type KubeClient } from "../k8s/client.ts";
-import { KubeError } from "../k8s/errors.ts";
-import { assert, assertEquals, assertRejects, assertThrows } from "./support/assert.ts";
+import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
+import { KubeError } from "../../k8s/errors.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../support/assert.ts";
 import {
   ADMIN_USER,
   DEFAULT_USER,
   type FakeKubeApiServer,
   fakeKubeApiServerCommand,
   startFakeKubeApiServer,
-} from "./support/fake_kube_apiserver.ts";
+} from "./server.ts";
 import {
   BOOTSTRAP_RBAC,
   createRbacAuthorizer,
@@ -20,7 +20,7 @@ import {
   type RbacAttributes,
   type RbacUser,
   requestAttributes,
-} from "./support/fake_kube_rbac.ts";
+} from "./rbac.ts";
 
 const RBAC = "rbac.authorization.k8s.io/v1";
 const SA = DEFAULT_USER.username;
@@ -323,7 +323,7 @@ Deno.test("the 403 message is the real server's, for a name, a collection, the c
 
 /** The manifests' RBAC objects, parsed here independently of the server. */
 async function manifestRbac(): Promise<Array<Record<string, unknown> & { kind: string }>> {
-  const dir = new URL("../manifests/", import.meta.url);
+  const dir = new URL("../../manifests/", import.meta.url);
   const objects = [];
   for await (const entry of Deno.readDir(dir)) {
     if (!/\.ya?ml$/.test(entry.name)) continue;
@@ -353,7 +353,7 @@ Deno.test("the manifests: no wildcard, no secrets, no delete, no node writes but
   }
   assertEquals(rules.filter((r) => r.in === "Role").flatMap((r) => r.resources), ["configmaps"]);
   const account = parseRbacYaml(
-    await Deno.readTextFile(new URL("../manifests/service_account.yaml", import.meta.url)),
+    await Deno.readTextFile(new URL("../../manifests/service_account.yaml", import.meta.url)),
     "sa",
   )[0] as { metadata: { name: string; namespace: string } };
   assertEquals(`system:serviceaccount:${account.metadata.namespace}:${account.metadata.name}`, SA);
@@ -618,7 +618,7 @@ Deno.test("as its own process: --rbac off allows everything, a bad --rbac value 
   try {
     const { value } = await lines.read();
     assert(value?.startsWith("listening on https://"), value);
-    const { loadConnection } = await import("../k8s/kube_config.ts");
+    const { loadConnection } = await import("../../k8s/kube_config.ts");
     const kube = createKubeClient(loadConnection({ kind: "kubeconfig", path: `${dir}/kubeconfig` }, {})!, {
       userAgent: "t",
       retries: 0,

@@ -78,7 +78,70 @@ export function validateObject(kind: string, object: Obj): FieldCause[] {
   }
   if (kind === "ConfigMap") causes.push(...configMapCauses(object));
   if (kind === "Event") causes.push(...eventCauses(object));
+  if (kind === "Lease") causes.push(...leaseCauses(object));
   return causes;
+}
+
+function leaseCauses(object: Obj): FieldCause[] {
+  const causes: FieldCause[] = [];
+  const duration = object.spec?.leaseDurationSeconds;
+  if (typeof duration === "number" && duration <= 0) {
+    causes.push(invalidNumber("spec.leaseDurationSeconds", duration, "must be greater than 0"));
+  }
+  const transitions = object.spec?.leaseTransitions;
+  if (typeof transitions === "number" && transitions < 0) {
+    causes.push(invalidNumber("spec.leaseTransitions", transitions, "must be greater than or equal to 0"));
+  }
+  return causes;
+}
+
+function invalidNumber(field: string, value: number, detail: string): FieldCause {
+  return { reason: "FieldValueInvalid", message: `Invalid value: ${value}: ${detail}`, field };
+}
+
+const MICRO_TIME_RE = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$/;
+
+/** A MicroTime as the real server stores it: UTC, six fractional digits; null when `value` is no RFC 3339 time. */
+export function microTime(value: string): string | null {
+  const match = value.match(MICRO_TIME_RE);
+  const seconds = match ? Date.parse(`${match[1]}${match[3]}`) : NaN;
+  if (!match || Number.isNaN(seconds)) return null;
+  const micros = (match[2] ?? "").padEnd(6, "0").slice(0, 6);
+  return new Date(seconds).toISOString().replace(/\.\d+Z$/, `.${micros}Z`);
+}
+
+/**
+ * Decodes an incoming object as the real server's typed decoder would: returns the 400 message when a field has
+ * the wrong type (null when it decodes), and rewrites MicroTime fields to their stored form.
+ */
+export function decodeObject(kind: string, object: Obj): string | null {
+  if (kind !== "Lease" || object.spec === undefined || object.spec === null) return null;
+  const spec = object.spec;
+  const fail = (detail: string) => `Lease in version "v1" cannot be handled as a Lease: ${detail}`;
+  if (typeof spec !== "object" || Array.isArray(spec)) return fail("spec must be an object");
+  for (const field of ["holderIdentity", "preferredHolder", "strategy"]) {
+    if (spec[field] !== undefined && spec[field] !== null && typeof spec[field] !== "string") {
+      return fail(
+        `json: cannot unmarshal ${typeof spec[field]} into Go struct field LeaseSpec.spec.${field} of type string`,
+      );
+    }
+  }
+  for (const field of ["leaseDurationSeconds", "leaseTransitions"]) {
+    const value = spec[field];
+    if (value !== undefined && value !== null && !Number.isInteger(value)) {
+      return fail(
+        `json: cannot unmarshal ${JSON.stringify(value)} into Go struct field LeaseSpec.spec.${field} of type int32`,
+      );
+    }
+  }
+  for (const field of ["acquireTime", "renewTime"]) {
+    const value = spec[field];
+    if (value === undefined || value === null) continue;
+    const stored = typeof value === "string" ? microTime(value) : null;
+    if (stored === null) return fail(`spec.${field}: ${JSON.stringify(value)} is not an RFC 3339 time`);
+    spec[field] = stored;
+  }
+  return null;
 }
 
 function configMapCauses(object: Obj): FieldCause[] {

@@ -1,18 +1,12 @@
-import { assertEquals, assertThrows } from "./support/assert.ts";
-import {
-  matchesFields,
-  matchesLabels,
-  parseFieldSelector,
-  parseLabelSelector,
-  SelectorError,
-} from "./support/fake_kube_selectors.ts";
+import { assertEquals, assertThrows } from "../support/assert.ts";
+import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, SelectorError } from "./selectors.ts";
 import {
   configMapKeyErrors,
   dnsSubdomainErrors,
   invalidMessage,
   MAX_CONFIG_MAP_BYTES,
   validateObject,
-} from "./support/fake_kube_validation.ts";
+} from "./validation.ts";
 
 const objects: Record<string, Record<string, string>> = {
   web: { app: "web", tier: "front" },

@@ -1,5 +1,5 @@
-import { assertEquals, assertThrows } from "./support/assert.ts";
-import { jsonPatch, mergePatch, PatchError, strategicMergePatch } from "./support/fake_kube_patch.ts";
+import { assertEquals, assertThrows } from "../support/assert.ts";
+import { jsonPatch, mergePatch, PatchError, strategicMergePatch } from "./patch.ts";
 
 Deno.test("merge patch follows RFC 7386's examples", () => {
   const cases: [unknown, unknown, unknown][] = [

@@ -1,16 +1,16 @@
 import type { V1ConfigMap } from "@kubernetes/client-node";
-import { createKubeClient, type KubeClientOptions } from "../k8s/client.ts";
-import { KubeError } from "../k8s/errors.ts";
-import { loadConnection } from "../k8s/kube_config.ts";
-import { assert, assertEquals, assertMatch, assertRejects, assertStringIncludes } from "./support/assert.ts";
+import { createKubeClient, type KubeClientOptions } from "../../k8s/client.ts";
+import { KubeError } from "../../k8s/errors.ts";
+import { loadConnection } from "../../k8s/kube_config.ts";
+import { assert, assertEquals, assertMatch, assertRejects, assertStringIncludes } from "../support/assert.ts";
 import {
   API_AUDIENCE,
   DEFAULT_USER,
   type FakeKubeApiServer,
   fakeKubeApiServerCommand,
   startFakeKubeApiServer,
-} from "./support/fake_kube_apiserver.ts";
-import { hasCommand, skipUnless } from "./support/prereq.ts";
+} from "./server.ts";
+import { hasCommand, skipUnless } from "../support/prereq.ts";
 
 const NS = "kube-system";
 
@@ -52,7 +52,7 @@ async function call(
 
 /**
  * Runs `fn` with a fresh server and closes it afterwards. RBAC is off: these tests use the daemon's token for calls
- * outside its role to test the server's mechanics; fake_kube_rbac_test.ts tests RBAC.
+ * outside its role to test the server's mechanics; rbac_test.ts tests RBAC.
  */
 async function withServer(fn: (server: FakeKubeApiServer) => Promise<void>, seed: object[] = []): Promise<void> {
   const server = await startFakeKubeApiServer({ seed, rbac: false });
