@@ -99,6 +99,22 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "a socket bound but neither listening nor connected: the bind probe and netlink (Linux 6.5+) see it, not /proc",
+  ignore: ignoreWithoutNetns,
+  async fn() {
+    const ns = await createNetns();
+    try {
+      const seen = await inNamespace<Record<string, boolean>>(ns, "bound");
+      const [major, minor] = Deno.osRelease().split(".").map(Number);
+      const boundInactiveDump = major > 6 || (major === 6 && minor >= 5);
+      assert.deepEqual(seen, { netlink: boundInactiveDump, proc: false, ss: false, bind: true });
+    } finally {
+      await ns.remove();
+    }
+  },
+});
+
 Deno.test("the /proc reader streams a huge table through a small buffer, and a missing tcp6 is no error", async () => {
   const dir = await Deno.makeTempDir({ prefix: "port_usage_" });
   try {

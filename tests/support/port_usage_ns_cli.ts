@@ -5,6 +5,8 @@
  *   what each method finds, what `ss -Htan` lists and what a bind probe on 0.0.0.0 and [::] refuses.
  * - `torn`: reads /proc/net/tcp one row per read() and closes each listener right after its row: the rows the
  *   kernel then never prints belong to listeners that were open the whole time.
+ * - `bound`: a TCP socket bound to 127.0.0.1:20555 that neither listens nor connects (Deno cannot make one: libc
+ *   through FFI), and who sees it.
  * - `connect PORT COUNT`: opens COUNT connections to a listener on 127.0.0.1:PORT and prints their local ports.
  */
 import dgram from "node:dgram";
@@ -149,6 +151,28 @@ function torn() {
   return { opened, printed: seen.size, reads, hidden };
 }
 
+async function bound() {
+  const libc = Deno.dlopen("libc.so.6", {
+    socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+    bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  }).symbols;
+  const fd = libc.socket(2, 1, 0); // AF_INET, SOCK_STREAM
+  // struct sockaddr_in: family (host order), port (network order), address.
+  const address = new Uint8Array(16);
+  new DataView(address.buffer).setUint16(0, 2, true);
+  new DataView(address.buffer).setUint16(2, 20555, false);
+  address.set([127, 0, 0, 1], 4);
+  if (fd < 0 || libc.bind(fd, address, address.length) !== 0) throw new Error("Cannot bind a socket to 20555");
+  const netlink = new Uint8Array(65536);
+  openSockDiag().markLocalPorts(netlink);
+  return {
+    netlink: netlink[20555] === 1,
+    proc: (await readProcLocalPorts()).ports[20555] === 1,
+    ss: (await ssTcpSockets("all")).some((s) => s.port === 20555),
+    bind: bindFails(20555, "0.0.0.0"),
+  };
+}
+
 async function connect(port: number, count: number) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port });
   const conns: Deno.Conn[] = [];
@@ -166,6 +190,8 @@ if (import.meta.main) {
     ? await sockets()
     : mode === "torn"
     ? await torn()
+    : mode === "bound"
+    ? await bound()
     : await connect(Number(args[0]), Number(args[1]));
   console.log(JSON.stringify(result));
   // The SYN_SENT connect never settles: leave without waiting for it.
