@@ -5,6 +5,7 @@ import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../config.ts";
 import type { JobDeps } from "../controllers/deps.ts";
 import {
+  createPortScanner,
   createPortUsageController,
   OVERLAP_GAUGE,
   type PortUsageControllerOptions,
@@ -498,5 +499,56 @@ Deno.test("port-usage reports the ephemeral overlap: result, gauge, one Warning 
   } finally {
     await Deno.remove(sysctl, { recursive: true });
     await server.close();
+  }
+});
+
+Deno.test("the netlink scanner falls back to /proc when it cannot open or a dump fails, and logs the method in use", async () => {
+  const lines: string[] = [];
+  const record = (level: string) => (message: string, fields: Record<string, unknown> = {}) =>
+    void lines.push(`${level} ${message.replace(/\{(\w+)\}/g, (_, key) => String(fields[key]))}`);
+  // Only the two calls the scanner makes; everything else of a logger is never reached.
+  const log = { info: record("info"), warn: record("warn") } as unknown as JobDeps["log"];
+  const dir = await Deno.makeTempDir({ prefix: "port_usage_fallback_" });
+  const path = `${dir}/tcp`;
+  try {
+    await Deno.writeTextFile(path, table([5432]));
+    const signal = AbortSignal.timeout(5000);
+    const broken = createPortScanner("netlink", log, {
+      openDiag: () => {
+        throw new Error("Cannot open a NETLINK_SOCK_DIAG socket: Permission denied (errno 13)");
+      },
+      procPaths: [path],
+    });
+    assert.equal((await broken([[1, 65535]], signal) as Uint8Array)[5432], 1);
+    assert.equal((await broken([[1, 65535]], signal) as Uint8Array)[5432], 1);
+    assert.deepEqual(lines, [
+      "warn Cannot open a NETLINK_SOCK_DIAG socket: Permission denied (errno 13): finding used ports in /proc/net/tcp " +
+      "and /proc/net/tcp6 from now on",
+    ]);
+
+    lines.length = 0;
+    let dumps = 0;
+    const failing = createPortScanner("netlink", log, {
+      openDiag: () => ({
+        markLocalPorts: (ports) => {
+          if (++dumps > 1) throw new Error("Cannot receive the socket dump: No buffer space available (errno 105)");
+          ports[22] = 1;
+          return { sockets: 1, receives: 1 };
+        },
+        close: () => {},
+      }),
+      procPaths: [path],
+    });
+    assert.equal((await failing([[1, 65535]], signal) as Uint8Array)[22], 1, "the dump while it works");
+    assert.equal((await failing([[1, 65535]], signal) as Uint8Array)[5432], 1, "then /proc");
+    assert.equal((await failing([[1, 65535]], signal) as Uint8Array)[5432], 1);
+    assert.equal(dumps, 2, "no dump is tried after one failed");
+    assert.deepEqual(lines, [
+      "info Finding used ports with netlink (NETLINK_SOCK_DIAG, --port-scan-method=netlink)",
+      "warn Cannot receive the socket dump: No buffer space available (errno 105): finding used ports in " +
+      "/proc/net/tcp and /proc/net/tcp6 from now on",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -2,7 +2,7 @@
 import { scanPortsByBind } from "../../host/bind_scan.ts";
 import { readProcLocalPorts } from "../../host/proc_net.ts";
 import { openSockDiag, type SockDiag } from "../../host/sock_diag.ts";
-import { readEphemeralPorts, SYSCTL_IPV4_DIR, writeReservedPorts } from "../../host/sysctl_ports.ts";
+import { formatPortList, readEphemeralPorts, SYSCTL_IPV4_DIR, writeReservedPorts } from "../../host/sysctl_ports.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import { applyConfigMap } from "../../k8s/config_maps.ts";
 import { parseLenientBool } from "../../k8s/values.ts";
@@ -65,16 +65,29 @@ export interface PortUsageControllerOptions {
   readonly sysctlDir?: string;
 }
 
+/** Options of `createPortScanner`. */
+export interface PortScannerOptions {
+  /** Opens the netlink dump (default `openSockDiag`). */
+  readonly openDiag?: () => SockDiag;
+  /** The socket tables of the /proc method and fallback (default /proc/net/tcp and /proc/net/tcp6). */
+  readonly procPaths?: readonly string[];
+}
+
 /**
  * The scanner of `--port-scan-method`. netlink is opened at the first scan; when it cannot be opened, or a dump
  * fails, the scans read /proc from then on. The log says which method is in use.
  */
-export function createPortScanner(method: "netlink" | "proc" | "bind", log: JobDeps["log"]): PortScanner {
+export function createPortScanner(
+  method: "netlink" | "proc" | "bind",
+  log: JobDeps["log"],
+  options: PortScannerOptions = {},
+): PortScanner {
   if (method === "bind") {
     log.info("Finding used ports by binding each one (--port-scan-method=bind)");
     return (ranges, signal) => scanPortsByBind(ranges, { signal });
   }
-  const proc: PortScanner = async (_ranges, signal) => (await readProcLocalPorts({ signal })).ports;
+  const proc: PortScanner = async (_ranges, signal) =>
+    (await readProcLocalPorts({ paths: options.procPaths, signal })).ports;
   if (method === "proc") {
     log.info("Finding used ports in /proc/net/tcp and /proc/net/tcp6 (--port-scan-method=proc)");
     return proc;
@@ -85,7 +98,7 @@ export function createPortScanner(method: "netlink" | "proc" | "bind", log: JobD
     if (fallback) return proc(ranges, signal);
     try {
       if (diag === null) {
-        diag = openSockDiag();
+        diag = (options.openDiag ?? openSockDiag)();
         log.info("Finding used ports with netlink (NETLINK_SOCK_DIAG, --port-scan-method=netlink)");
       }
       const ports = new Uint8Array(65536);
@@ -104,10 +117,6 @@ export function createPortScanner(method: "netlink" | "proc" | "bind", log: JobD
 
 function sameSet(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((port, i) => port === b[i]);
-}
-
-function rangeText(ranges: readonly PortRange[]): string {
-  return ranges.map(([start, end]) => (start === end ? `${start}` : `${start}-${end}`)).join(",");
 }
 
 /** How many invalid ranges are named in the log and the Event; the rest are counted. */
@@ -197,7 +206,7 @@ export function createPortUsageController(
   async function reserve(ranges: readonly PortRange[], reserved: readonly PortRange[], dryRun: boolean) {
     const plan = planReservation(reserved, ranges);
     if (!plan.changed) return false;
-    const fields = { added: rangeText(plan.added), list: rangeText(plan.reserved) };
+    const fields = { added: formatPortList(plan.added), list: formatPortList(plan.reserved) };
     if (dryRun) {
       log.info("Dry run: would add {added} to net.ipv4.ip_local_reserved_ports, making it {list}", fields);
       return false;
@@ -240,7 +249,7 @@ export function createPortUsageController(
     if (fingerprint === lastReportedOverlap) return;
     lastReportedOverlap = fingerprint;
     if (overlap.length === 0) return;
-    const shown = rangeText(overlap.slice(0, REPORTED_OVERLAP)) +
+    const shown = formatPortList(overlap.slice(0, REPORTED_OVERLAP)) +
       (overlap.length > REPORTED_OVERLAP ? ` and ${overlap.length - REPORTED_OVERLAP} more ranges` : "");
     const count = rangeSize(overlap);
     const message = `Ports ${shown} (${count} ports) of the scanned ranges are in net.ipv4.ip_local_port_range ` +
