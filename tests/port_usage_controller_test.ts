@@ -20,6 +20,7 @@ import { createKubeClient, type KubeClient } from "../k8s/client.ts";
 import { KubeError } from "../k8s/errors.ts";
 import { createMetrics } from "../api/metrics.ts";
 import { readProcLocalPorts } from "../host/proc_net.ts";
+import { bindFails } from "../host/bind_scan.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "./support/fake_kube_apiserver.ts";
 
 const NS = "kube-system";
@@ -75,12 +76,17 @@ function dataKeys(server: FakeKubeApiServer): number[] {
   return Object.keys(stored?.data ?? {}).map(Number).sort((a, b) => a - b);
 }
 
-/** A port that was free a moment ago (a listener opened and closed). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+/**
+ * A port below the kernel's default ephemeral range (32768-60999) that nothing holds, nor its `span - 1` next ones.
+ * The local port of any TCP socket counts as used, so a port that an outgoing connection of this busy host may take
+ * at any moment would make a "not used" assertion flaky.
+ */
+function freePort(span = 1): number {
+  for (;;) {
+    const start = 20000 + Math.floor(Math.random() * (32768 - 20000 - span));
+    const ports = Array.from({ length: span }, (_, i) => start + i);
+    if (ports.every((p) => !bindFails(p, "0.0.0.0") && !bindFails(p, "::"))) return start;
+  }
 }
 
 function port(listener: Deno.Listener): number {
@@ -298,7 +304,8 @@ Deno.test('port-usage: enablePrintPort is lenient, re-read every 30 minutes, and
 });
 
 Deno.test("port-usage: --port-ranges overrides the ConfigMap; --dry-run writes nothing", async () => {
-  const a = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // Its neighbour must stay free: both below the ephemeral range.
+  const a = Deno.listen({ hostname: "127.0.0.1", port: freePort(2) });
   const server = await startFakeKubeApiServer({
     seed: [configMap("polardb4mpd-controller", { metadata: { annotations: { r: "1-10" } } })],
   });

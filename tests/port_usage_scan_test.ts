@@ -159,7 +159,8 @@ Deno.test("the /proc reader streams a huge table through a small buffer, and a m
 });
 
 Deno.test("netlink needs fewer kernel calls than /proc for the same table (fewer points where a read can tear)", async () => {
-  // Here, not in a namespace: only the count of calls is compared, on whatever this host has open.
+  // Here, not in a namespace: only the count of calls is compared, on whatever this host has open (what is found is
+  // checked in the namespace tests above, where nothing else moves).
   const listeners = Array.from(
     { length: 300 },
     (_, i) => Deno.listen({ hostname: i % 2 ? "::1" : "127.0.0.1", port: 0 }),
@@ -169,7 +170,6 @@ Deno.test("netlink needs fewer kernel calls than /proc for the same table (fewer
     const bitmap = new Uint8Array(65536);
     const { sockets, receives } = diag.markLocalPorts(bitmap);
     const proc = await readProcLocalPorts();
-    for (const listener of listeners) assert.equal(bitmap[(listener.addr as Deno.NetAddr).port], 1);
     assert.ok(sockets >= 300, `sockets dumped: ${sockets}`);
     assert.ok(receives < proc.reads, `netlink receives ${receives}, /proc reads ${proc.reads}`);
   } finally {
