@@ -5,7 +5,7 @@
 
 /** The netlink dump of the TCP sockets of this network namespace; opened once per process, used by every scan. */
 export interface SockDiag {
-  /** Marks in `ports` (65536 entries, index = port) the local port of every TCP socket; returns the socket count. */
+  /** Marks in `ports` (65536 entries, index = port) the local port of every TCP socket; counts sockets and receives. */
   markLocalPorts(ports: Uint8Array): { sockets: number; receives: number };
   /** Closes the library. */
   close(): void;
@@ -13,10 +13,9 @@ export interface SockDiag {
 
 /** `linux/socket.h` AF_NETLINK. */
 const AF_NETLINK = 16;
-/** `linux/socket.h` AF_INET and AF_INET6. */
-export const AF_INET = 2;
-/** `linux/socket.h` AF_INET6. */
-export const AF_INET6 = 10;
+/** `linux/socket.h` AF_INET and AF_INET6: one dump each. */
+const AF_INET = 2;
+const AF_INET6 = 10;
 const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
 /** `linux/netlink.h` NETLINK_SOCK_DIAG. */

@@ -4,8 +4,8 @@ import type { V1ConfigMap } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../config.ts";
 import type { JobDeps } from "../controllers/deps.ts";
+import { createPortScanner } from "../controllers/port_usage/scanner.ts";
 import {
-  createPortScanner,
   createPortUsageController,
   OVERLAP_GAUGE,
   type PortUsageControllerOptions,

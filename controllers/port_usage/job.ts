@@ -1,7 +1,4 @@
 /** The port-usage job: which ports of the configured ranges a database could not listen on, published as a ConfigMap. */
-import { scanPortsByBind } from "../../host/bind_scan.ts";
-import { readProcLocalPorts } from "../../host/proc_net.ts";
-import { openSockDiag, type SockDiag } from "../../host/sock_diag.ts";
 import { formatPortList, readEphemeralPorts, SYSCTL_IPV4_DIR, writeReservedPorts } from "../../host/sysctl_ports.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import { applyConfigMap } from "../../k8s/config_maps.ts";
@@ -27,6 +24,7 @@ import {
   rangeSize,
   usedPortsInRanges,
 } from "./ranges.ts";
+import { createPortScanner, type PortScanner } from "./scanner.ts";
 
 /** The JSON result of one run (`once port-usage --json`, `GET /api/v1/ports`). */
 export interface PortUsageResult {
@@ -48,9 +46,6 @@ export interface PortUsageResult {
   readonly ephemeralOverlap: PortRange[];
 }
 
-/** Picks the used ports, given the ranges to look at; a Set or a 65536-entry bitmap (1 = used). */
-export type PortScanner = (ranges: readonly PortRange[], signal: AbortSignal) => Promise<Set<number> | Uint8Array>;
-
 /** How long the `enablePrintPort` switch is cached, as the original. */
 export const SWITCH_CACHE_MS = 30 * 60_000;
 
@@ -63,56 +58,6 @@ export interface PortUsageControllerOptions {
   readonly scan?: PortScanner;
   /** Where `ip_local_port_range` and `ip_local_reserved_ports` are read (default /proc/sys/net/ipv4). */
   readonly sysctlDir?: string;
-}
-
-/** Options of `createPortScanner`. */
-export interface PortScannerOptions {
-  /** Opens the netlink dump (default `openSockDiag`). */
-  readonly openDiag?: () => SockDiag;
-  /** The socket tables of the /proc method and fallback (default /proc/net/tcp and /proc/net/tcp6). */
-  readonly procPaths?: readonly string[];
-}
-
-/**
- * The scanner of `--port-scan-method`. netlink is opened at the first scan; when it cannot be opened, or a dump
- * fails, the scans read /proc from then on. The log says which method is in use.
- */
-export function createPortScanner(
-  method: "netlink" | "proc" | "bind",
-  log: JobDeps["log"],
-  options: PortScannerOptions = {},
-): PortScanner {
-  if (method === "bind") {
-    log.info("Finding used ports by binding each one (--port-scan-method=bind)");
-    return (ranges, signal) => scanPortsByBind(ranges, { signal });
-  }
-  const proc: PortScanner = async (_ranges, signal) =>
-    (await readProcLocalPorts({ paths: options.procPaths, signal })).ports;
-  if (method === "proc") {
-    log.info("Finding used ports in /proc/net/tcp and /proc/net/tcp6 (--port-scan-method=proc)");
-    return proc;
-  }
-  let diag: SockDiag | null = null;
-  let fallback = false;
-  return (ranges, signal) => {
-    if (fallback) return proc(ranges, signal);
-    try {
-      if (diag === null) {
-        diag = (options.openDiag ?? openSockDiag)();
-        log.info("Finding used ports with netlink (NETLINK_SOCK_DIAG, --port-scan-method=netlink)");
-      }
-      const ports = new Uint8Array(65536);
-      diag.markLocalPorts(ports);
-      return Promise.resolve(ports);
-    } catch (error) {
-      fallback = true;
-      diag?.close();
-      log.warn("{cause}: finding used ports in /proc/net/tcp and /proc/net/tcp6 from now on", {
-        cause: (error as Error).message,
-      });
-      return proc(ranges, signal);
-    }
-  };
 }
 
 function sameSet(a: readonly number[], b: readonly number[]): boolean {
