@@ -1,5 +1,5 @@
 /** The daemon's flags: names and defaults of the original, parsers, and the Config they make. */
-import { parseRangeList } from "./controllers/port_usage.ts";
+import { parseRangeList } from "./controllers/port_usage/ranges.ts";
 
 /** Everything the daemon is configured with. Durations are milliseconds. */
 export interface Config {
@@ -26,8 +26,9 @@ export interface Config {
   readonly kubeApiBurst: number;
   readonly shutdownGracePeriod: number;
   readonly hostCommandPrefix: string;
-  readonly portScanMethod: "proc" | "bind";
+  readonly portScanMethod: "netlink" | "proc" | "bind";
   readonly portRanges: string;
+  readonly reservePortRanges: boolean;
   readonly dockerHost: string;
   readonly imageStore: "auto" | "docker" | "containerd";
   readonly versionCheckReportInterval: number;
@@ -254,15 +255,21 @@ export const FLAGS: readonly FlagSpec[] = [
   }),
   flag("port-scan-method", "portScanMethod", {
     group: "port-usage",
-    defaultText: "proc",
-    parse: oneOf("proc", "bind"),
-    description: "How used ports are found: proc (/proc/net/tcp*) or bind (the original's)",
+    defaultText: "netlink",
+    parse: oneOf("netlink", "proc", "bind"),
+    description: "How used ports are found: netlink (sock_diag, /proc if unavailable), proc (/proc/net/tcp*) or bind " +
+      "(the original's probe)",
   }),
   flag("port-ranges", "portRanges", {
     group: "port-usage",
     defaultText: "",
     parse: portRangeList,
     description: "Port ranges to scan, e.g. 5400-5800,30000-39999 (overrides the ConfigMap)",
+  }),
+  boolFlag("reserve-port-ranges", "reservePortRanges", {
+    group: "port-usage",
+    defaultText: "false",
+    description: "Add the scanned ranges to net.ipv4.ip_local_reserved_ports, so outgoing connections never take them",
   }),
   flag("core-version-cm-labels", "coreVersionCmLabels", {
     group: "core-version",

@@ -9,7 +9,7 @@ import { setUpLogging, taskLogger } from "./logging.ts";
 import type { JobDeps } from "./controllers/deps.ts";
 import { type LastRun, runWithLimit, Scheduler } from "./controllers/scheduler.ts";
 import { type Controller, type EventSink, type Logger, nullEventSink, systemClock } from "./controllers/types.ts";
-import { createPortUsageController } from "./controllers/port_usage.ts";
+import { createPortUsageController } from "./controllers/port_usage/job.ts";
 import { createCoreVersionController } from "./controllers/core_version.ts";
 import { createLogCleanupController } from "./controllers/log_cleanup.ts";
 import { createNodeNetworkController } from "./controllers/node_network.ts";

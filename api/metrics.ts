@@ -15,7 +15,7 @@ export interface Metrics {
   httpRequest(route: string, method: string, code: number): void;
   /** Records a cluster API answer (status 0 = network error). */
   kubeRequest(method: string, status: number): void;
-  /** Adds to a job-specific counter, e.g. `log_cleanup_bytes_freed_total`. */
+  /** Adds to a job-specific counter, e.g. `log_cleanup_bytes_freed_total`, or sets a job-specific gauge. */
   jobCounter(counter: JobCounter): void;
 }
 
@@ -77,6 +77,7 @@ export function createMetrics(): Metrics {
     },
   });
   const extra = new Map<string, Counter>();
+  const gauges = new Map<string, Gauge>();
   return {
     registry,
     jobRun(name, run) {
@@ -93,7 +94,16 @@ export function createMetrics(): Metrics {
     kubeRequest(method, status) {
       kube.inc({ method, status: String(status) });
     },
-    jobCounter({ name, help, value, labels = {} }) {
+    jobCounter({ name, help, value, labels = {}, kind }) {
+      if (kind === "gauge") {
+        let gauge = gauges.get(name);
+        if (!gauge) {
+          gauge = new Gauge({ name: `${prefix}${name}`, help, labelNames: Object.keys(labels), registers: [registry] });
+          gauges.set(name, gauge);
+        }
+        gauge.set(labels, value);
+        return;
+      }
       let counter = extra.get(name);
       if (!counter) {
         counter = new Counter({

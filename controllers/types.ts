@@ -23,14 +23,16 @@ export interface RunContext {
   readonly dryRun: boolean;
 }
 
-/** A job-specific counter to add to `/metrics`, e.g. bytes freed by the log cleanup. */
+/** A job-specific metric for `/metrics`: a counter added to (bytes freed by the log cleanup) or a gauge set. */
 export interface JobCounter {
   /** Metric name without the daemon's prefix, e.g. `log_cleanup_bytes_freed_total`. */
   readonly name: string;
   /** The metric's help text. */
   readonly help: string;
-  /** How much to add. */
+  /** How much to add (a counter) or the value to show (a gauge). */
   readonly value: number;
+  /** A counter (the default) or a gauge. */
+  readonly kind?: "counter" | "gauge";
   /** Labels, the same keys on every run. */
   readonly labels?: Readonly<Record<string, string>>;
 }

@@ -71,7 +71,7 @@ Deno.test("bad values name the flag and the reason", () => {
     [{ insFolderOverdueDays: "-1" }, "Invalid value for --ins-folder-overdue-days: -1 is out of range"],
     [{ netProbeInterval: "3" }, "Invalid value for --net-probe-interval"],
     [{ developMode: "maybe" }, `Invalid value for --develop-mode: "maybe" is not a boolean`],
-    [{ portScanMethod: "nmap" }, `Invalid value for --port-scan-method: "nmap" is not one of proc, bind`],
+    [{ portScanMethod: "nmap" }, `Invalid value for --port-scan-method: "nmap" is not one of netlink, proc, bind`],
   ];
   for (const [raw, message] of cases) {
     assertThrows(() => buildConfig(raw, { env: {}, hostname: "h" }), FlagError, message);

@@ -7,7 +7,7 @@ import { assert, assertEquals } from "./support/assert.ts";
 import type { Logger } from "../controllers/types.ts";
 import { defaultConfig } from "../config.ts";
 import type { JobDeps } from "../controllers/deps.ts";
-import { createPortUsageController } from "../controllers/port_usage.ts";
+import { createPortUsageController } from "../controllers/port_usage/job.ts";
 import { createNodeNetworkController } from "../controllers/node_network.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient } from "../k8s/client.ts";

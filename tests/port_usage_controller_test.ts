@@ -4,18 +4,23 @@ import type { V1ConfigMap } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../config.ts";
 import type { JobDeps } from "../controllers/deps.ts";
+import { createPortScanner } from "../controllers/port_usage/scanner.ts";
 import {
-  CONFIGMAP_MAX_BYTES,
   createPortUsageController,
+  OVERLAP_GAUGE,
   type PortUsageControllerOptions,
   type PortUsageResult,
   SWITCH_CACHE_MS,
-} from "../controllers/port_usage.ts";
+} from "../controllers/port_usage/job.ts";
+import { CONFIGMAP_MAX_BYTES } from "../controllers/port_usage/plan.ts";
 import type { Config } from "../config.ts";
 import type { DaemonEvent } from "../controllers/types.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
 import { KubeError } from "../k8s/errors.ts";
+import { createMetrics } from "../api/metrics.ts";
+import { readProcLocalPorts } from "../host/proc_net.ts";
+import { bindFails } from "../host/bind_scan.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "./fake_kube/server.ts";
 
 const NS = "kube-system";
@@ -32,7 +37,15 @@ function testClock(start: string) {
   return { now: () => now, advance: (ms: number) => (now = new Date(now.getTime() + ms)) };
 }
 
-function setup(server: FakeKubeApiServer | null, overrides: Partial<Config> = {}) {
+/** A folder standing for /proc/sys/net/ipv4 with the two sysctls; by default no test port is ephemeral. */
+function sysctlFolder(range = "61000 65000", reserved = ""): string {
+  const dir = Deno.makeTempDirSync({ prefix: "port_usage_sysctl_" });
+  Deno.writeTextFileSync(`${dir}/ip_local_port_range`, `${range}\n`);
+  Deno.writeTextFileSync(`${dir}/ip_local_reserved_ports`, `${reserved}\n`);
+  return dir;
+}
+
+function setup(server: FakeKubeApiServer | null, overrides: Partial<Config> = {}, sysctlDir = sysctlFolder()) {
   const events: DaemonEvent[] = [];
   const clock = testClock("2026-11-25T08:00:00.500Z");
   const kube: KubeClient | null = server
@@ -46,8 +59,8 @@ function setup(server: FakeKubeApiServer | null, overrides: Partial<Config> = {}
     log: getLogger(["test", "port-usage"]),
     runCommand: createCommandRunner(),
   };
-  const make = (options?: PortUsageControllerOptions) => createPortUsageController(deps, options);
-  return { deps, events, clock, make };
+  const make = (options?: PortUsageControllerOptions) => createPortUsageController(deps, { sysctlDir, ...options });
+  return { deps, events, clock, make, sysctlDir };
 }
 
 function run(controller: ReturnType<typeof createPortUsageController>, dryRun = false) {
@@ -63,12 +76,17 @@ function dataKeys(server: FakeKubeApiServer): number[] {
   return Object.keys(stored?.data ?? {}).map(Number).sort((a, b) => a - b);
 }
 
-/** A port that was free a moment ago (a listener opened and closed). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+/**
+ * A port below the kernel's default ephemeral range (32768-60999) that nothing holds, nor its `span - 1` next ones.
+ * The local port of any TCP socket counts as used, so a port that an outgoing connection of this busy host may take
+ * at any moment would make a "not used" assertion flaky.
+ */
+function freePort(span = 1): number {
+  for (;;) {
+    const start = 20000 + Math.floor(Math.random() * (32768 - 20000 - span));
+    const ports = Array.from({ length: span }, (_, i) => start + i);
+    if (ports.every((p) => !bindFails(p, "0.0.0.0") && !bindFails(p, "::"))) return start;
+  }
 }
 
 function port(listener: Deno.Listener): number {
@@ -117,6 +135,7 @@ Deno.test("port-usage publishes real listeners, writes only on change, retries a
         configMap: OUT,
         enabled: true,
         invalid: [],
+        ephemeralOverlap: [],
       } satisfies PortUsageResult,
     );
     assert.match(first.summary, new RegExp(`^2 used ports in 4 ranges; ConfigMap "${OUT}" created$`));
@@ -202,21 +221,34 @@ Deno.test("port-usage: bad annotations are reported once per change and skipped"
     assert.equal(events.length, 2, "a change of the invalid set is reported");
     assert.doesNotMatch(events[1].message, /high=/);
 
-    // No valid range at all: nothing scanned, the published ConfigMap stays as it is.
+    // No valid range at all: nothing is measured, so the published ConfigMap holds no port (as the original wrote).
     server.put(mpd({ typo: "abc-1" }));
     server.clearRequests();
-    const none = await run(controller);
-    assert.deepEqual([none.result.ranges, none.result.used, none.result.changed], [[], [], false]);
-    assert.match(none.summary, /No port ranges to scan \(no valid range in ConfigMap "polardb4mpd-controller"/);
+    const dry = await run(controller, true);
+    assert.match(dry.summary, /with no ports would be written \(dry run\)$/);
     assert.equal(writes(server).length, 0);
-    assert.deepEqual(dataKeys(server), [port(a)]);
+    const none = await run(controller);
+    assert.deepEqual([none.result.ranges, none.result.used, none.result.changed], [[], [], true]);
+    assert.match(
+      none.summary,
+      /^No port ranges to scan \(no valid range in ConfigMap "polardb4mpd-controller" annotations\); .* updated$/,
+    );
+    assert.equal(writes(server).length, 1);
+    assert.deepEqual(dataKeys(server), []);
+    const stored = server.get("configmaps", NS, OUT) as V1ConfigMap;
+    assert.equal(stored.metadata?.annotations?.updateTimestamp, "2026-11-25T08:00:00Z");
 
-    // No ranges ConfigMap: the same.
+    // No ranges ConfigMap: the same, and nothing more to write.
     server.remove("configmaps", NS, "polardb4mpd-controller");
     const missing = await run(controller);
-    assert.match(missing.summary, /ConfigMap "polardb4mpd-controller" not found/);
+    assert.match(missing.summary, /ConfigMap "polardb4mpd-controller" not found\); .* unchanged$/);
     assert.equal(missing.result.changed, false);
-    assert.equal(writes(server).length, 0);
+    assert.equal(writes(server).length, 1);
+
+    // A range again: its ports are back.
+    server.put(mpd({ good: `${port(a)}` }));
+    assert.deepEqual((await run(controller)).result.used, [port(a)]);
+    assert.deepEqual(dataKeys(server), [port(a)]);
   } finally {
     a.close();
     await server.close();
@@ -272,7 +304,8 @@ Deno.test('port-usage: enablePrintPort is lenient, re-read every 30 minutes, and
 });
 
 Deno.test("port-usage: --port-ranges overrides the ConfigMap; --dry-run writes nothing", async () => {
-  const a = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // Its neighbour must stay free: both below the ephemeral range.
+  const a = Deno.listen({ hostname: "127.0.0.1", port: freePort(2) });
   const server = await startFakeKubeApiServer({
     seed: [configMap("polardb4mpd-controller", { metadata: { annotations: { r: "1-10" } } })],
   });
@@ -306,7 +339,8 @@ Deno.test("port-usage: more than 1 MiB of data fails the run, records an event a
   });
   const server = await startFakeKubeApiServer({ seed: [old] });
   try {
-    const { make, events, deps } = setup(server, { portRanges: "1-65535" });
+    // Every port reserved: no ephemeral overlap Event beside the one this test is about.
+    const { make, events, deps } = setup(server, { portRanges: "1-65535" }, sysctlFolder("32768 60999", "1-65535"));
     // Every port in use: 1,627,269 bytes. The scanner is injected: no host has 65535 listeners to spare.
     const everything = make({ scan: () => Promise.resolve(new Set(Array.from({ length: 65535 }, (_, i) => i + 1))) });
     server.clearRequests();
@@ -361,5 +395,167 @@ Deno.test("port-usage in local mode: scans 1-65535, publishes nothing, reports c
     assert.equal((await run(ranged)).result.changed, true);
   } finally {
     if (!closed) a.close();
+  }
+});
+
+/** A /proc/net/tcp-like table with one listener row per port. */
+function table(ports: readonly number[]): string {
+  const rows = ports.map((p, i) =>
+    `${String(i).padStart(4)}: 0100007F:${p.toString(16).toUpperCase().padStart(4, "0")} 00000000:0000 0A ` +
+    "00000000:00000000 00:00000000 00000000     0        0 1 1"
+  );
+  return ["  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode", ...rows]
+    .join("\n") + "\n";
+}
+
+Deno.test("port-usage: a table that changes between reads never frees a port on one torn read", async () => {
+  const server = await startFakeKubeApiServer({
+    seed: [configMap("polardb4mpd-controller", { metadata: { annotations: { r: "5000-5010" } } })],
+  });
+  const dir = await Deno.makeTempDir({ prefix: "port_usage_torn_" });
+  const path = `${dir}/tcp`;
+  // Each read gets the next version of the table, as the kernel's would be rewritten between two scans.
+  const versions = [
+    [5001, 5002, 5003], // run 1: the first run always scans twice
+    [5001, 5002, 5003],
+    [5001, 5003], // run 2: 5002 hidden by a torn read...
+    [5001, 5002, 5003, 5004], // ...and there again in the second scan; 5004 is new
+    [5001, 5003, 5004], // run 3: 5002 closed, and two scans in a row agree
+    [5001, 5003, 5004],
+    [5001, 5003, 5004, 5005], // run 4: nothing missing, so one scan; 5005 published at once
+  ];
+  let reads = 0;
+  const scan = async () => {
+    const { ports } = await readProcLocalPorts({ paths: [path] });
+    reads++;
+    if (reads < versions.length) await Deno.writeTextFile(path, table(versions[reads]));
+    return ports;
+  };
+  try {
+    await Deno.writeTextFile(path, table(versions[0]));
+    const { make } = setup(server);
+    const controller = make({ scan });
+    const used = async () => (await run(controller)).result.used;
+    assert.deepEqual(await used(), [5001, 5002, 5003]);
+    assert.equal(reads, 2);
+    server.clearRequests();
+    assert.deepEqual(await used(), [5001, 5002, 5003, 5004], "5002 kept, 5004 added");
+    assert.equal(reads, 4);
+    assert.deepEqual(dataKeys(server), [5001, 5002, 5003, 5004]);
+    assert.deepEqual(await used(), [5001, 5003, 5004], "dropped when two scans agree");
+    assert.equal(reads, 6);
+    assert.deepEqual(await used(), [5001, 5003, 5004, 5005]);
+    assert.equal(reads, 7, "no second scan when nothing went missing");
+    assert.deepEqual(dataKeys(server), [5001, 5003, 5004, 5005]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await server.close();
+  }
+});
+
+Deno.test("port-usage reports the ephemeral overlap: result, gauge, one Warning Event per change naming the sysctl", async () => {
+  const server = await startFakeKubeApiServer();
+  const sysctl = sysctlFolder("30500 36999", "8080,36500-36600");
+  try {
+    const { make, events } = setup(server, { portRanges: "30000-32999,36000-39999" }, sysctl);
+    const controller = make({ scan: () => Promise.resolve(new Set<number>()) });
+    const first = await run(controller);
+    assert.deepEqual(first.result.ephemeralOverlap, [[30500, 32999], [36000, 36499], [36601, 36999]]);
+    assert.match(first.summary, /^0 used ports in 2 ranges \(3399 ports in the kernel's ephemeral range\); /);
+    const metrics = createMetrics();
+    for (const counter of first.counters ?? []) metrics.jobCounter(counter);
+    assert.match(await metrics.registry.metrics(), new RegExp(`^polarstack_daemon_${OVERLAP_GAUGE} 3399$`, "m"));
+    assert.deepEqual(events.map((e) => [e.type, e.reason]), [["Warning", "EphemeralPortOverlap"]]);
+    assert.match(
+      events[0].message,
+      /^Ports 30500-32999,36000-36499,36601-36999 \(3399 ports\) of the scanned ranges are in net\.ipv4\.ip_local_port_range \(30500-36999\) and not in net\.ipv4\.ip_local_reserved_ports: .*add them to sysctl net\.ipv4\.ip_local_reserved_ports \(or run the daemon with --reserve-port-ranges\)$/,
+    );
+    await run(controller);
+    assert.equal(events.length, 1, "the same overlap is not reported again");
+
+    await Deno.writeTextFile(`${sysctl}/ip_local_port_range`, "32768\t60999\n");
+    const second = await run(controller);
+    assert.deepEqual(second.result.ephemeralOverlap, [[32768, 32999], [36000, 36499], [36601, 39999]]);
+    assert.equal(events.length, 2, "a changed overlap is reported");
+    for (const counter of second.counters ?? []) metrics.jobCounter(counter);
+    assert.match(await metrics.registry.metrics(), new RegExp(`^polarstack_daemon_${OVERLAP_GAUGE} 4131$`, "m"));
+    const dry = await run(controller, true);
+    assert.deepEqual(dry.result.ephemeralOverlap, second.result.ephemeralOverlap);
+
+    // --reserve-port-ranges: the scanned ranges join the entries already there, written once.
+    const reserving = setup(server, { portRanges: "30000-32999,36000-39999", reservePortRanges: true }, sysctl);
+    const fixer = reserving.make({ scan: () => Promise.resolve(new Set<number>()) });
+    const reservedFile = `${sysctl}/ip_local_reserved_ports`;
+    assert.equal((await run(fixer, true)).result.ephemeralOverlap.length, 3, "a dry run reserves nothing");
+    assert.equal(await Deno.readTextFile(reservedFile), "8080,36500-36600\n");
+    const fixed = await run(fixer);
+    assert.deepEqual(fixed.result.ephemeralOverlap, []);
+    assert.equal(await Deno.readTextFile(reservedFile), "8080,30000-32999,36000-39999\n");
+    assert.deepEqual(fixed.counters?.map((c) => [c.name, c.value, c.kind]), [[OVERLAP_GAUGE, 0, "gauge"]]);
+    const written = (await Deno.stat(reservedFile)).mtime?.getTime();
+    await new Promise((resolve) => setTimeout(resolve, 20)); // lets an mtime differ, were the file written again
+    await run(fixer);
+    assert.equal((await Deno.stat(reservedFile)).mtime?.getTime(), written, "unchanged: not written again");
+    assert.deepEqual(reserving.events, [], "nothing left to report");
+
+    // A sysctl that cannot be read does not stop the ports from being published.
+    await Deno.remove(`${sysctl}/ip_local_port_range`);
+    const unreadable = await run(controller);
+    assert.deepEqual(unreadable.result.ephemeralOverlap, []);
+    assert.match(unreadable.summary, /^0 used ports in 2 ranges; ConfigMap ".*" unchanged$/);
+  } finally {
+    await Deno.remove(sysctl, { recursive: true });
+    await server.close();
+  }
+});
+
+Deno.test("the netlink scanner falls back to /proc when it cannot open or a dump fails, and logs the method in use", async () => {
+  const lines: string[] = [];
+  const record = (level: string) => (message: string, fields: Record<string, unknown> = {}) =>
+    void lines.push(`${level} ${message.replace(/\{(\w+)\}/g, (_, key) => String(fields[key]))}`);
+  // Only the two calls the scanner makes; everything else of a logger is never reached.
+  const log = { info: record("info"), warn: record("warn") } as unknown as JobDeps["log"];
+  const dir = await Deno.makeTempDir({ prefix: "port_usage_fallback_" });
+  const path = `${dir}/tcp`;
+  try {
+    await Deno.writeTextFile(path, table([5432]));
+    const signal = AbortSignal.timeout(5000);
+    const broken = createPortScanner("netlink", log, {
+      openDiag: () => {
+        throw new Error("Cannot open a NETLINK_SOCK_DIAG socket: Permission denied (errno 13)");
+      },
+      procPaths: [path],
+    });
+    assert.equal((await broken([[1, 65535]], signal) as Uint8Array)[5432], 1);
+    assert.equal((await broken([[1, 65535]], signal) as Uint8Array)[5432], 1);
+    assert.deepEqual(lines, [
+      "warn Cannot open a NETLINK_SOCK_DIAG socket: Permission denied (errno 13): finding used ports in /proc/net/tcp " +
+      "and /proc/net/tcp6 from now on",
+    ]);
+
+    lines.length = 0;
+    let dumps = 0;
+    const failing = createPortScanner("netlink", log, {
+      openDiag: () => ({
+        markLocalPorts: (ports) => {
+          if (++dumps > 1) throw new Error("Cannot receive the socket dump: No buffer space available (errno 105)");
+          ports[22] = 1;
+          return { sockets: 1, receives: 1 };
+        },
+        close: () => {},
+      }),
+      procPaths: [path],
+    });
+    assert.equal((await failing([[1, 65535]], signal) as Uint8Array)[22], 1, "the dump while it works");
+    assert.equal((await failing([[1, 65535]], signal) as Uint8Array)[5432], 1, "then /proc");
+    assert.equal((await failing([[1, 65535]], signal) as Uint8Array)[5432], 1);
+    assert.equal(dumps, 2, "no dump is tried after one failed");
+    assert.deepEqual(lines, [
+      "info Finding used ports with netlink (NETLINK_SOCK_DIAG, --port-scan-method=netlink)",
+      "warn Cannot receive the socket dump: No buffer space available (errno 105): finding used ports in " +
+      "/proc/net/tcp and /proc/net/tcp6 from now on",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

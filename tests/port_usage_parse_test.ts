@@ -1,25 +1,27 @@
 /** Pure parts of the port-usage job: range rules, the switch, the plan, /proc line parsing. */
 import assert from "node:assert/strict";
 import {
-  CONFIGMAP_MAX_BYTES,
-  configMapDataSize,
+  ephemeralOverlap,
   mergeRanges,
   parsePortRange,
   parsePortRanges,
   parseRangeList,
+  planReservation,
+  rangeSize,
+  usedPortsInRanges,
+} from "../controllers/port_usage/ranges.ts";
+import {
+  CONFIGMAP_MAX_BYTES,
+  configMapDataSize,
+  needsConfirmation,
   planPortUsage,
   PORT_USED_VALUE,
-  usedPortsInRanges,
-} from "../controllers/port_usage.ts";
+  unionOfScans,
+} from "../controllers/port_usage/plan.ts";
 import { kubeTime, parseLenientBool } from "../k8s/values.ts";
-import {
-  CONNECTION_ROW,
-  listeningPortOfLine,
-  markListeningPorts,
-  parseProcNetTcpLine,
-  type TableProgress,
-  tableProgress,
-} from "../host/proc_net.ts";
+import { localPortOfLine, markLocalPorts } from "../host/proc_net.ts";
+import { formatPortList, parseEphemeralRange, parsePortList } from "../host/sysctl_ports.ts";
+import { dumpRequest, walkMessages } from "../host/sock_diag.ts";
 
 Deno.test("parsePortRange keeps the original's test cases", () => {
   assert.deepEqual(parsePortRange("1232"), [1232, 1232]);
@@ -187,86 +189,136 @@ const TCP6_LINES = [
   "   3: 000080FE00000000FF2C02A1FE0B1A56:0016 000080FE00000000FF2C02A1FE0B1A57:C350 01 00000000:00000000",
 ];
 
-Deno.test("parseProcNetTcpLine decodes IPv4, IPv6, IPv4-mapped and wildcard addresses, hex ports and states", () => {
-  assert.equal(parseProcNetTcpLine(TCP_LINES[0]), null);
-  assert.deepEqual(parseProcNetTcpLine(TCP_LINES[1]), {
-    slot: 0,
-    localAddress: "127.0.0.1",
-    localPort: 0xb0c9,
-    remoteAddress: "0.0.0.0",
-    remotePort: 0,
-    state: 0x0a,
-    listening: true,
-  });
-  assert.equal(parseProcNetTcpLine(TCP_LINES[2])?.localPort, 2024);
-  const established = parseProcNetTcpLine(TCP_LINES[3]);
-  assert.equal(established?.listening, false);
-  assert.equal(established?.remotePort, 0xb0c9);
-  const timeWait = parseProcNetTcpLine(TCP_LINES[4]);
-  assert.deepEqual([timeWait?.slot, timeWait?.localAddress, timeWait?.remoteAddress, timeWait?.remotePort], [
-    12345,
-    "192.0.2.2",
-    "203.0.113.80",
-    443,
-  ]);
-  assert.equal(parseProcNetTcpLine(TCP6_LINES[0])?.localAddress, "::1");
-  assert.equal(parseProcNetTcpLine(TCP6_LINES[1])?.localAddress, "::ffff:127.0.0.1");
-  assert.equal(parseProcNetTcpLine(TCP6_LINES[1])?.localPort, 0x846f);
-  assert.equal(parseProcNetTcpLine(TCP6_LINES[2])?.localAddress, "::");
-  assert.equal(parseProcNetTcpLine(TCP6_LINES[2])?.listening, true);
-  assert.equal(parseProcNetTcpLine(TCP6_LINES[3])?.localAddress, "fe80::a102:2cff:561a:bfe");
-  assert.equal(parseProcNetTcpLine(""), null);
-  assert.equal(parseProcNetTcpLine("   0: 0100007F:B0C9"), null);
-});
-
-Deno.test("listeningPortOfLine (bytes) agrees with parseProcNetTcpLine on every line", () => {
+Deno.test("localPortOfLine reads the local port of IPv4 and IPv6 rows in every state, not the remote one", () => {
   const encoder = new TextEncoder();
-  const extra = [
-    "garbage",
-    "   0: 0100007F:XYZW 00000000:0000 0A",
-    "   0: 01007F:B0C9 00000000:0000 0A",
-    "x: 0100007F",
-    // A listener being closed shows CLOSE (07) for a moment: neither a listener nor a connection.
-    "   2: 0100007F:B0CA 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 13391 2",
-  ];
-  for (const line of [...TCP_LINES, ...TCP6_LINES, ...extra]) {
-    const parsed = parseProcNetTcpLine(line);
-    const bytes = encoder.encode(line);
-    const expected = parsed === null || parsed.state === 0x07
-      ? -1
-      : parsed.listening
-      ? parsed.localPort
-      : CONNECTION_ROW;
-    assert.equal(listeningPortOfLine(bytes), expected, line);
+  const port = (line: string) => localPortOfLine(encoder.encode(line));
+  assert.equal(port(TCP_LINES[0]), -1, "header");
+  assert.equal(port(TCP_LINES[1]), 0xb0c9, "listener");
+  assert.equal(port(TCP_LINES[2]), 2024);
+  assert.equal(port(TCP_LINES[3]), 0xd084, "established: the local port, not the remote 0xB0C9");
+  assert.equal(port(TCP_LINES[4]), 0xdee4, "TIME_WAIT (06)");
+  assert.equal(port(TCP6_LINES[0]), 0xa841);
+  assert.equal(port(TCP6_LINES[1]), 0x846f, "IPv4-mapped");
+  assert.equal(port(TCP6_LINES[2]), 0x9963, "lower-case state");
+  assert.equal(port(TCP6_LINES[3]), 0x16, "IPv6 established");
+  // SYN_SENT (02) and CLOSE (07) rows count too: their port is taken.
+  assert.equal(
+    port("   2: 0100007F:B0CA 0A00FF0A:0050 02 00000000:00000000 01:00000064 00000002     0        0 7 2"),
+    0xb0ca,
+  );
+  assert.equal(
+    port("   2: 0100007F:B0CB 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 7 2"),
+    0xb0cb,
+  );
+  for (const bad of ["", "garbage", "x: 0100007F", "   0: 0100007F:XYZW 00000000:0000 0A", "   0: 01007F:B0C9 0 0A"]) {
+    assert.equal(port(bad), -1, bad);
   }
+  assert.equal(port("   0: 0100007F:B0C9"), -1, "no field after the port");
 });
 
-Deno.test("markListeningPorts marks complete lines only and returns where the partial line starts", () => {
-  const text = `${TCP6_LINES.join("\n")}\n${TCP6_LINES[0].slice(0, 20)}`;
+Deno.test("markLocalPorts marks complete lines only and returns where the partial line starts", () => {
+  const text = `${[...TCP_LINES, ...TCP6_LINES].join("\n")}\n${TCP6_LINES[0].slice(0, 20)}`;
   const bytes = new TextEncoder().encode(text);
-  const progress = tableProgress(new Uint8Array(65536));
-  const consumed = markListeningPorts(bytes, progress);
-  assert.equal(consumed, text.lastIndexOf("\n") + 1);
-  assert.deepEqual(usedPortsInRanges(progress.ports, [[1, 65535]]), [0x846f, 0x9963, 0xa841]);
-  assert.deepEqual([progress.connectionSeen, progress.listenerAfterConnection], [true, false]);
+  const ports = new Uint8Array(65536);
+  assert.equal(markLocalPorts(bytes, ports), text.lastIndexOf("\n") + 1);
+  assert.deepEqual(usedPortsInRanges(ports, [[1, 65535]]), [
+    0x16,
+    0x07e8,
+    0x846f,
+    0x9963,
+    0xa841,
+    0xb0c9,
+    0xd084,
+    0xdee4,
+  ]);
 });
 
-Deno.test("markListeningPorts notes where the listeners' section ends, and a listener after it, across chunks", () => {
-  const encode = (lines: string[]) => new TextEncoder().encode(lines.map((l) => `${l}\n`).join(""));
-  const [header, listenA, listenB, established, timeWait] = TCP_LINES;
-  const closing = "   2: 0100007F:B0CA 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 13391 2";
-  const bitmap = new Uint8Array(65536);
-  const flags = (p: TableProgress) => [p.connectionSeen, p.listenerAfterConnection];
+Deno.test("ephemeralOverlap: the scanned ports inside ip_local_port_range and not reserved", () => {
+  const shipped = [[5400, 5800], [30000, 32999], [36000, 39999]] as const;
+  const linux = { range: [32768, 60999] as const, reserved: [] };
+  assert.deepEqual(ephemeralOverlap(shipped, linux), [[32768, 32999], [36000, 39999]]);
+  assert.equal(rangeSize(ephemeralOverlap(shipped, linux)), 232 + 4000);
+  // Reserved entries, unsorted and overlapping as a person may write them, cut the overlap.
+  const reserved = [[37000, 37999], [32768, 32800], [36500, 36500], [37500, 38100]] as const;
+  assert.deepEqual(ephemeralOverlap(shipped, { range: [32768, 60999], reserved: [...reserved] }), [
+    [32801, 32999],
+    [36000, 36499],
+    [36501, 36999],
+    [38101, 39999],
+  ]);
+  assert.deepEqual(ephemeralOverlap(shipped, { range: [32768, 60999], reserved: [[30000, 39999]] }), []);
+  assert.deepEqual(ephemeralOverlap(shipped, { range: [40000, 60999], reserved: [] }), []);
+  assert.deepEqual(ephemeralOverlap([[100, 200]], { range: [150, 150], reserved: [] }), [[150, 150]]);
+  assert.deepEqual(ephemeralOverlap([], linux), []);
+});
 
-  const linux = tableProgress(bitmap);
-  markListeningPorts(encode([header, listenA, closing, listenB]), linux);
-  assert.deepEqual(flags(linux), [false, false], "header and CLOSE end nothing");
-  markListeningPorts(encode([established, timeWait]), linux);
-  assert.deepEqual(flags(linux), [true, false]);
+Deno.test("planReservation keeps every entry, adds only what is missing, and changes nothing when all is there", () => {
+  const ranges = [[30000, 32999], [36000, 39999]] as const;
+  const first = planReservation([[8080, 8080], [31000, 31010], [50000, 50010]], ranges);
+  assert.deepEqual(first.reserved, [[8080, 8080], [30000, 32999], [36000, 39999], [50000, 50010]]);
+  assert.deepEqual(first.added, [[30000, 30999], [31011, 32999], [36000, 39999]]);
+  assert.equal(first.changed, true);
+  const again = planReservation(first.reserved, ranges);
+  assert.deepEqual([again.changed, again.added], [false, []]);
+  assert.equal(planReservation([[1, 65535]], ranges).changed, false);
+});
 
-  const mixed = tableProgress(bitmap);
-  markListeningPorts(encode([header, listenA, established]), mixed);
-  markListeningPorts(encode([timeWait, listenB]), mixed);
-  assert.deepEqual(flags(mixed), [true, true]);
-  assert.deepEqual(usedPortsInRanges(bitmap, [[1, 65535]]), [0x07e8, 0xb0c9]);
+Deno.test("the sysctls' formats: ip_local_port_range, ip_local_reserved_ports", () => {
+  assert.deepEqual(parseEphemeralRange("32768\t60999\n"), [32768, 60999]);
+  assert.throws(() => parseEphemeralRange("60999 32768"), /"60999 32768" is not two port numbers/);
+  assert.throws(() => parseEphemeralRange("x"), /not two port numbers/);
+  assert.deepEqual(parsePortList("\n"), []);
+  assert.deepEqual(parsePortList("8080,9148-9150\n"), [[8080, 8080], [9148, 9150]]);
+  assert.throws(() => parsePortList("8080,9150-9148"), /"9150-9148" is not a port or a range/);
+  assert.throws(() => parsePortList("1-2-3"), /"1-2-3" is not/);
+  assert.equal(formatPortList([[8080, 8080], [9148, 9150]]), "8080,9148-9150");
+  assert.equal(formatPortList([]), "");
+});
+
+Deno.test("a port is dropped only when two scans in a row miss it; new ports need no second scan", () => {
+  assert.equal(needsConfirmation(null, [1, 2]), true, "the first run has nothing to compare with: scan twice");
+  assert.equal(needsConfirmation([1, 2], [1, 2, 3]), false, "only additions: published at once");
+  assert.equal(needsConfirmation([1, 2], [2]), true, "1 is missing: a second scan must agree");
+  assert.deepEqual(unionOfScans([1, 3, 5], [2, 3, 6]), [1, 2, 3, 5, 6]);
+  assert.deepEqual(unionOfScans([], [4]), [4]);
+  assert.deepEqual(unionOfScans([4], []), [4]);
+});
+
+Deno.test("the netlink dump request is nlmsghdr + inet_diag_req_v2 (72 bytes), and replies are walked by nlmsg_len", () => {
+  const request = dumpRequest(10, 7);
+  const view = new DataView(request.buffer);
+  assert.equal(request.length, 72);
+  assert.deepEqual(
+    [view.getUint32(0, true), view.getUint16(4, true), view.getUint16(6, true), view.getUint32(8, true)],
+    [72, 20, 0x301, 7],
+  );
+  assert.deepEqual([request[16], request[17], request[18], request[19]], [10, 6, 0, 0], "AF_INET6, IPPROTO_TCP");
+  assert.equal(view.getUint32(20, true), 0xffffffff, "every state");
+  assert.ok(request.subarray(24).every((b) => b === 0), "no socket id filter");
+
+  // Two sockets (one with a 4-byte attribute, so the next message starts aligned), then NLMSG_DONE.
+  const reply = new Uint8Array(16 + 72 + 8 + 16 + 72 + 20);
+  const r = new DataView(reply.buffer);
+  const message = (at: number, length: number, type: number, port: number) => {
+    r.setUint32(at, length, true);
+    r.setUint16(at + 4, type, true);
+    r.setUint16(at + 16 + 4, port, false);
+  };
+  message(0, 16 + 72 + 6, 20, 5432); // 6 bytes of attribute, padded to 8
+  message(96, 16 + 72, 20, 40001);
+  r.setUint32(184, 20, true);
+  r.setUint16(188, 3, true);
+  const ports: number[] = [];
+  assert.equal(walkMessages(reply, (offset) => ports.push(r.getUint16(offset + 4, false))), true);
+  assert.deepEqual(ports, [5432, 40001]);
+  assert.equal(walkMessages(reply.subarray(0, 184), () => {}), false, "no NLMSG_DONE yet: receive more");
+  const error = new Uint8Array(36);
+  const e = new DataView(error.buffer);
+  e.setUint32(0, 36, true);
+  e.setUint16(4, 2, true);
+  e.setInt32(16, -13, true);
+  assert.throws(() => walkMessages(error, () => {}), /Cannot read the socket dump: the kernel answered errno 13/);
+  const short = new Uint8Array(16);
+  new DataView(short.buffer).setUint32(0, 8, true);
+  assert.throws(() => walkMessages(short, () => {}), /a message of 8 bytes at offset 0 is malformed/);
 });

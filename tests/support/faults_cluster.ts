@@ -140,9 +140,13 @@ export interface PortRangeListeners {
   close(): void;
 }
 
-/** Picks a random 200-port range in 20000..59999 and opens listeners there on demand. */
+/**
+ * Picks a random 200-port range in 20000..32599 and opens listeners there on demand. The range stays below the
+ * kernel's default ephemeral range (32768-60999): an outgoing connection's local port counts as used, so a port there
+ * that nothing of ours listens on could be taken at any moment.
+ */
 export function portRangeListeners(): PortRangeListeners {
-  const start = 20000 + Math.floor(Math.random() * 200) * 200;
+  const start = 20000 + Math.floor(Math.random() * 63) * 200;
   const range = [start, start + 199] as const;
   const listeners: Deno.Listener[] = [];
   const tryPorts = (use: (port: number) => boolean): number => {
