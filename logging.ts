@@ -1,6 +1,6 @@
 /** Logging: JSON lines when not on a terminal, readable lines on a terminal, an optional file; every line names its task. */
 import { configureSync, getLogger, type LogLevel, type LogRecord, resetSync, type Sink } from "@logtape/logtape";
-import type { Logger } from "./controllers/types.ts";
+import type { Logger } from "./core/types.ts";
 
 /** The root category; a job's logger is `[ROOT, task]`. */
 export const ROOT_CATEGORY = "polarstack-daemon";

@@ -8,7 +8,8 @@ import { ARGS_ENV, argsFromEnv, buildConfig, type Config, FlagError, FLAGS } fro
 import { setUpLogging, taskLogger } from "./logging.ts";
 import type { JobDeps } from "./controllers/deps.ts";
 import { type LastRun, runWithLimit, Scheduler } from "./controllers/scheduler.ts";
-import { type Controller, type EventSink, type Logger, nullEventSink, systemClock } from "./controllers/types.ts";
+import { JOB_NAMES, JOBS } from "./core/jobs.ts";
+import { type Controller, type EventSink, type Logger, nullEventSink, systemClock } from "./core/types.ts";
 import { createPortUsageController } from "./controllers/port_usage/job.ts";
 import { createCoreVersionController } from "./controllers/core_version.ts";
 import { createLogCleanupController } from "./controllers/log_cleanup.ts";
@@ -26,7 +27,7 @@ import { createTokenReviewAuthorizer } from "./api/auth.ts";
 export const VERSION: string = denoConfig.version;
 
 /** The one-shot tasks, by name. */
-export const TASKS = ["port-usage", "core-version", "log-cleanup", "node-network"] as const;
+export const TASKS = JOB_NAMES;
 
 /** Exit codes of the command line. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -146,17 +147,17 @@ function createControllers(runtime: Runtime) {
     runCommand,
   });
   // The fan-out proves who calls with a token bound to the daemons' audience, never the one that opens the API server.
-  const peerToken = createPeerTokenReader(runtime.config.peerTokenFile, { log: taskLogger("core-version") });
+  const peerToken = createPeerTokenReader(runtime.config.peerTokenFile, { log: taskLogger(JOBS.coreVersion.name) });
   const fanOutHeaders = (): Record<string, string> => {
     const token = peerToken();
     return token ? { Authorization: `Bearer ${token}` } : {};
   };
-  const coreVersion = createCoreVersionController(deps("core-version"), { fanOutHeaders });
+  const coreVersion = createCoreVersionController(deps(JOBS.coreVersion.name), { fanOutHeaders });
   const controllers: Controller[] = [
-    createPortUsageController(deps("port-usage")),
+    createPortUsageController(deps(JOBS.portUsage.name)),
     coreVersion,
-    createLogCleanupController(deps("log-cleanup")),
-    createNodeNetworkController(deps("node-network")),
+    createLogCleanupController(deps(JOBS.logCleanup.name)),
+    createNodeNetworkController(deps(JOBS.nodeNetwork.name)),
   ];
   return { controllers, coreVersion, killCommands: () => exiting.abort() };
 }
@@ -296,7 +297,7 @@ export function buildProgram(onParsed: (invocation: Invocation) => void): Comman
     program.command("once")
       .description("Run one task once, print a summary (or JSON) and exit: 0 done, 1 failed, 2 usage error")
       .addArgument(
-        new Argument("<task>", "port-usage, core-version, log-cleanup or node-network").choices(TASKS),
+        new Argument("<task>", TASKS.join(", ")).choices(TASKS),
       )
       .option("--dry-run [bool]", "Compute everything, change nothing: no cluster write, no file removed")
       .option("--json [bool]", "Print one JSON document instead of a summary")

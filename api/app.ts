@@ -4,7 +4,8 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import type { JobStatus } from "../controllers/scheduler.ts";
-import type { Logger } from "../controllers/types.ts";
+import { type JobName, JOBS } from "../core/jobs.ts";
+import type { Logger } from "../core/types.ts";
 import type { KubeClient } from "../k8s/client.ts";
 import type { Metrics } from "./metrics.ts";
 
@@ -52,20 +53,12 @@ const ROUTES: Record<string, string[]> = {
   "/api/v1/TestConn": ["GET"],
   "/api/v1/status": ["GET"],
   "/api/v1/GetStandByIp": ["GET"],
-  "/api/v1/ports": ["GET"],
-  "/api/v1/versions": ["GET"],
-  "/api/v1/log-cleanup": ["GET"],
-  "/api/v1/node-network": ["GET"],
+  ...Object.fromEntries(Object.values(JOBS).map((job) => [`/api/v1${job.route}`, ["GET"]])),
   "/api/v1/RequestCheckCoreVersion": ["POST"],
   "/api/v1/InnerCheckCoreVersion": ["POST"],
 };
 
-const JOB_ROUTES: Record<string, string> = {
-  "/ports": "port-usage",
-  "/versions": "core-version",
-  "/log-cleanup": "log-cleanup",
-  "/node-network": "node-network",
-};
+const JOB_ROUTES: Record<string, JobName> = Object.fromEntries(Object.values(JOBS).map((job) => [job.route, job.name]));
 
 const innerCheckBody = z.object({ HostName: z.string().max(253).optional() }).passthrough();
 
@@ -166,7 +159,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     v1.get(path, (c) => {
       const lastRun = deps.jobs.status().find((j) => j.name === job)?.lastRun ?? null;
       const result = deps.jobs.lastResult(job);
-      const extra = job === "core-version" ? deps.versionsExtra?.() ?? {} : {};
+      const extra = job === JOBS.coreVersion.name ? deps.versionsExtra?.() ?? {} : {};
       const failed = lastRun?.outcome === "failure" ? { lastRun } : {};
       if (result !== null && result !== undefined) {
         return ok(c, { ...(result as Record<string, unknown>), ...extra, ...failed });
@@ -224,7 +217,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   v1.post("/RequestCheckCoreVersion", async (c) => {
     const refused = await guard(c);
     if (refused) return refused;
-    if (deps.jobs.trigger("core-version") === "stopping") return fail(c, 503, SHUTTING_DOWN);
+    if (deps.jobs.trigger(JOBS.coreVersion.name) === "stopping") return fail(c, 503, SHUTTING_DOWN);
     deps.fanOut?.();
     return ok(c, "done");
   });
@@ -246,7 +239,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       }
       deps.log.info("Core version check asked by {host}", { host: parsed.data.HostName ?? "unknown" });
     }
-    if (deps.jobs.trigger("core-version") === "stopping") return fail(c, 503, SHUTTING_DOWN);
+    if (deps.jobs.trigger(JOBS.coreVersion.name) === "stopping") return fail(c, 503, SHUTTING_DOWN);
     return ok(c, "OK");
   });
 

@@ -3,7 +3,7 @@
  * Kubernetes TokenReview, cached for a minute. A token of the API server's audience is refused, so no caller needs
  * (or can leak) a token that opens the API server.
  */
-import type { Clock } from "../controllers/types.ts";
+import type { Clock } from "../core/types.ts";
 import type { KubeClient } from "../k8s/client.ts";
 
 /** A refusal: HTTP status and message. */

@@ -8,7 +8,7 @@ import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../config.ts";
 import { createLogCleanupController } from "../controllers/log_cleanup.ts";
 import type { JobDeps } from "../controllers/deps.ts";
-import { nullEventSink, systemClock } from "../controllers/types.ts";
+import { nullEventSink, systemClock } from "../core/types.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
 import { loadConnection } from "../k8s/kube_config.ts";
 import { podsServer } from "../tests/support/log_cleanup_tree.ts";

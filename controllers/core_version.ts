@@ -4,7 +4,7 @@ import { type ImageStoreKind, listImages } from "../host/image_store.ts";
 import { applyConfigMap } from "../k8s/config_maps.ts";
 import { kubeTime } from "../k8s/values.ts";
 import type { JobDeps } from "./deps.ts";
-import type { Controller, RunContext, RunOutcome } from "./types.ts";
+import type { Controller, RunContext, RunOutcome } from "../core/types.ts";
 
 /** One engine version read from its ConfigMap. */
 export interface VersionSpec {
@@ -290,15 +290,16 @@ export function createCoreVersionController(deps: JobDeps, options: CoreVersionO
       plan = planAvailability({ ...input, previous: await kube.getConfigMap(name) });
     } else if (kube) {
       const applied = await applyConfigMap(kube, name, {
-        decide: (current) => {
-          plan = planAvailability({ ...input, previous: current });
-          if (!plan.write) return null;
-          return {
-            metadata: { name, labels: current?.metadata?.labels, annotations: current?.metadata?.annotations },
-            data: { ...current?.data, ...plan.data },
-          };
-        },
+        plan: (current) => ({ plan: planAvailability({ ...input, previous: current }), current }),
+        desired: ({ plan, current }) =>
+          plan.write
+            ? {
+              metadata: { name, labels: current?.metadata?.labels, annotations: current?.metadata?.annotations },
+              data: { ...current?.data, ...plan.data },
+            }
+            : null,
       });
+      plan = applied.plan.plan;
       written = applied.written;
       if (written) log.info("Wrote ConfigMap {name}: {existing}", { name, existing: plan.data.existingVersions });
     }

@@ -2,7 +2,7 @@
 import type { Config } from "../config.ts";
 import type { CommandRunner } from "../host/command.ts";
 import type { KubeClient } from "../k8s/client.ts";
-import type { Clock, EventSink, Logger } from "./types.ts";
+import type { Clock, EventSink, Logger } from "../core/types.ts";
 
 /** The dependencies handed to every controller factory by `main.ts` (and by tests). */
 export interface JobDeps {

@@ -17,7 +17,7 @@ import {
 } from "../host/log_walk.ts";
 import type { KubeClient } from "../k8s/client.ts";
 import type { JobDeps } from "./deps.ts";
-import type { Controller, JobCounter, RunContext, RunOutcome } from "./types.ts";
+import type { Controller, JobCounter, RunContext, RunOutcome } from "../core/types.ts";
 
 /** The pod label whose values name the active instances. */
 export const INSTANCE_LABEL = "apsara.metric.ins_id";

@@ -10,7 +10,7 @@ import { createSettingReader } from "../k8s/config_maps.ts";
 import { KubeError } from "../k8s/errors.ts";
 import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import type { JobDeps } from "./deps.ts";
-import type { Controller, RunContext, RunOutcome } from "./types.ts";
+import type { Controller, RunContext, RunOutcome } from "../core/types.ts";
 
 /** The condition types this job owns, in the order they are written. */
 export const NODE_NETWORK_CONDITIONS = [

@@ -1,5 +1,5 @@
 /** Runs the jobs: Deno.cron for minute-or-longer periods, a timer loop for fast probes, never two runs of one job at once. */
-import type { Clock, Controller, Logger, RunOutcome } from "./types.ts";
+import type { Clock, Controller, Logger, RunOutcome } from "../core/types.ts";
 
 /** The last run of a job, as the API and metrics show it. */
 export interface LastRun {

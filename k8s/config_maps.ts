@@ -3,35 +3,47 @@
  * settings in ConfigMaps that others own.
  */
 import type { V1ConfigMap } from "@kubernetes/client-node";
-import type { Logger } from "../controllers/types.ts";
+import type { Logger } from "../core/types.ts";
 import type { KubeClient } from "./client.ts";
 import { KubeError } from "./errors.ts";
 
-/** What `applyConfigMap` did. */
-export interface ApplyResult {
+/** What `applyConfigMap` did, with the plan it applied. */
+export interface ApplyResult<P> {
   /** Whether a create or replace was sent and accepted. */
   readonly written: boolean;
   /** Whether the ConfigMap was created. */
   readonly created: boolean;
   /** The ConfigMap as the server has it after the call (null if it does not exist). */
   readonly configMap: V1ConfigMap | null;
+  /** The plan made from the ConfigMap as it was read last. */
+  readonly plan: P;
+}
+
+/** How `applyConfigMap` decides. */
+export interface ApplyOptions<P> {
+  /** Plans from the ConfigMap as it is now (null: it does not exist). */
+  readonly plan: (current: V1ConfigMap | null) => P;
+  /** The object the plan wants written, or null to leave it as it is. */
+  readonly desired: (plan: P) => V1ConfigMap | null;
+  /** How many 409/404 answers are read again and re-planned (default 5). */
+  readonly attempts?: number;
 }
 
 /**
- * Reads ConfigMap `name`, asks `decide` for the desired object (null = leave it as it is), and
- * creates or replaces it. A 409 (stale resourceVersion, or created meanwhile) re-reads and re-decides.
+ * Reads ConfigMap `name`, plans, and creates or replaces it with the plan's object (if any). A 409 (stale
+ * resourceVersion, or created meanwhile) or a 404 (deleted meanwhile) reads again and plans again.
  */
-export async function applyConfigMap(
+export async function applyConfigMap<P>(
   kube: KubeClient,
   name: string,
-  options: { decide: (current: V1ConfigMap | null) => V1ConfigMap | null; attempts?: number },
-): Promise<ApplyResult> {
-  const { decide } = options;
+  options: ApplyOptions<P>,
+): Promise<ApplyResult<P>> {
   const attempts = options.attempts ?? 5;
   for (let attempt = 1;; attempt++) {
     const current = await kube.getConfigMap(name);
-    const desired = decide(current);
-    if (desired === null) return { written: false, created: false, configMap: current };
+    const plan = options.plan(current);
+    const desired = options.desired(plan);
+    if (desired === null) return { written: false, created: false, configMap: current, plan };
     const body: V1ConfigMap = {
       ...desired,
       apiVersion: "v1",
@@ -45,7 +57,7 @@ export async function applyConfigMap(
     };
     try {
       const written = current ? await kube.replaceConfigMap(body) : await kube.createConfigMap(body);
-      return { written: true, created: current === null, configMap: written };
+      return { written: true, created: current === null, configMap: written, plan };
     } catch (error) {
       // 409: changed or created meanwhile; 404: deleted meanwhile. Either way, read and decide again.
       if (error instanceof KubeError && (error.status === 409 || error.status === 404) && attempt < attempts) continue;

@@ -1,6 +1,6 @@
 /** The one event sink: Kubernetes Events on this host's Node (repeats raise `count`), and the original's HTTP upload. */
 import type { CoreV1Event } from "@kubernetes/client-node";
-import type { Clock, DaemonEvent, EventSink, Logger } from "../controllers/types.ts";
+import type { Clock, DaemonEvent, EventSink, Logger } from "../core/types.ts";
 import type { KubeClient } from "./client.ts";
 import { KubeError } from "./errors.ts";
 import { kubeTime } from "./values.ts";

@@ -2,7 +2,7 @@
  * The token the fan-out sends to the other daemons: a projected service account token bound to the audience
  * `polarstack-daemon` (useless against the API server), read from its file again whenever the kubelet replaces it.
  */
-import type { Logger } from "../controllers/types.ts";
+import type { Logger } from "../core/types.ts";
 
 /** Options of the reader. */
 export interface PeerTokenOptions {

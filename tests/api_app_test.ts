@@ -3,7 +3,7 @@ import { getLogger } from "@logtape/logtape";
 import { type AppDeps, createApp, isIp } from "../api/app.ts";
 import { createMetrics } from "../api/metrics.ts";
 import { type CronRegistrar, Scheduler } from "../controllers/scheduler.ts";
-import { type Controller, systemClock } from "../controllers/types.ts";
+import { type Controller, systemClock } from "../core/types.ts";
 import { waitFor } from "./support/daemon_process.ts";
 
 const noCron: CronRegistrar = () => Promise.resolve();

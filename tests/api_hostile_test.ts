@@ -4,7 +4,7 @@ import { createApp } from "../api/app.ts";
 import { createTokenReviewAuthorizer } from "../api/auth.ts";
 import { createMetrics } from "../api/metrics.ts";
 import { type CronRegistrar, Scheduler } from "../controllers/scheduler.ts";
-import { type Controller, systemClock } from "../controllers/types.ts";
+import { type Controller, systemClock } from "../core/types.ts";
 import { createKubeClient } from "../k8s/client.ts";
 import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 

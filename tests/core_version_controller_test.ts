@@ -9,7 +9,7 @@ import {
   type FanOutOutcome,
 } from "../controllers/core_version.ts";
 import type { JobDeps } from "../controllers/deps.ts";
-import { nullEventSink } from "../controllers/types.ts";
+import { nullEventSink } from "../core/types.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient } from "../k8s/client.ts";
 import { hasDockerd, startDockerDaemon } from "./support/docker_daemon.ts";

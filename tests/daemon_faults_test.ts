@@ -23,7 +23,7 @@ import {
 } from "./support/faults_cluster.ts";
 import { createKubeClient } from "../k8s/client.ts";
 import { createEventSink } from "../k8s/events.ts";
-import { systemClock } from "../controllers/types.ts";
+import { systemClock } from "../core/types.ts";
 
 const PORT_USED = "the port already use";
 

@@ -2,7 +2,7 @@
 import { assertEquals } from "./support/assert.ts";
 import { createEventSink } from "../k8s/events.ts";
 import { setUpLogging, taskLogger } from "../logging.ts";
-import { systemClock } from "../controllers/types.ts";
+import { systemClock } from "../core/types.ts";
 import { freePort } from "./support/daemon_process.ts";
 
 Deno.test("an upload URL that does not answer is warned about once per change of state, not once per event", async () => {

@@ -1,10 +1,11 @@
 import { assert, assertEquals, assertRejects } from "./support/assert.ts";
 import { getLogger } from "@logtape/logtape";
+import type { V1ConfigMap } from "@kubernetes/client-node";
 import { createKubeClient } from "../k8s/client.ts";
 import { applyConfigMap } from "../k8s/config_maps.ts";
 import { KubeError } from "../k8s/errors.ts";
 import { createEventSink, uploadBody } from "../k8s/events.ts";
-import { systemClock } from "../controllers/types.ts";
+import { systemClock } from "../core/types.ts";
 import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 import { waitFor } from "./support/daemon_process.ts";
 
@@ -80,20 +81,23 @@ Deno.test("applyConfigMap creates, replaces, leaves alone, and re-decides after 
   const server = await startFakeKubeApiServer();
   try {
     const kube = createKubeClient(server.connection(), { userAgent: "t", backoffCapMs: 10 });
-    let result = await applyConfigMap(kube, "cm", { decide: () => ({ data: { a: "1" } }) });
+    const always = (configMap: V1ConfigMap | null) => () => configMap;
+    let result = await applyConfigMap(kube, "cm", { plan: always({ data: { a: "1" } }), desired: (plan) => plan });
     assertEquals([result.written, result.created], [true, true]);
-    result = await applyConfigMap(kube, "cm", { decide: () => null });
+    result = await applyConfigMap(kube, "cm", { plan: always(null), desired: (plan) => plan });
     assertEquals(result.written, false);
     let decisions = 0;
-    result = await applyConfigMap(kube, "cm", {
-      decide: (current) => {
+    const applied = await applyConfigMap(kube, "cm", {
+      plan: (current) => {
         decisions++;
         // Someone else writes between our read and our write, once.
         if (decisions === 1) server.put({ ...current, data: { a: "other" } });
-        return { ...current, data: { ...current?.data, b: "2" } };
+        return { decision: decisions, configMap: { ...current, data: { ...current?.data, b: "2" } } };
       },
+      desired: (plan) => plan.configMap,
     });
     assertEquals(decisions, 2);
+    assertEquals(applied.plan.decision, 2, "the result carries the plan it applied");
     assertEquals(server.get("configmaps", "kube-system", "cm")?.data, { a: "other", b: "2" });
   } finally {
     await server.close();

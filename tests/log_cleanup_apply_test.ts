@@ -1,6 +1,6 @@
 /** The log-cleanup job removing real files: what goes, what stays, and every safety net. */
 import { createLogCleanupController, type LogCleanupResult } from "../controllers/log_cleanup.ts";
-import type { RunOutcome } from "../controllers/types.ts";
+import type { RunOutcome } from "../core/types.ts";
 import type { KubeClient } from "../k8s/client.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import {

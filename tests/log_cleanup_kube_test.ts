@@ -1,6 +1,6 @@
 /** The log-cleanup job against the fake API server: the pod listing, a failed listing, the request it makes. */
 import { createLogCleanupController } from "../controllers/log_cleanup.ts";
-import { systemClock } from "../controllers/types.ts";
+import { systemClock } from "../core/types.ts";
 import { createKubeClient } from "../k8s/client.ts";
 import { createEventSink } from "../k8s/events.ts";
 import { assert, assertEquals } from "./support/assert.ts";

@@ -2,7 +2,7 @@
 import { assert, assertEquals } from "./support/assert.ts";
 import { levelForVerbosity, meetsStderrThreshold, setUpLogging, taskLogger } from "../logging.ts";
 import { type CronRegistrar, Scheduler } from "../controllers/scheduler.ts";
-import { type Controller, systemClock } from "../controllers/types.ts";
+import { type Controller, systemClock } from "../core/types.ts";
 import { waitFor } from "./support/daemon_process.ts";
 
 const TMP = await Deno.makeTempDir({ prefix: "psd-logging-" });

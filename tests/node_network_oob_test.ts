@@ -5,7 +5,7 @@ import {
   nextOobCheckDelayMs,
   type NodeNetworkResult,
 } from "../controllers/node_network.ts";
-import type { Controller } from "../controllers/types.ts";
+import type { Controller } from "../core/types.ts";
 import type { CommandRunner } from "../host/command.ts";
 import { readOobAddress } from "../host/ipmi.ts";
 import { waitFor } from "./support/daemon_process.ts";

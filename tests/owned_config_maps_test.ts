@@ -4,7 +4,7 @@
  * every read; the jobs go on with the defaults.
  */
 import { assert, assertEquals } from "./support/assert.ts";
-import type { Logger } from "../controllers/types.ts";
+import type { Logger } from "../core/types.ts";
 import { defaultConfig } from "../config.ts";
 import type { JobDeps } from "../controllers/deps.ts";
 import { createPortUsageController } from "../controllers/port_usage/job.ts";
@@ -14,7 +14,7 @@ import { createKubeClient } from "../k8s/client.ts";
 import { createSettingReader } from "../k8s/config_maps.ts";
 import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 import { configMapObject, nodeObject } from "./support/faults_cluster.ts";
-import { systemClock } from "../controllers/types.ts";
+import { systemClock } from "../core/types.ts";
 
 /** A logger that keeps `level message` lines, with the properties filled in. */
 function recordingLog(): { log: Logger; lines: string[] } {

@@ -4,7 +4,7 @@
  * `polarstack-daemon`.
  */
 import { assert, assertEquals } from "./support/assert.ts";
-import type { Logger } from "../controllers/types.ts";
+import type { Logger } from "../core/types.ts";
 import { createPeerTokenReader } from "../k8s/peer_token.ts";
 import { decide } from "../api/auth.ts";
 import { startDaemon, waitFor } from "./support/daemon_process.ts";

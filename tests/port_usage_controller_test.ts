@@ -14,7 +14,7 @@ import {
 } from "../controllers/port_usage/job.ts";
 import { CONFIGMAP_MAX_BYTES } from "../controllers/port_usage/plan.ts";
 import type { Config } from "../config.ts";
-import type { DaemonEvent } from "../controllers/types.ts";
+import type { DaemonEvent } from "../core/types.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
 import { KubeError } from "../k8s/errors.ts";

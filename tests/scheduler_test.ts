@@ -7,8 +7,8 @@ import {
   spreadOffsetMs,
   type Timers,
 } from "../controllers/scheduler.ts";
-import type { Controller, RunContext } from "../controllers/types.ts";
-import { systemClock } from "../controllers/types.ts";
+import type { Controller, RunContext } from "../core/types.ts";
+import { systemClock } from "../core/types.ts";
 import { getLogger } from "@logtape/logtape";
 import { waitFor } from "./support/daemon_process.ts";
 

@@ -4,7 +4,7 @@ import type { KubeClient } from "../../k8s/client.ts";
 import { applyConfigMap, createSettingReader } from "../../k8s/config_maps.ts";
 import { parseLenientBool } from "../../k8s/values.ts";
 import type { JobDeps } from "../deps.ts";
-import type { Controller, JobCounter, RunContext, RunOutcome } from "../types.ts";
+import type { Controller, JobCounter, RunContext, RunOutcome } from "../../core/types.ts";
 import {
   CONFIGMAP_MAX_BYTES,
   needsConfirmation,
@@ -257,16 +257,12 @@ export function createPortUsageController(
       if (plan.changed && plan.tooLarge) throw tooLargeError(plan, used.length, true);
       return { changed: plan.changed, verb: plan.changed ? "would be written (dry run)" : "unchanged (dry run)" };
     }
-    let lastPlan: PortUsagePlan | null = null;
     const applied = await applyConfigMap(api, name, {
-      decide: (current) => {
-        const plan = planPortUsage({ node, used, existing: current, now: clock.now() });
-        lastPlan = plan;
-        return plan.changed && !plan.tooLarge ? plan.configMap : null;
-      },
+      plan: (current) => planPortUsage({ node, used, existing: current, now: clock.now() }),
+      desired: (plan) => (plan.changed && !plan.tooLarge ? plan.configMap : null),
     });
-    const plan = lastPlan as PortUsagePlan | null;
-    if (plan?.changed && plan.tooLarge) throw tooLargeError(plan, used.length, false);
+    const { plan } = applied;
+    if (plan.changed && plan.tooLarge) throw tooLargeError(plan, used.length, false);
     if (applied.written) {
       log.info("Wrote ConfigMap {name} with {count} used ports", { name, count: used.length });
     }

@@ -6,7 +6,7 @@
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../../config.ts";
 import { createLogCleanupController } from "../../controllers/log_cleanup.ts";
-import { nullEventSink, systemClock } from "../../controllers/types.ts";
+import { nullEventSink, systemClock } from "../../core/types.ts";
 
 const args = JSON.parse(Deno.args[0]) as { root: string; openat2?: boolean; mountIds?: boolean };
 const controller = createLogCleanupController({

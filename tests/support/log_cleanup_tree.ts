@@ -3,7 +3,7 @@ import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../../config.ts";
 import type { JobDeps } from "../../controllers/deps.ts";
 import { INSTANCE_LABEL } from "../../controllers/log_cleanup.ts";
-import type { Clock, DaemonEvent, EventSink } from "../../controllers/types.ts";
+import type { Clock, DaemonEvent, EventSink } from "../../core/types.ts";
 import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
 import type { CommandRunner } from "../../host/command.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "../fake_kube/server.ts";

@@ -2,7 +2,7 @@
 import { getLogger } from "@logtape/logtape";
 import { type Config, defaultConfig } from "../../config.ts";
 import type { JobDeps } from "../../controllers/deps.ts";
-import type { Clock, DaemonEvent } from "../../controllers/types.ts";
+import type { Clock, DaemonEvent } from "../../core/types.ts";
 import { type CommandRunner, createCommandRunner } from "../../host/command.ts";
 import type { InterfaceAddress } from "../../host/net_probe.ts";
 import type { KubeClient } from "../../k8s/client.ts";

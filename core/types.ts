@@ -1,4 +1,4 @@
-/** Shared types of the controllers: the clock, the job contract and the event sink. */
+/** The shared vocabulary at the bottom: the clock, the job contract, the event sink and the logger. */
 import type { Logger } from "@logtape/logtape";
 
 /** Where a controller gets the time from; tests hand in their own. */
@@ -51,7 +51,7 @@ export interface RunOutcome<T = unknown> {
 
 /** One job of the daemon: a name, a schedule and `run()`. */
 export interface Controller<T = unknown> {
-  /** The task name: `port-usage`, `core-version`, `log-cleanup`, `node-network`. */
+  /** The task name (the daemon's come from `JOBS`). */
   readonly name: string;
   /** When the scheduler runs it. */
   readonly schedule: Schedule;
