@@ -1,5 +1,6 @@
 /** The daemon's flags: names and defaults of the original, parsers, and the Config they make. */
 import { parseRangeList } from "./controllers/port_usage/ranges.ts";
+import { nodeKey } from "./core/addresses.ts";
 
 /** Everything the daemon is configured with. Durations are milliseconds. */
 export interface Config {
@@ -458,7 +459,7 @@ export function buildConfig(raw: Record<string, unknown>, where: ConfigEnv): Con
     }
   }
   const env = where.env;
-  values.currentNodeName = String(values.currentNodeName || env.CURRENT_NODE_NAME || where.hostname).toLowerCase();
+  values.currentNodeName = nodeKey(String(values.currentNodeName || env.CURRENT_NODE_NAME || where.hostname));
   values.dockerHost ??= env.DOCKER_HOST || "unix:///var/run/docker.sock";
   if (values.netProbeInterval === undefined) {
     const fromEnv = env.ProbeJobPeriod;

@@ -4,6 +4,7 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import type { JobStatus } from "../controllers/scheduler.ts";
+import { isIp } from "../core/addresses.ts";
 import { type JobName, JOBS } from "../core/jobs.ts";
 import type { Logger } from "../core/types.ts";
 import type { KubeClient } from "../k8s/client.ts";
@@ -61,19 +62,6 @@ const ROUTES: Record<string, string[]> = {
 const JOB_ROUTES: Record<string, JobName> = Object.fromEntries(Object.values(JOBS).map((job) => [job.route, job.name]));
 
 const innerCheckBody = z.object({ HostName: z.string().max(253).optional() }).passthrough();
-
-const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
-
-/** Whether text is an IPv4 or IPv6 address. */
-export function isIp(text: string): boolean {
-  if (IPV4.test(text)) return true;
-  if (!text.includes(":") || !/^[0-9a-fA-F:.]+$/.test(text)) return false;
-  try {
-    return new URL(`http://[${text}]/`).hostname.length > 2;
-  } catch {
-    return false;
-  }
-}
 
 /** The original's envelope for a success. */
 export function ok(c: Context<Env>, data: unknown) {

@@ -1,5 +1,6 @@
 /** Job `core-version`: which engine versions have all their images on this host; availability ConfigMap; fan-out. */
 import type { V1ConfigMap, V1Pod } from "@kubernetes/client-node";
+import { nodeKey } from "../core/addresses.ts";
 import { type ImageStoreKind, listImages } from "../host/image_store.ts";
 import { applyConfigMap } from "../k8s/config_maps.ts";
 import { kubeTime } from "../k8s/values.ts";
@@ -177,7 +178,7 @@ export function planAvailability(input: AvailabilityInput): AvailabilityPlan {
 
 /** The name of this node's availability ConfigMap. */
 export function availabilityConfigMapName(node: string): string {
-  return `polarstack-daemon-version-availability-${node.toLowerCase()}`;
+  return `polarstack-daemon-version-availability-${nodeKey(node)}`;
 }
 
 /** One peer daemon's answer to the fan-out. */
@@ -247,7 +248,7 @@ export interface CoreVersionOptions {
 /** Creates the `core-version` controller. */
 export function createCoreVersionController(deps: JobDeps, options: CoreVersionOptions = {}): CoreVersionController {
   const { config, log } = deps;
-  const node = config.currentNodeName.toLowerCase();
+  const node = nodeKey(config.currentNodeName);
   const doFetch = options.fetch ?? fetch;
   const fanOutTimeoutMs = options.fanOutTimeoutMs ?? 3000;
   const concurrency = options.fanOutConcurrency ?? 16;
@@ -361,7 +362,7 @@ export function createCoreVersionController(deps: JobDeps, options: CoreVersionO
       return;
     }
     const targets = pods.filter((pod) =>
-      (pod.spec?.nodeName ?? "").toLowerCase() !== node && (pod.status?.podIP ?? "") !== ""
+      nodeKey(pod.spec?.nodeName ?? "") !== node && (pod.status?.podIP ?? "") !== ""
     );
     const peers: FanOutPeer[] = new Array(targets.length);
     let next = 0;

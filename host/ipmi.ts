@@ -1,4 +1,5 @@
 /** The BMC (out-of-band) address from `ipmitool lan print 1`, run through the command runner. */
+import { isIPv4 } from "../core/addresses.ts";
 import type { CommandRunner } from "./command.ts";
 
 /** The answer of one OOB check: the address, or why there is none. */
@@ -8,13 +9,6 @@ export type OobAnswer =
 
 /** The command that prints the BMC's LAN settings. */
 export const IPMITOOL_LAN_PRINT: readonly string[] = ["ipmitool", "lan", "print", "1"];
-
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-
-/** Whether a text is a dotted IPv4 address. */
-function isIPv4(text: string): boolean {
-  return IPV4.test(text);
-}
 
 /**
  * Parses `ipmitool lan print` output: the value of the `IP Address  : x.x.x.x` line (not

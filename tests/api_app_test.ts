@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { getLogger } from "@logtape/logtape";
-import { type AppDeps, createApp, isIp } from "../api/app.ts";
+import { type AppDeps, createApp } from "../api/app.ts";
+import { isIp } from "../core/addresses.ts";
 import { createMetrics } from "../api/metrics.ts";
 import { type CronRegistrar, Scheduler } from "../controllers/scheduler.ts";
 import { type Controller, systemClock } from "../core/types.ts";
@@ -273,5 +274,8 @@ Deno.test("/metrics renders job and HTTP counters and process memory", async () 
 
 Deno.test("isIp", () => {
   for (const ip of ["10.0.0.1", "255.255.255.255", "::1", "fe80::1", "2001:db8::8a2e:370:7334"]) assert(isIp(ip), ip);
-  for (const bad of ["", "0.0.0", "256.1.1.1", "abc", "1.2.3.4.5", ":::", "10.0.0.1\n"]) assert(!isIp(bad), bad);
+  // One rule with the BMC address parser: a leading zero is not a dotted address.
+  for (const bad of ["", "0.0.0", "256.1.1.1", "abc", "1.2.3.4.5", ":::", "10.0.0.1\n", "01.2.3.4"]) {
+    assert(!isIp(bad), bad);
+  }
 });

@@ -1,5 +1,6 @@
 /** Pure decisions of the port-usage job: the published ConfigMap, and which ports a scan may drop. */
 import type { V1ConfigMap } from "@kubernetes/client-node";
+import { nodeKey } from "../../core/addresses.ts";
 import { kubeTime } from "../../k8s/values.ts";
 
 /** What the job observed, for `planPortUsage`. */
@@ -36,7 +37,7 @@ export const CONFIGMAP_MAX_BYTES = 1048576;
 
 /** The name of the published ConfigMap for a node. */
 export function portUsageConfigMapName(node: string): string {
-  return `cloud-provider-port-usage-${node.toLowerCase()}`;
+  return `cloud-provider-port-usage-${nodeKey(node)}`;
 }
 
 function utf8Length(text: string): number {
