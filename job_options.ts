@@ -2,7 +2,7 @@
  * Each job's options, built from the flags: the one place where the Config meets the jobs. No job sees the whole
  * Config; each takes its own options type, defined in its folder.
  */
-import type { Config } from "./config.ts";
+import type { Config } from "./config/config.ts";
 
 // port-usage: replaced by its options builder.
 /** The port-usage job's options. */

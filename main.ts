@@ -4,7 +4,9 @@
  */
 import { Argument, Command, CommanderError, Option } from "commander";
 import denoConfig from "./deno.json" with { type: "json" };
-import { ARGS_ENV, argsFromEnv, buildConfig, type Config, FlagError, FLAGS } from "./config.ts";
+import { ARGS_ENV, argsFromEnv, FLAGS } from "./config/flags.ts";
+import { buildConfig, type Config } from "./config/config.ts";
+import { FlagError } from "./config/values.ts";
 import { setUpLogging, taskLogger } from "./logging.ts";
 import type { JobDeps } from "./controllers/deps.ts";
 import { type LastRun, runWithLimit, Scheduler } from "./controllers/scheduler.ts";

@@ -5,7 +5,7 @@
  * Run: `deno run -A bench/log_cleanup_bench.ts [--keep]`.
  */
 import { getLogger } from "@logtape/logtape";
-import { defaultConfig } from "../config.ts";
+import { defaultConfig } from "../config/config.ts";
 import { createLogCleanupController } from "../controllers/log_cleanup.ts";
 import type { JobDeps } from "../controllers/deps.ts";
 import { nullEventSink, systemClock } from "../core/types.ts";

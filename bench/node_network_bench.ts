@@ -7,7 +7,7 @@
  * Run: `deno run -A bench/node_network_bench.ts`.
  */
 import { getLogger } from "@logtape/logtape";
-import { defaultConfig } from "../config.ts";
+import { defaultConfig } from "../config/config.ts";
 import { createNodeNetworkController, type NodeCondition } from "../controllers/node_network.ts";
 import { kubeTime } from "../k8s/values.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";

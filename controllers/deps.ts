@@ -1,5 +1,5 @@
 /** What every controller is given: config, cluster (null in local mode), clock, events, logger, command runner. */
-import type { Config } from "../config.ts";
+import type { Config } from "../config/config.ts";
 import type { CommandRunner } from "../host/command.ts";
 import type { KubeClient } from "../k8s/client.ts";
 import type { Clock, EventSink, Logger } from "../core/types.ts";

@@ -1,5 +1,5 @@
 /** `deno task compile`: one executable in dist/, or one clear line saying why not. */
-import { V8_FLAGS } from "../config.ts";
+import { V8_FLAGS } from "../config/config.ts";
 
 const args = [
   "compile",

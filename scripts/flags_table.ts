@@ -1,5 +1,5 @@
 /** Prints the README's flag table from the flag definitions; `--write` puts it into README.md. */
-import { FLAGS } from "../config.ts";
+import { FLAGS } from "../config/flags.ts";
 
 /** The Markdown table of every flag. */
 export function flagsTable(): string {

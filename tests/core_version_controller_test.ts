@@ -2,7 +2,7 @@
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
 import type { V1ConfigMap, V1Pod } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
-import { defaultConfig } from "../config.ts";
+import { defaultConfig } from "../config/config.ts";
 import {
   type CoreVersionResult,
   createCoreVersionController,

@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { freePort, runMain, startDaemon, waitFor } from "./support/daemon_process.ts";
 import { startFakeKubeApiServer } from "./fake_kube/server.ts";
-import { FLAGS } from "../config.ts";
+import { FLAGS } from "../config/flags.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
 const TMP_ROOT = await Deno.makeTempDir({ prefix: "psd-daemon-" });

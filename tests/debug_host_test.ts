@@ -5,7 +5,7 @@
  */
 import { assertEquals } from "./support/assert.ts";
 import { parseCommandLine } from "../main.ts";
-import { ARGS_ENV, argsFromEnv } from "../config.ts";
+import { ARGS_ENV, argsFromEnv } from "../config/flags.ts";
 import { runMain } from "./support/daemon_process.ts";
 
 Deno.test("$POLARSTACK_DAEMON_ARGS: one flag a line, blank lines and # comments skipped, spaces kept in a value", () => {

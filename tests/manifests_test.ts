@@ -8,7 +8,8 @@ import { RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/Role
 import { ClusterRole } from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole";
 import { ClusterRoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding";
 import { parseCommandLine } from "../main.ts";
-import { ARGS_ENV, argsFromEnv, defaultConfig } from "../config.ts";
+import { ARGS_ENV, argsFromEnv } from "../config/flags.ts";
+import { defaultConfig } from "../config/config.ts";
 import { runMain } from "./support/daemon_process.ts";
 import { strategicMergePatch } from "./fake_kube/patch.ts";
 

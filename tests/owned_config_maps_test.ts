@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals } from "./support/assert.ts";
 import type { Logger } from "../core/types.ts";
-import { defaultConfig } from "../config.ts";
+import { defaultConfig } from "../config/config.ts";
 import type { JobDeps } from "../controllers/deps.ts";
 import { createPortUsageController } from "../controllers/port_usage/job.ts";
 import { createNodeNetworkController } from "../controllers/node_network.ts";

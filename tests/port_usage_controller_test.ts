@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
-import { defaultConfig } from "../config.ts";
+import { defaultConfig } from "../config/config.ts";
 import type { JobDeps } from "../controllers/deps.ts";
 import { createPortScanner } from "../controllers/port_usage/scanner.ts";
 import {
@@ -13,7 +13,7 @@ import {
   SWITCH_CACHE_MS,
 } from "../controllers/port_usage/job.ts";
 import { CONFIGMAP_MAX_BYTES } from "../controllers/port_usage/plan.ts";
-import type { Config } from "../config.ts";
+import type { Config } from "../config/config.ts";
 import type { DaemonEvent } from "../core/types.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";

@@ -1,5 +1,5 @@
 /** Starts `main.ts` as its own process, as an operator would, and talks to its HTTP API. */
-import { V8_FLAGS } from "../../config.ts";
+import { V8_FLAGS } from "../../config/config.ts";
 import { stopChild } from "./child.ts";
 
 /** A daemon process under test. */

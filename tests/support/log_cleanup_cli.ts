@@ -4,7 +4,7 @@
  * Usage: deno run -A tests/support/log_cleanup_cli.ts '{"root": "...", "openat2": true, "mountIds": true}'
  */
 import { getLogger } from "@logtape/logtape";
-import { defaultConfig } from "../../config.ts";
+import { defaultConfig } from "../../config/config.ts";
 import { createLogCleanupController } from "../../controllers/log_cleanup.ts";
 import { nullEventSink, systemClock } from "../../core/types.ts";
 

@@ -1,6 +1,6 @@
 /** Test trees for the log-cleanup job: real files with real mtimes, and GNU find as the referee. */
 import { getLogger } from "@logtape/logtape";
-import { defaultConfig } from "../../config.ts";
+import { defaultConfig } from "../../config/config.ts";
 import type { JobDeps } from "../../controllers/deps.ts";
 import { INSTANCE_LABEL } from "../../controllers/log_cleanup.ts";
 import type { Clock, DaemonEvent, EventSink } from "../../core/types.ts";

@@ -1,6 +1,6 @@
 /** Test support of the node-network job: a fake sysfs folder, a movable clock, ipmitool fixtures, deps. */
 import { getLogger } from "@logtape/logtape";
-import { type Config, defaultConfig } from "../../config.ts";
+import { type Config, defaultConfig } from "../../config/config.ts";
 import type { JobDeps } from "../../controllers/deps.ts";
 import type { Clock, DaemonEvent } from "../../core/types.ts";
 import { type CommandRunner, createCommandRunner } from "../../host/command.ts";

@@ -1,140 +1,6 @@
-/** The daemon's flags: names and defaults of the original, parsers, and the Config they make. */
-import { parseRangeList } from "./controllers/port_usage/ranges.ts";
-import { nodeKey } from "./core/addresses.ts";
-
-/** Everything the daemon is configured with. Durations are milliseconds. */
-export interface Config {
-  readonly master: string;
-  readonly kubeconfig: string;
-  readonly local: boolean;
-  readonly nodeStatusUpdateFrequency: number;
-  readonly currentNodeName: string;
-  readonly dbclusterLogDir: string;
-  readonly insFolderOverdueDays: number;
-  readonly developMode: boolean;
-  readonly port: number;
-  readonly eventsEnableUpload: boolean;
-  readonly eventsUploadUrl: string;
-  readonly eventsUploadTimeout: number;
-  readonly jobEnableDelFip: boolean;
-  readonly jobEnableAddFip: boolean;
-  readonly polarstackDaemonPodLabels: string;
-  readonly coreVersionCmLabels: string;
-  readonly mpdControllerCmName: string;
-  readonly serviceOwnerDbCluster: string;
-  readonly namespace: string;
-  readonly kubeApiQps: number;
-  readonly kubeApiBurst: number;
-  readonly shutdownGracePeriod: number;
-  readonly hostCommandPrefix: string;
-  readonly portScanMethod: "netlink" | "proc" | "bind";
-  readonly portRanges: string;
-  readonly reservePortRanges: boolean;
-  readonly dockerHost: string;
-  readonly imageStore: "auto" | "docker" | "containerd";
-  readonly versionCheckReportInterval: number;
-  readonly logCleanupMaxFolders: number;
-  readonly netProbeInterval: number;
-  readonly netCardName: string;
-  readonly nodeStatusReportFrequency: number;
-  readonly apiAuth: "tokenreview" | "none" | "";
-  readonly apiAllowedUsers: string;
-  readonly peerTokenFile: string;
-  readonly v: number;
-  readonly logtostderr: boolean;
-  readonly alsologtostderr: boolean;
-  readonly logDir: string;
-  readonly logFile: string;
-  readonly logFileMaxSize: number;
-  readonly logFlushFrequency: number;
-  readonly stderrthreshold: number;
-  readonly vmodule: string;
-}
-
-/**
- * V8 flags the daemon runs with (`deno task start`, the compiled binary, the tests' daemon processes). A 1 MB
- * semi-space keeps the young generation small: under a steady HTTP load the resident memory stays flat at about
- * 87 MB instead of swinging between 89 and 136 MB, for the same throughput.
- */
-export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=1"];
-
-/** A flag value that does not parse; the message names the flag and why. */
-export class FlagError extends Error {
-  /** Builds the error. */
-  constructor(message: string) {
-    super(message);
-    this.name = "FlagError";
-  }
-}
-
-const UNITS: Record<string, number> = {
-  ns: 1e-6,
-  us: 1e-3,
-  "µs": 1e-3,
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-};
-
-/** Parses a Go duration (`500ms`, `3s`, `1m`, `1h30m`, `1.5h`) into milliseconds; throws on bad input. */
-export function parseGoDuration(text: string): number {
-  const s = text.trim();
-  if (s === "0") return 0;
-  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
-  let total = 0;
-  let matched = 0;
-  for (const m of s.matchAll(re)) {
-    total += Number(m[1]) * UNITS[m[2]];
-    matched += m[0].length;
-  }
-  if (s === "" || matched !== s.length) {
-    throw new Error(`"${text}" is not a duration (examples: 500ms, 3s, 1m, 1h30m)`);
-  }
-  return total;
-}
-
-/** Parses a boolean the way Go's strconv.ParseBool does. */
-export function parseGoBool(text: string | boolean): boolean {
-  if (typeof text === "boolean") return text;
-  const s = text.trim();
-  if (["1", "t", "T", "TRUE", "true", "True"].includes(s)) return true;
-  if (["0", "f", "F", "FALSE", "false", "False"].includes(s)) return false;
-  throw new Error(`"${text}" is not a boolean (true or false)`);
-}
-
-function integer(min: number, max: number) {
-  return (text: string): number => {
-    const s = text.trim();
-    if (!/^[-+]?\d+$/.test(s)) throw new Error(`"${text}" is not a whole number`);
-    const n = Number(s);
-    if (n < min || n > max) throw new Error(`${n} is out of range ${min}..${max}`);
-    return n;
-  };
-}
-
-function positiveNumber(text: string): number {
-  const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`"${text}" is not a number above 0`);
-  return n;
-}
-
-function duration(min: number) {
-  return (text: string): number => {
-    const ms = parseGoDuration(text);
-    if (ms < min) throw new Error(`${text} is shorter than ${min} ms`);
-    return ms;
-  };
-}
-
-function oneOf<T extends string>(...values: T[]) {
-  return (text: string): T => {
-    if (!values.includes(text as T)) throw new Error(`"${text}" is not one of ${values.join(", ")}`);
-    return text as T;
-  };
-}
-
-const text = (s: string) => s;
+/** The daemon's flags: names and defaults of the original, their parsers, and the flags read from the environment. */
+import { parseRangeList } from "../controllers/port_usage/ranges.ts";
+import { duration, integer, oneOf, parseGoBool, positiveNumber, text } from "./values.ts";
 
 // A bad list exits 2 at start like every other bad flag, not 1 at the first scan.
 function portRangeList(s: string): string {
@@ -143,11 +9,11 @@ function portRangeList(s: string): string {
 }
 
 /** One flag: its name as typed, its Config key, its default (as text, as on the command line), its parser. */
-export interface FlagSpec {
+export interface FlagSpec<K extends string = string, T = unknown> {
   /** Name without dashes, e.g. `ins-folder-overdue-days`. */
   readonly name: string;
   /** Config key. */
-  readonly key: keyof Config;
+  readonly key: K;
   /** What it does, for --help. */
   readonly description: string;
   /** Default as text; undefined means "decided at start" (described in the help). */
@@ -155,23 +21,27 @@ export interface FlagSpec {
   /** Whether it is a boolean (`--x`, `--x=true`, `--x=false`). */
   readonly boolean?: boolean;
   /** Turns the text into the value; throws with the reason. */
-  readonly parse: (text: string) => unknown;
+  readonly parse: (text: string) => T;
   /** Help group. */
   readonly group: string;
 }
 
 type FlagFields = Omit<FlagSpec, "name" | "key" | "parse" | "boolean">;
 
-function flag(name: string, key: keyof Config, fields: FlagFields & { parse: (text: string) => unknown }): FlagSpec {
+function flag<const K extends string, T>(
+  name: string,
+  key: K,
+  fields: FlagFields & { parse: (text: string) => T },
+): FlagSpec<K, T> {
   return { name, key, ...fields };
 }
 
-function boolFlag(name: string, key: keyof Config, fields: FlagFields): FlagSpec {
+function boolFlag<const K extends string>(name: string, key: K, fields: FlagFields): FlagSpec<K, boolean> {
   return { name, key, ...fields, parse: parseGoBool, boolean: true };
 }
 
-/** Every flag of the daemon, in help order. The original's flags keep their names and defaults. */
-export const FLAGS: readonly FlagSpec[] = [
+/** Every flag of the daemon, in help order. The original's flags keep their names and defaults; Config derives from it. */
+export const FLAGS = [
   flag("master", "master", {
     group: "cluster",
     defaultText: "",
@@ -221,7 +91,7 @@ export const FLAGS: readonly FlagSpec[] = [
   flag("port", "port", { group: "api", defaultText: "8900", parse: integer(1, 65535), description: "HTTP API port" }),
   flag("api-auth", "apiAuth", {
     group: "api",
-    parse: oneOf("tokenreview", "none"),
+    parse: oneOf("tokenreview", "none", ""),
     description: "Authentication of the POST endpoints: tokenreview or none (default tokenreview, none in local mode)",
   }),
   flag("api-allowed-users", "apiAllowedUsers", {
@@ -427,7 +297,10 @@ export const FLAGS: readonly FlagSpec[] = [
     description:
       "With --logtostderr=false, lines at this level and above also go to stderr (klog): 0 info, 1 warning, 2 error, 3 fatal",
   }),
-];
+] as const satisfies readonly FlagSpec<string, unknown>[];
+
+/** One flag of the table. */
+export type Flag = (typeof FLAGS)[number];
 
 /** The environment variable whose lines are flags read before the command line's (the DaemonSet sets it). */
 export const ARGS_ENV = "POLARSTACK_DAEMON_ARGS";
@@ -435,50 +308,4 @@ export const ARGS_ENV = "POLARSTACK_DAEMON_ARGS";
 /** The flags in `$POLARSTACK_DAEMON_ARGS`: one a line, trimmed; blank lines and `#` comments skipped. */
 export function argsFromEnv(value: string | undefined): string[] {
   return (value ?? "").split("\n").map((line) => line.trim()).filter((line) => line !== "" && !line.startsWith("#"));
-}
-
-/** Environment used for defaults decided at start. */
-export interface ConfigEnv {
-  /** Environment variables. */
-  readonly env: Readonly<Record<string, string | undefined>>;
-  /** This machine's host name. */
-  readonly hostname: string;
-}
-
-/** Turns raw flag texts (as commander gives them) into a Config; throws FlagError naming the flag. */
-export function buildConfig(raw: Record<string, unknown>, where: ConfigEnv): Config {
-  const values: Record<string, unknown> = {};
-  for (const spec of FLAGS) {
-    const given = raw[spec.key];
-    const input = given === undefined ? spec.defaultText : given;
-    if (input === undefined) continue;
-    try {
-      values[spec.key] = spec.boolean && input === true ? true : spec.parse(String(input));
-    } catch (error) {
-      throw new FlagError(`Invalid value for --${spec.name}: ${(error as Error).message}`);
-    }
-  }
-  const env = where.env;
-  values.currentNodeName = nodeKey(String(values.currentNodeName || env.CURRENT_NODE_NAME || where.hostname));
-  values.dockerHost ??= env.DOCKER_HOST || "unix:///var/run/docker.sock";
-  if (values.netProbeInterval === undefined) {
-    const fromEnv = env.ProbeJobPeriod;
-    if (fromEnv !== undefined && fromEnv !== "") {
-      const seconds = Number(fromEnv);
-      if (!Number.isInteger(seconds) || seconds < 1) {
-        throw new FlagError(`Invalid value for $ProbeJobPeriod: "${fromEnv}" is not a whole number of seconds`);
-      }
-      values.netProbeInterval = seconds * 1000;
-    } else {
-      values.netProbeInterval = 3000;
-    }
-  }
-  values.apiAuth ??= "";
-  if (!values.logFile && values.logDir) values.logFile = `${values.logDir}/polarstack-daemon.log`;
-  return values as unknown as Config;
-}
-
-/** A Config with every default, for tests and tools. */
-export function defaultConfig(overrides: Partial<Config> = {}): Config {
-  return { ...buildConfig({}, { env: {}, hostname: "localhost" }), ...overrides };
 }
