@@ -1,199 +1,28 @@
 /**
- * polarstack-daemon: the per-host daemon of PolarDB Stack. The command line: flags -> config, then the
- * daemon or one `once` task. The only place that wires things together.
+ * polarstack-daemon: the per-host daemon of PolarDB Stack. Wiring only: the command line -> the Config, then the
+ * daemon (the scheduler, the HTTP API) or one `once` task.
  */
-import { Argument, Command, CommanderError, Option } from "commander";
-import denoConfig from "./deno.json" with { type: "json" };
-import { ARGS_ENV, argsFromEnv, FLAGS } from "./config/flags.ts";
-import { buildConfig, type Config } from "./config/config.ts";
-import { FlagError } from "./config/values.ts";
-import { setUpLogging, taskLogger } from "./logging.ts";
-import type { JobDeps } from "./controllers/deps.ts";
-import { type LastRun, runWithLimit, Scheduler } from "./controllers/scheduler.ts";
-import { JOB_NAMES, JOBS } from "./core/jobs.ts";
-import { type Controller, type EventSink, type Logger, nullEventSink, systemClock } from "./core/types.ts";
-import { createPortUsageController } from "./controllers/port_usage/job.ts";
-import { createCoreVersionController } from "./controllers/core_version.ts";
-import { createLogCleanupController } from "./controllers/log_cleanup.ts";
-import { createNodeNetworkController } from "./controllers/node_network.ts";
-import { createCommandRunner } from "./host/command.ts";
-import { createKubeClient, type KubeClient } from "./k8s/client.ts";
-import { createEventSink, type DaemonEventSink } from "./k8s/events.ts";
-import { chooseClusterSource, loadConnection } from "./k8s/kube_config.ts";
-import { createPeerTokenReader } from "./k8s/peer_token.ts";
+import { CommanderError } from "commander";
+import { EXIT, type Invocation, parseCommandLine } from "./config/command_line.ts";
+import type { Config } from "./config/config.ts";
+import { runWithLimit } from "./controllers/run_limit.ts";
+import { Scheduler } from "./controllers/scheduler.ts";
+import { FlagError } from "./core/flag_error.ts";
+import { systemClock } from "./core/types.ts";
 import { createApp } from "./api/app.ts";
-import { createMetrics, type Metrics } from "./api/metrics.ts";
-import { createTokenReviewAuthorizer } from "./api/auth.ts";
-
-/** The daemon's version (from deno.json). */
-export const VERSION: string = denoConfig.version;
-
-/** The one-shot tasks, by name. */
-export const TASKS = JOB_NAMES;
-
-/** Exit codes of the command line. */
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
-
-const BOOLEAN_FLAGS = new Set(FLAGS.filter((f) => f.boolean).map((f) => `--${f.name}`).concat(["--dry-run", "--json"]));
-
-/** Go's flag package never takes the next word as a boolean's value: `--local once` is `--local=true once`. */
-export function normalizeArgs(args: readonly string[]): string[] {
-  return args.map((arg) => (BOOLEAN_FLAGS.has(arg) ? `${arg}=true` : arg));
-}
-
-function addFlags(command: Command): Command {
-  for (const spec of FLAGS) {
-    // Defaults are applied by buildConfig, so a value given before `once` is not hidden by the sub-command's default.
-    const shown = spec.defaultText ? ` (default: ${spec.defaultText})` : "";
-    const option = new Option(`--${spec.name} ${spec.boolean ? "[bool]" : "<value>"}`, `${spec.description}${shown}`);
-    option.helpGroup(`${spec.group} flags:`);
-    command.addOption(option);
-  }
-  return command;
-}
-
-interface Runtime {
-  readonly config: Config;
-  readonly kube: KubeClient | null;
-  readonly log: Logger;
-  readonly metrics: Metrics;
-  readonly events: DaemonEventSink;
-  readonly cluster: { reachable: boolean; reason: string };
-}
-
-function hostIp(): string {
-  const found = Deno.networkInterfaces().find((i) => i.family === "IPv4" && !i.address.startsWith("127."));
-  return found?.address ?? "127.0.0.1";
-}
-
-function createRuntime(config: Config, options: { json?: boolean; dryRun?: boolean }): Runtime {
-  setUpLogging({
-    v: config.v,
-    toStderr: config.logtostderr || config.alsologtostderr,
-    stderrThreshold: config.stderrthreshold,
-    file: config.logFile || undefined,
-    maxFileBytes: config.logFileMaxSize * 1024 * 1024,
-    json: options.json ? true : undefined,
-  });
-  const log = taskLogger("daemon");
-  if (config.vmodule) log.warn("--vmodule={vmodule} is ignored: use --v", { vmodule: config.vmodule });
-  const metrics = createMetrics();
-  const cluster = { reachable: false, reason: "no answer from the API server yet" };
-  const source = chooseClusterSource({
-    kubeconfig: config.kubeconfig,
-    master: config.master,
-    local: config.local,
-    env: Deno.env.toObject(),
-    exists: (path) => {
-      try {
-        return Deno.statSync(path).isFile;
-      } catch {
-        return false;
-      }
-    },
-  });
-  const connection = loadConnection(source, Deno.env.toObject());
-  let kube: KubeClient | null = null;
-  if (connection) {
-    cluster.reason = `no answer from the API server at ${connection.server} yet`;
-    log.info("Using the cluster from {source} at {server}", { source: connection.source, server: connection.server });
-    kube = createKubeClient(connection, {
-      namespace: config.namespace,
-      userAgent: `polarstack-daemon/${VERSION}`,
-      qps: config.kubeApiQps,
-      burst: config.kubeApiBurst,
-      onResponse: ({ method, status }) => {
-        metrics.kubeRequest(method, status);
-        cluster.reachable = status > 0 && status < 500;
-        if (status >= 500) cluster.reason = `the API server at ${connection.server} answers ${status}`;
-        if (status === 0) cluster.reason = `no answer from the API server at ${connection.server}`;
-      },
-      onRetry: ({ what, attempt, delayMs, cause }) => {
-        // The retry knows the cause (connection refused, timeout): /readyz shows it.
-        if (!cluster.reachable) cluster.reason = `${connection.server}: ${cause}`;
-        log.warn("Retry {attempt} of {what} in {delayMs} ms: {cause}", { what, attempt, delayMs, cause });
-      },
-    });
-  } else if (source.kind === "local") {
-    log.warn(
-      "LOCAL MODE: {reason}. Every job runs against this host, nothing is published to a cluster, and no instance folder is deleted",
-      { reason: source.reason },
-    );
-  }
-  const events = options.dryRun ? { ...nullEventSink, flush: () => Promise.resolve() } : createEventSink({
-    kube,
-    node: config.currentNodeName,
-    log,
-    jobLog: taskLogger,
-    clock: systemClock,
-    upload: config.eventsEnableUpload
-      ? { url: config.eventsUploadUrl, timeoutMs: config.eventsUploadTimeout * 1000, ip: hostIp() }
-      : undefined,
-  });
-  return { config, kube, log, metrics, events, cluster };
-}
-
-function createControllers(runtime: Runtime) {
-  // Aborted when the process is about to exit: a command still running (a hung ipmitool) is killed, not orphaned.
-  const exiting = new AbortController();
-  const runCommand = createCommandRunner({
-    prefix: runtime.config.hostCommandPrefix.split(/\s+/).filter(Boolean),
-    signal: exiting.signal,
-  });
-  const deps = (task: string): JobDeps => ({
-    config: runtime.config,
-    kube: runtime.kube,
-    clock: systemClock,
-    events: runtime.events,
-    log: taskLogger(task),
-    runCommand,
-  });
-  // The fan-out proves who calls with a token bound to the daemons' audience, never the one that opens the API server.
-  const peerToken = createPeerTokenReader(runtime.config.peerTokenFile, { log: taskLogger(JOBS.coreVersion.name) });
-  const fanOutHeaders = (): Record<string, string> => {
-    const token = peerToken();
-    return token ? { Authorization: `Bearer ${token}` } : {};
-  };
-  const coreVersion = createCoreVersionController(deps(JOBS.coreVersion.name), { fanOutHeaders });
-  const controllers: Controller[] = [
-    createPortUsageController(deps(JOBS.portUsage.name)),
-    coreVersion,
-    createLogCleanupController(deps(JOBS.logCleanup.name)),
-    createNodeNetworkController(deps(JOBS.nodeNetwork.name)),
-  ];
-  return { controllers, coreVersion, killCommands: () => exiting.abort() };
-}
-
-/** An Event when a job starts failing and when it recovers: once per change, not once per run. */
-function reportTransition(
-  events: EventSink,
-  change: { name: string; run: LastRun; previous?: LastRun["outcome"] },
-): void {
-  const { name, run, previous } = change;
-  if (run.outcome === "failure" && previous !== "failure") {
-    events.record({ job: name, type: "Warning", reason: "JobFailed", message: `Job "${name}" failed: ${run.error}` });
-  } else if (run.outcome === "success" && previous === "failure") {
-    events.record({ job: name, type: "Normal", reason: "JobRecovered", message: `Job "${name}" works again` });
-  }
-}
+import { chooseAuthorizer } from "./api/auth.ts";
+import { taskLogger } from "./logging.ts";
+import { createControllers, createRuntime } from "./runtime.ts";
 
 async function runDaemon(config: Config): Promise<number> {
   const runtime = createRuntime(config, {});
   const { log } = runtime;
-  const apiAuth = config.apiAuth || (runtime.kube ? "tokenreview" : "none");
-  if (apiAuth === "tokenreview" && !runtime.kube) {
-    throw new FlagError(
-      "Invalid value for --api-auth: tokenreview needs a cluster, and this daemon runs in local mode",
-    );
-  }
-  if (apiAuth === "none") log.warn("The POST endpoints are not authenticated (--api-auth=none)");
-  const authorize = apiAuth === "tokenreview" && runtime.kube
-    ? createTokenReviewAuthorizer({
-      kube: runtime.kube,
-      allowedUsers: config.apiAllowedUsers.split(","),
-      clock: systemClock,
-    })
-    : undefined;
+  const authorize = chooseAuthorizer(config.apiAuth, {
+    kube: runtime.kube,
+    allowedUsers: config.apiAllowedUsers.split(","),
+    clock: systemClock,
+    log,
+  });
   addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
     log.error("Unhandled rejection: {error}", { error: String(event.reason?.message ?? event.reason) });
@@ -204,9 +33,9 @@ async function runDaemon(config: Config): Promise<number> {
     node: config.currentNodeName,
     log: taskLogger("scheduler"),
     jobLog: taskLogger,
+    events: runtime.events,
     onRun: (name, run, details) => {
       runtime.metrics.jobRun(name, run);
-      reportTransition(runtime.events, { name, run, previous: details.previous?.outcome });
       for (const counter of details.outcome?.counters ?? []) runtime.metrics.jobCounter(counter);
     },
     onSkip: (name) => runtime.metrics.jobSkipped(name),
@@ -214,7 +43,7 @@ async function runDaemon(config: Config): Promise<number> {
   const app = createApp({
     jobs: scheduler,
     kube: runtime.kube,
-    clusterState: () => (runtime.kube ? runtime.cluster : null),
+    clusterState: () => runtime.cluster?.state() ?? null,
     metrics: runtime.metrics,
     log: taskLogger("api"),
     fanOut: () => coreVersion.fanOut(),
@@ -260,85 +89,6 @@ async function runOnce(task: string, config: Config, options: { dryRun: boolean;
     options.json ? JSON.stringify(outcome.result) : `${options.dryRun ? "[dry run] " : ""}${outcome.summary}`,
   );
   return EXIT.ok;
-}
-
-/** What the command line asks for: the daemon, or one task. */
-export type Invocation =
-  | { readonly kind: "daemon"; readonly config: Config }
-  | {
-    readonly kind: "once";
-    readonly task: string;
-    readonly config: Config;
-    readonly dryRun: boolean;
-    readonly json: boolean;
-  };
-
-/** Builds the command line; `onParsed` receives what it asks for (tests read it without running anything). */
-export function buildProgram(onParsed: (invocation: Invocation) => void): Command {
-  const program = addFlags(
-    new Command("polarstack-daemon")
-      .description("The per-host daemon of PolarDB Stack: port usage, engine versions, log cleanup, client network")
-      .version(VERSION, "--version", "Print the version and exit")
-      .helpOption("-h, --help", "Show this help")
-      .exitOverride()
-      .showSuggestionAfterError(false)
-      .enablePositionalOptions()
-      .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) }),
-  );
-  // A word that is not a command (a typo of `once`) is named, not reported as "too many arguments".
-  program.allowExcessArguments(true).action((raw, command: Command) => {
-    if (command.args.length > 0) {
-      throw new FlagError(
-        `Unknown command "${command.args[0]}": the command is once <task>, with a task of ${TASKS.join(", ")}`,
-      );
-    }
-    const config = toConfig(raw);
-    onParsed({ kind: "daemon", config });
-  });
-  addFlags(
-    program.command("once")
-      .description("Run one task once, print a summary (or JSON) and exit: 0 done, 1 failed, 2 usage error")
-      .addArgument(
-        new Argument("<task>", TASKS.join(", ")).choices(TASKS),
-      )
-      .option("--dry-run [bool]", "Compute everything, change nothing: no cluster write, no file removed")
-      .option("--json [bool]", "Print one JSON document instead of a summary")
-      .helpOption("-h, --help", "Show this help")
-      .exitOverride(),
-  ).action((task: string, raw: Record<string, unknown>) => {
-    const given = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined));
-    const config = toConfig({ ...program.opts(), ...given });
-    const dryRun = toBool(raw.dryRun, "dry-run");
-    const json = toBool(raw.json, "json");
-    onParsed({ kind: "once", task, config, dryRun, json });
-  });
-  return program;
-}
-
-function toBool(value: unknown, name: string): boolean {
-  if (value === undefined) return false;
-  if (value === true || value === "true") return true;
-  if (value === "false") return false;
-  throw new FlagError(`Invalid value for --${name}: "${value}" is not a boolean (true or false)`);
-}
-
-function toConfig(raw: Record<string, unknown>): Config {
-  return buildConfig(raw, { env: Deno.env.toObject(), hostname: Deno.hostname() });
-}
-
-/**
- * Parses a command line without running anything; throws FlagError or CommanderError (help, version, usage).
- * The flags in `$POLARSTACK_DAEMON_ARGS` come first, so the command line's win.
- */
-export function parseCommandLine(
-  args: readonly string[],
-  options: { env?: Readonly<Record<string, string | undefined>> } = {},
-): Invocation {
-  const fromEnv = argsFromEnv((options.env ?? Deno.env.toObject())[ARGS_ENV]);
-  let invocation: Invocation | null = null;
-  buildProgram((parsed) => (invocation = parsed)).parse(normalizeArgs([...fromEnv, ...args]), { from: "user" });
-  if (!invocation) throw new FlagError("Nothing to run: see --help");
-  return invocation;
 }
 
 /** Parses `args` and runs the daemon or a task; resolves to the exit code. */

@@ -3,7 +3,8 @@
  * Kubernetes TokenReview, cached for a minute. A token of the API server's audience is refused, so no caller needs
  * (or can leak) a token that opens the API server.
  */
-import type { Clock } from "../core/types.ts";
+import { FlagError } from "../core/flag_error.ts";
+import type { Clock, Logger } from "../core/types.ts";
 import type { KubeClient } from "../k8s/client.ts";
 
 /** A refusal: HTTP status and message. */
@@ -111,4 +112,22 @@ export function createTokenReviewAuthorizer(
     cache.set(key, { review, at: now });
     return decide(review, allowed);
   };
+}
+
+/** The POST endpoints' authorizer for `--api-auth` (empty: tokenreview with a cluster, none in local mode). */
+export function chooseAuthorizer(
+  mode: "tokenreview" | "none" | "",
+  options: Omit<AuthorizerOptions, "kube"> & { readonly kube: KubeClient | null; readonly log: Logger },
+): ((header: string | undefined) => Promise<Refusal | null>) | undefined {
+  const chosen = mode || (options.kube ? "tokenreview" : "none");
+  if (chosen === "none") {
+    options.log.warn("The POST endpoints are not authenticated (--api-auth=none)");
+    return undefined;
+  }
+  if (!options.kube) {
+    throw new FlagError(
+      "Invalid value for --api-auth: tokenreview needs a cluster, and this daemon runs in local mode",
+    );
+  }
+  return createTokenReviewAuthorizer({ ...options, kube: options.kube });
 }

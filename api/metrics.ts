@@ -1,6 +1,6 @@
 /** Prometheus metrics: per job runs, failures, skipped ticks, duration, last success; HTTP requests; process memory. */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { LastRun } from "../controllers/scheduler.ts";
+import type { LastRun } from "../controllers/run_limit.ts";
 import type { JobCounter } from "../core/types.ts";
 
 /** The daemon's metrics and the hooks that feed them. */

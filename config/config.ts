@@ -1,7 +1,7 @@
 /** The Config: one value per flag of the table, with the defaults decided at start. */
 import { nodeKey } from "../core/addresses.ts";
 import { type Flag, FLAGS } from "./flags.ts";
-import { FlagError } from "./values.ts";
+import { FlagError } from "../core/flag_error.ts";
 
 /** Everything the daemon is configured with, one key per flag, typed by the flag's parser. Durations are ms. */
 export type Config = { readonly [F in Flag as F["key"]]: ReturnType<F["parse"]> };

@@ -1,14 +1,5 @@
 /** Flag values parsed as the original's Go flags parse them: durations, booleans, bounded numbers, choices. */
 
-/** A flag value that does not parse; the message names the flag and why. */
-export class FlagError extends Error {
-  /** Builds the error. */
-  constructor(message: string) {
-    super(message);
-    this.name = "FlagError";
-  }
-}
-
 const UNITS: Record<string, number> = {
   ns: 1e-6,
   us: 1e-3,

@@ -1,21 +1,8 @@
 /** Runs the jobs: Deno.cron for minute-or-longer periods, a timer loop for fast probes, never two runs of one job at once. */
-import type { Clock, Controller, Logger, RunOutcome } from "../core/types.ts";
-
-/** The last run of a job, as the API and metrics show it. */
-export interface LastRun {
-  /** When it started (ISO 8601). */
-  readonly startedAt: string;
-  /** How long it took. */
-  readonly durationMs: number;
-  /** `success` or `failure`. */
-  readonly outcome: "success" | "failure";
-  /** The readable summary (success) or the error message (failure). */
-  readonly summary: string;
-  /** The error message when it failed. */
-  readonly error?: string;
-  /** Whether it was a dry run. */
-  readonly dryRun: boolean;
-}
+import type { Clock, Controller, EventSink, Logger, RunOutcome } from "../core/types.ts";
+import { type LastRun, runWithLimit } from "./run_limit.ts";
+import { cronPeriodMs, describeSchedule, spreadOffsetMs } from "./spread.ts";
+import { transitionEvent } from "./transitions.ts";
 
 /** A job's state for `/api/v1/status` and `/metrics`. */
 export interface JobStatus {
@@ -72,7 +59,9 @@ export interface SchedulerOptions {
   readonly log: Logger;
   /** Registers cron jobs (default Deno.cron). */
   readonly cron?: CronRegistrar;
-  /** Called after every run, for metrics and events; `previous` is the run before it, if any. */
+  /** Where a job that starts failing, or works again, is recorded (one Event per change). */
+  readonly events?: EventSink;
+  /** Called after every run, for metrics; `previous` is the run before it, if any. */
   readonly onRun?: (name: string, run: LastRun, details: { previous: LastRun | null; outcome?: RunOutcome }) => void;
   /** Called for every skipped tick, for metrics. */
   readonly onSkip?: (name: string) => void;
@@ -97,123 +86,6 @@ interface JobEntry {
   lastRun: LastRun | null;
   lastSuccessAt: string | null;
   lastResult: unknown;
-}
-
-/** Describes a schedule for humans. */
-export function describeSchedule(controller: Controller): string {
-  return "cron" in controller.schedule ? `cron ${controller.schedule.cron}` : `every ${controller.schedule.everyMs} ms`;
-}
-
-/**
- * The period of the daemon's cron schedules: `* * * * *`, `*\/N * * * *` (minutes), `M * * * *` (hourly) and
- * `M *\/N * * *` (hours). Throws for any other form, so that a new schedule gets a period on purpose.
- */
-export function cronPeriodMs(expression: string): number {
-  const [minute, hour, ...rest] = expression.trim().split(/\s+/);
-  const every = (field: string) => /^\*\/([1-9]\d*)$/.exec(field)?.[1];
-  if (rest.length === 3 && rest.every((f) => f === "*")) {
-    if (hour === "*" && minute === "*") return 60_000;
-    if (hour === "*" && every(minute)) return Number(every(minute)) * 60_000;
-    if (hour === "*" && /^\d+$/.test(minute)) return 3_600_000;
-    if (every(hour) && /^\d+$/.test(minute)) return Number(every(hour)) * 3_600_000;
-  }
-  throw new Error(`Cannot tell the period of cron schedule "${expression}"`);
-}
-
-function fnv1a(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
-
-// murmur3's finaliser: FNV-1a alone leaves similar names close together.
-function mix(h: number): number {
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-// Odd 32-bit weights, the first 2^32/golden ratio: consecutive numbers land evenly spaced (Fibonacci hashing).
-const NUMBER_WEIGHTS = [0x9e3779b9, 0x7f4a7c15, 0x3c6ef372, 0xdaa66d2b];
-
-/**
- * This node's delay of a cron job's runs, in `[0, periodMs)`: a pure function of the node and job names, so it is
- * the same after a restart. Names are read as a pattern plus numbers (`node-17`, `10-0-3-21`): the pattern is hashed,
- * and each number adds a multiple of a golden-ratio weight, so numbered nodes spread evenly over the period rather
- * than as random draws would (1,000 `node-N` names: at most 18 in any second of a minute, where a hash puts up to
- * about 27); other names spread as a hash does.
- */
-export function spreadOffsetMs(node: string, options: { job: string; periodMs: number }): number {
-  const numbers: number[] = [];
-  const pattern = node.replace(/\d+/g, (digits) => {
-    let n = 0;
-    for (const d of digits) n = (Math.imul(n, 10) + d.charCodeAt(0) - 48) >>> 0;
-    numbers.push(n);
-    return "#";
-  });
-  let h = mix(fnv1a(`${options.job}\u0000${pattern}`));
-  numbers.reverse().forEach((n, i) => (h = (h + Math.imul(n, NUMBER_WEIGHTS[i % NUMBER_WEIGHTS.length])) >>> 0));
-  return Math.floor((h / 2 ** 32) * options.periodMs);
-}
-
-/** How long a run whose time limit passed may take to stop by itself before it is abandoned. */
-const ABANDON_AFTER_MS = 250;
-
-/** Runs one controller once with its time limit; never throws. */
-export async function runWithLimit<T>(
-  controller: Controller<T>,
-  options: { signal?: AbortSignal; dryRun?: boolean; clock: Clock },
-): Promise<{ run: LastRun; outcome?: RunOutcome<T> }> {
-  const started = options.clock.now();
-  const t0 = performance.now();
-  const limit = AbortSignal.timeout(controller.timeoutMs);
-  const signal = options.signal ? AbortSignal.any([limit, options.signal]) : limit;
-  const dryRun = options.dryRun ?? false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = `Job "${controller.name}" took longer than ${controller.timeoutMs} ms`;
-  try {
-    const outcome = await Promise.race([
-      controller.run({ signal, dryRun }),
-      // The limit aborts the run's signal; a run that heeds it fails at once with its own cause (named below).
-      // One that does not is abandoned a moment later.
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`${late} and was abandoned`)),
-          controller.timeoutMs + ABANDON_AFTER_MS,
-        );
-      }),
-    ]);
-    // Done, but after the limit: the run's work may be stale, and the limit is what operators rely on.
-    if (limit.aborted) throw new Error(`${late} (it finished ${Math.round(performance.now() - t0)} ms after start)`);
-    return {
-      outcome,
-      run: {
-        startedAt: started.toISOString(),
-        durationMs: Math.round(performance.now() - t0),
-        outcome: "success",
-        summary: outcome.summary,
-        dryRun,
-      },
-    };
-  } catch (error) {
-    const text = error instanceof Error ? error.message : String(error);
-    const message = limit.aborted && !text.startsWith(late) ? `${late}: ${text}` : text;
-    return {
-      run: {
-        startedAt: started.toISOString(),
-        durationMs: Math.round(performance.now() - t0),
-        outcome: "failure",
-        summary: message,
-        error: message,
-        dryRun,
-      },
-    };
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** The scheduler of the daemon's jobs. */
@@ -343,6 +215,8 @@ export class Scheduler {
             durationMs: run.durationMs,
           });
         }
+        const transition = transitionEvent(entry.controller.name, { run, previous: previous?.outcome });
+        if (transition) this.#options.events?.record(transition);
         this.#options.onRun?.(entry.controller.name, run, { previous, outcome });
       } while (entry.pending && !this.#stopping);
     } finally {

@@ -1,6 +1,7 @@
 import { assertEquals, assertThrows } from "./support/assert.ts";
 import { buildConfig, defaultConfig } from "../config/config.ts";
-import { FlagError, parseGoBool, parseGoDuration } from "../config/values.ts";
+import { parseGoBool, parseGoDuration } from "../config/values.ts";
+import { FlagError } from "../core/flag_error.ts";
 import { FLAGS } from "../config/flags.ts";
 
 Deno.test("parseGoDuration takes Go's syntax", () => {

@@ -4,7 +4,7 @@
  * flags typed on the command line win.
  */
 import { assertEquals } from "./support/assert.ts";
-import { parseCommandLine } from "../main.ts";
+import { parseCommandLine } from "../config/command_line.ts";
 import { ARGS_ENV, argsFromEnv } from "../config/flags.ts";
 import { runMain } from "./support/daemon_process.ts";
 

@@ -7,7 +7,7 @@ import { Role } from "kubernetes-models/rbac.authorization.k8s.io/v1/Role";
 import { RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding";
 import { ClusterRole } from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole";
 import { ClusterRoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding";
-import { parseCommandLine } from "../main.ts";
+import { parseCommandLine } from "../config/command_line.ts";
 import { ARGS_ENV, argsFromEnv } from "../config/flags.ts";
 import { defaultConfig } from "../config/config.ts";
 import { runMain } from "./support/daemon_process.ts";

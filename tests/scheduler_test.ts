@@ -1,12 +1,7 @@
 import { assert, assertEquals } from "./support/assert.ts";
-import {
-  cronPeriodMs,
-  type CronRegistrar,
-  runWithLimit,
-  Scheduler,
-  spreadOffsetMs,
-  type Timers,
-} from "../controllers/scheduler.ts";
+import { type CronRegistrar, Scheduler, type Timers } from "../controllers/scheduler.ts";
+import { runWithLimit } from "../controllers/run_limit.ts";
+import { cronPeriodMs, spreadOffsetMs } from "../controllers/spread.ts";
 import type { Controller, RunContext } from "../core/types.ts";
 import { systemClock } from "../core/types.ts";
 import { getLogger } from "@logtape/logtape";
