@@ -62,7 +62,7 @@ export interface CoreVersionController extends Controller<CoreVersionResult> {
   whenFanOutIdle(): Promise<void>;
 }
 
-/** What one run saw: the plan's input (but the ConfigMap, read when applying) and the store's listing. */
+/** What one run saw: the plan's input except the availability ConfigMap (read when applying), and the store's listing. */
 interface Observation {
   readonly observed: Omit<CoreVersionObserved, "previous">;
   readonly listing: ImageListing;
