@@ -3,6 +3,8 @@
  * Config; each takes its own options type, defined in its folder.
  */
 import type { Config } from "./config/config.ts";
+import type { CoreVersionOptions } from "./controllers/core_version/job.ts";
+import { nodeKey } from "./core/addresses.ts";
 
 // port-usage: replaced by its options builder.
 /** The port-usage job's options. */
@@ -10,10 +12,18 @@ export function portUsageOptions(config: Config): Config {
   return config;
 }
 
-// core-version: replaced by its options builder.
 /** The core-version job's options. */
-export function coreVersionOptions(config: Config): Config {
-  return config;
+export function coreVersionOptions(config: Config): CoreVersionOptions {
+  return {
+    node: nodeKey(config.currentNodeName),
+    versionLabels: config.coreVersionCmLabels,
+    imageStore: config.imageStore,
+    dockerHost: config.dockerHost,
+    reportIntervalMs: config.versionCheckReportInterval,
+    peerPodLabels: config.polarstackDaemonPodLabels,
+    peerPort: config.port,
+    peerTokenFile: config.peerTokenFile,
+  };
 }
 
 // log-cleanup: replaced by its options builder.

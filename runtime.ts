@@ -5,14 +5,14 @@ import { JOBS } from "./core/jobs.ts";
 import { type Controller, type Logger, nullEventSink, systemClock } from "./core/types.ts";
 import { VERSION } from "./core/version.ts";
 import { createPortUsageController } from "./controllers/port_usage/job.ts";
-import { createCoreVersionController } from "./controllers/core_version.ts";
+import { createCoreVersionController } from "./controllers/core_version/job.ts";
+import { coreVersionOptions } from "./job_options.ts";
 import { createLogCleanupController } from "./controllers/log_cleanup.ts";
 import { createNodeNetworkController } from "./controllers/node_network.ts";
 import { createCommandRunner } from "./host/command.ts";
 import { createKubeClient, type KubeClient } from "./k8s/client.ts";
 import { createEventSink, type DaemonEventSink } from "./k8s/events.ts";
 import { chooseClusterSource, loadConnection } from "./k8s/kube_config.ts";
-import { createPeerTokenReader } from "./k8s/peer_token.ts";
 import { createReachabilityTracker, type ReachabilityTracker } from "./k8s/reachability.ts";
 import { createMetrics, type Metrics } from "./api/metrics.ts";
 import { setUpLogging, taskLogger } from "./logging.ts";
@@ -115,13 +115,7 @@ export function createControllers(runtime: Runtime) {
     log: taskLogger(task),
     runCommand,
   });
-  // The fan-out proves who calls with a token bound to the daemons' audience, never the one that opens the API server.
-  const peerToken = createPeerTokenReader(runtime.config.peerTokenFile, { log: taskLogger(JOBS.coreVersion.name) });
-  const fanOutHeaders = (): Record<string, string> => {
-    const token = peerToken();
-    return token ? { Authorization: `Bearer ${token}` } : {};
-  };
-  const coreVersion = createCoreVersionController(deps(JOBS.coreVersion.name), { fanOutHeaders });
+  const coreVersion = createCoreVersionController(deps(JOBS.coreVersion.name), coreVersionOptions(runtime.config));
   const controllers: Controller[] = [
     createPortUsageController(deps(JOBS.portUsage.name)),
     coreVersion,

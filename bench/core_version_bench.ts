@@ -3,7 +3,9 @@
  * unix socket. Ours: one listing (`/_ping` + `/images/json`) and the pure plan. The original's method: one
  * `GET /images/{name}/json` per image, one after the other. Run: `deno run -A bench/core_version_bench.ts`.
  */
-import { normalizeImageRef, planAvailability, type VersionSpec } from "../controllers/core_version.ts";
+import { normalizeImageRef } from "../controllers/core_version/image_ref.ts";
+import { planCoreVersion } from "../controllers/core_version/plan.ts";
+import type { VersionSpec } from "../controllers/core_version/versions.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createDockerApiClient } from "../host/docker_api.ts";
 import { listImages } from "../host/image_store.ts";
@@ -59,13 +61,12 @@ const runCommand = createCommandRunner();
 
 async function ours(): Promise<string[]> {
   const listing = await listImages({ kind: "docker", dockerHost: `unix://${socket}`, runCommand });
-  const plan = planAvailability({
+  const plan = planCoreVersion({
     versions,
     inventory: new Set(listing.refs.map(normalizeImageRef)),
     previous: null,
     now: new Date(),
-    reportIntervalMs: 3_600_000,
-  });
+  }, { node: "bench", reportIntervalMs: 3_600_000 });
   return plan.existingVersions;
 }
 

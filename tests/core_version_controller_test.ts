@@ -3,15 +3,13 @@ import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
 import type { V1ConfigMap, V1Pod } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../config/config.ts";
-import {
-  type CoreVersionResult,
-  createCoreVersionController,
-  type FanOutOutcome,
-} from "../controllers/core_version.ts";
+import { type CoreVersionResult, createCoreVersionController } from "../controllers/core_version/job.ts";
+import type { FanOutOutcome } from "../controllers/core_version/fan_out.ts";
 import type { JobDeps } from "../controllers/deps.ts";
 import { nullEventSink } from "../core/types.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient } from "../k8s/client.ts";
+import { coreVersionOptions } from "../job_options.ts";
 import { hasDockerd, startDockerDaemon } from "./support/docker_daemon.ts";
 import { startFakeKubeApiServer } from "./fake_kube/server.ts";
 import { isRoot, skipUnless } from "./support/prereq.ts";
@@ -87,7 +85,8 @@ Deno.test({
       log: getLogger(["test", "core-version"]),
       runCommand: createCommandRunner(),
     };
-    const controller = createCoreVersionController(deps);
+    const options = coreVersionOptions(deps.config);
+    const controller = createCoreVersionController(deps, options);
     const writes = () =>
       server.requests.filter((r) => (r.method === "PUT" || r.method === "POST") && r.path.includes("/configmaps"));
     try {
@@ -182,7 +181,7 @@ Deno.test({
       });
 
       await t.step("local mode: no version ConfigMaps, the store is still listed", async () => {
-        const local = createCoreVersionController({ ...deps, kube: null });
+        const local = createCoreVersionController({ ...deps, kube: null }, options);
         const { summary, result } = await run(local);
         deepStrictEqual(result, {
           node: "node-a",
@@ -195,10 +194,14 @@ Deno.test({
       });
 
       await t.step("an image store that cannot be listed fails the run with the reason", async () => {
-        const broken = createCoreVersionController({
-          ...deps,
-          config: { ...deps.config, imageStore: "docker", dockerHost: `unix://${docker.socketPath}.missing` },
-        });
+        const broken = createCoreVersionController(
+          deps,
+          coreVersionOptions({
+            ...deps.config,
+            imageStore: "docker",
+            dockerHost: `unix://${docker.socketPath}.missing`,
+          }),
+        );
         let message = "";
         await run(broken).catch((error) => (message = error.message));
         strictEqual(
@@ -277,17 +280,20 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
     ],
   });
   const kube = createKubeClient(server.connection(), { userAgent: "test" });
+  // The token the fan-out sends, in a file as the kubelet projects it.
+  const tokenDir = await Deno.makeTempDir({ prefix: "psd-core-version-" });
+  const peerTokenFile = `${tokenDir}/token`;
+  await Deno.writeTextFile(peerTokenFile, "peer-token\n");
   const deps: JobDeps = {
-    config: defaultConfig({ currentNodeName: "Node-A", port }),
+    config: defaultConfig({ currentNodeName: "Node-A", port, peerTokenFile }),
     kube,
     clock: { now: () => new Date() },
     events: nullEventSink,
     log: getLogger(["test", "core-version"]),
     runCommand: createCommandRunner(),
   };
-  const controller = createCoreVersionController(deps, {
-    fanOutHeaders: () => ({ Authorization: "Bearer peer-token" }),
-  });
+  const options = coreVersionOptions(deps.config);
+  const controller = createCoreVersionController(deps, options);
   const listPods = () => server.requests.filter((r) => r.method === "GET" && r.path.endsWith("/pods")).length;
   try {
     await t.step("fanOut() returns at once; the outcome lists every peer", async () => {
@@ -343,7 +349,7 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
     });
 
     await t.step("local mode: nobody to notify", async () => {
-      const local = createCoreVersionController({ ...deps, kube: null });
+      const local = createCoreVersionController({ ...deps, kube: null }, options);
       local.fanOut();
       await local.whenFanOutIdle();
       deepStrictEqual(local.fanOutState().fanOut?.peers, []);
@@ -353,5 +359,6 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
     release.resolve();
     await server.close();
     await Promise.all(listeners.map((l) => l.server.shutdown()));
+    await Deno.remove(tokenDir, { recursive: true });
   }
 });

@@ -1,13 +1,9 @@
 /** Pure parts of the core-version job: reading version ConfigMaps, normalising references, the availability plan. */
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import type { V1ConfigMap } from "@kubernetes/client-node";
-import {
-  availabilityConfigMapName,
-  normalizeImageRef,
-  parseVersionConfigMap,
-  planAvailability,
-  type VersionSpec,
-} from "../controllers/core_version.ts";
+import { normalizeImageRef } from "../controllers/core_version/image_ref.ts";
+import { availabilityConfigMapName, planCoreVersion } from "../controllers/core_version/plan.ts";
+import { parseVersionConfigMap, type VersionSpec } from "../controllers/core_version/versions.ts";
 import { kubeTime } from "../k8s/values.ts";
 
 function cm(name: string, data: Record<string, string>): V1ConfigMap {
@@ -112,6 +108,7 @@ Deno.test("normalizeImageRef makes every spelling of one image equal", () => {
 
 const now = new Date("2026-03-04T05:06:07.890Z");
 const hour = 3_600_000;
+const OPTIONS = { node: "node-a", reportIntervalMs: hour };
 
 function versions(): VersionSpec[] {
   return [
@@ -125,8 +122,8 @@ function inventory(refs: string[]): Set<string> {
   return new Set(refs.map(normalizeImageRef));
 }
 
-Deno.test("planAvailability: partly present versions, digests, the three data keys", () => {
-  const plan = planAvailability({
+Deno.test("planCoreVersion: partly present versions, digests, the three data keys", () => {
+  const plan = planCoreVersion({
     versions: versions(),
     inventory: inventory([
       "busybox:latest",
@@ -135,8 +132,7 @@ Deno.test("planAvailability: partly present versions, digests, the three data ke
     ]),
     previous: null,
     now,
-    reportIntervalMs: hour,
-  });
+  }, OPTIONS);
   deepStrictEqual(plan.versions, [
     {
       name: "v1",
@@ -168,21 +164,20 @@ Deno.test("planAvailability: partly present versions, digests, the three data ke
   strictEqual(plan.write, true);
 });
 
-Deno.test("planAvailability: no available version gives an empty string, not a comma", () => {
-  const plan = planAvailability({
+Deno.test("planCoreVersion: no available version gives an empty string, not a comma", () => {
+  const plan = planCoreVersion({
     versions: versions(),
     inventory: new Set(),
     previous: null,
     now,
-    reportIntervalMs: hour,
-  });
+  }, OPTIONS);
   strictEqual(plan.data.existingVersions, "");
   deepStrictEqual(plan.existingVersions, []);
   strictEqual(plan.versions.every((v) => !v.available && v.missing.length === v.images.length), true);
 });
 
-Deno.test("planAvailability: a version name listed by two ConfigMaps appears once", () => {
-  const plan = planAvailability({
+Deno.test("planCoreVersion: a version name listed by two ConfigMaps appears once", () => {
+  const plan = planCoreVersion({
     versions: [
       { name: "v1", configMap: "cm-a", images: ["busybox"] },
       { name: "v1", configMap: "cm-z", images: ["busybox"] },
@@ -190,47 +185,49 @@ Deno.test("planAvailability: a version name listed by two ConfigMaps appears onc
     inventory: inventory(["busybox"]),
     previous: null,
     now,
-    reportIntervalMs: hour,
-  });
+  }, OPTIONS);
   strictEqual(plan.data.existingVersions, "v1");
 });
 
-Deno.test("planAvailability writes only when something but checkTime changed, or the last write is old", () => {
-  const base = { versions: versions(), inventory: inventory(["busybox", "polardb/pfsd:1"]), reportIntervalMs: hour };
-  const first = planAvailability({ ...base, previous: null, now });
+Deno.test("planCoreVersion writes only when something but checkTime changed, or the last write is old", () => {
+  const base = { versions: versions(), inventory: inventory(["busybox", "polardb/pfsd:1"]) };
+  const first = planCoreVersion({ ...base, previous: null, now }, OPTIONS);
   const previous = cm("x", { ...first.data });
 
-  const soon = planAvailability({ ...base, previous, now: new Date(now.getTime() + hour - 1000) });
+  const soon = planCoreVersion({ ...base, previous, now: new Date(now.getTime() + hour - 1000) }, OPTIONS);
   strictEqual(soon.changed, false);
   strictEqual(soon.write, false);
 
-  const late = planAvailability({ ...base, previous, now: new Date(now.getTime() + hour) });
+  const late = planCoreVersion({ ...base, previous, now: new Date(now.getTime() + hour) }, OPTIONS);
   strictEqual(late.changed, false);
   strictEqual(late.write, true);
 
-  const moreImages = planAvailability({
+  const moreImages = planCoreVersion({
     ...base,
     inventory: inventory(["busybox", "polardb/pfsd:1", "registry:5000/polardb/engine:2"]),
     previous,
     now: new Date(now.getTime() + 60_000),
-  });
+  }, OPTIONS);
   strictEqual(moreImages.changed, true);
   strictEqual(moreImages.write, true);
   strictEqual(moreImages.data.existingVersions, "v1,v2");
 
   // Only details changed (one more image of a still unavailable version appeared): still a change.
   const withV4 = { ...base, versions: [...versions(), { name: "v4", configMap: "cm-d", images: ["a:1", "b:1"] }] };
-  const v4Before = planAvailability({ ...withV4, previous: null, now });
-  const detailOnly = planAvailability({
+  const v4Before = planCoreVersion({ ...withV4, previous: null, now }, OPTIONS);
+  const detailOnly = planCoreVersion({
     ...withV4,
     previous: cm("x", { ...v4Before.data }),
     inventory: inventory(["busybox", "polardb/pfsd:1", "a:1"]),
     now: new Date(now.getTime() + 60_000),
-  });
+  }, OPTIONS);
   strictEqual(detailOnly.data.existingVersions, first.data.existingVersions);
   strictEqual(detailOnly.changed, true);
 
-  const badTime = planAvailability({ ...base, previous: cm("x", { ...first.data, checkTime: "yesterday" }), now });
+  const badTime = planCoreVersion(
+    { ...base, previous: cm("x", { ...first.data, checkTime: "yesterday" }), now },
+    OPTIONS,
+  );
   strictEqual(badTime.write, true);
   strictEqual(badTime.changed, false);
 });

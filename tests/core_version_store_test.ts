@@ -1,6 +1,7 @@
 /** The image store against a real dockerd and a real containerd, each on its own temporary socket. */
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
-import { normalizeImageRef, planAvailability } from "../controllers/core_version.ts";
+import { normalizeImageRef } from "../controllers/core_version/image_ref.ts";
+import { planCoreVersion } from "../controllers/core_version/plan.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createDockerApiClient } from "../host/docker_api.ts";
 import { listImages, missingSocketHint } from "../host/image_store.ts";
@@ -60,13 +61,12 @@ Deno.test({
         ok(pfsdId.startsWith("sha256:"));
         for (const ref of refs) {
           const inspect = await docker.request("GET", `/images/${encodeURIComponent(ref)}/json`);
-          const plan = planAvailability({
+          const plan = planCoreVersion({
             versions: [{ name: "v", configMap: "cm", images: [ref] }],
             inventory,
             previous: null,
             now: new Date(),
-            reportIntervalMs: 3_600_000,
-          });
+          }, { node: "node-a", reportIntervalMs: 3_600_000 });
           strictEqual(plan.versions[0].available, inspect.status === 200, `${ref}: inspect answered ${inspect.status}`);
         }
         strictEqual((await docker.request("GET", `/images/${engineId}/json`)).status, 200, "the full ID is found");
