@@ -3,11 +3,19 @@
  * Config; each takes its own options type, defined in its folder.
  */
 import type { Config } from "./config.ts";
+import type { PortUsageOptions } from "./controllers/port_usage/job.ts";
+import { parseRangeList } from "./controllers/port_usage/ranges.ts";
 
-// port-usage: replaced by its options builder.
 /** The port-usage job's options. */
-export function portUsageOptions(config: Config): Config {
-  return config;
+export function portUsageOptions(config: Config): PortUsageOptions {
+  return {
+    node: config.currentNodeName,
+    mpdControllerCmName: config.mpdControllerCmName,
+    // The flag was checked at start: a bad list exits 2 there.
+    ranges: config.portRanges.trim() === "" ? null : parseRangeList(config.portRanges),
+    scanMethod: config.portScanMethod,
+    reservePortRanges: config.reservePortRanges,
+  };
 }
 
 // core-version: replaced by its options builder.

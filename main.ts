@@ -11,6 +11,7 @@ import { type LastRun, runWithLimit, Scheduler } from "./controllers/scheduler.t
 import { JOB_NAMES, JOBS } from "./core/jobs.ts";
 import { type Controller, type EventSink, type Logger, nullEventSink, systemClock } from "./core/types.ts";
 import { createPortUsageController } from "./controllers/port_usage/job.ts";
+import { portUsageOptions } from "./job_options.ts";
 import { createCoreVersionController } from "./controllers/core_version.ts";
 import { createLogCleanupController } from "./controllers/log_cleanup.ts";
 import { createNodeNetworkController } from "./controllers/node_network.ts";
@@ -154,7 +155,7 @@ function createControllers(runtime: Runtime) {
   };
   const coreVersion = createCoreVersionController(deps(JOBS.coreVersion.name), { fanOutHeaders });
   const controllers: Controller[] = [
-    createPortUsageController(deps(JOBS.portUsage.name)),
+    createPortUsageController(deps(JOBS.portUsage.name), portUsageOptions(runtime.config)),
     coreVersion,
     createLogCleanupController(deps(JOBS.logCleanup.name)),
     createNodeNetworkController(deps(JOBS.nodeNetwork.name)),
