@@ -5,11 +5,19 @@
 import type { Config } from "./config/config.ts";
 import type { CoreVersionOptions } from "./controllers/core_version/job.ts";
 import { nodeKey } from "./core/addresses.ts";
+import type { PortUsageOptions } from "./controllers/port_usage/job.ts";
+import { parseRangeList } from "./controllers/port_usage/ranges.ts";
 
-// port-usage: replaced by its options builder.
 /** The port-usage job's options. */
-export function portUsageOptions(config: Config): Config {
-  return config;
+export function portUsageOptions(config: Config): PortUsageOptions {
+  return {
+    node: config.currentNodeName,
+    mpdControllerCmName: config.mpdControllerCmName,
+    // The flag was checked at start: a bad list exits 2 there.
+    ranges: config.portRanges.trim() === "" ? null : parseRangeList(config.portRanges),
+    scanMethod: config.portScanMethod,
+    reservePortRanges: config.reservePortRanges,
+  };
 }
 
 /** The core-version job's options. */

@@ -6,7 +6,7 @@ import { type Controller, type Logger, nullEventSink, systemClock } from "./core
 import { VERSION } from "./core/version.ts";
 import { createPortUsageController } from "./controllers/port_usage/job.ts";
 import { createCoreVersionController } from "./controllers/core_version/job.ts";
-import { coreVersionOptions } from "./job_options.ts";
+import { coreVersionOptions, portUsageOptions } from "./job_options.ts";
 import { createLogCleanupController } from "./controllers/log_cleanup.ts";
 import { createNodeNetworkController } from "./controllers/node_network.ts";
 import { createCommandRunner } from "./host/command.ts";
@@ -117,7 +117,7 @@ export function createControllers(runtime: Runtime) {
   });
   const coreVersion = createCoreVersionController(deps(JOBS.coreVersion.name), coreVersionOptions(runtime.config));
   const controllers: Controller[] = [
-    createPortUsageController(deps(JOBS.portUsage.name)),
+    createPortUsageController(deps(JOBS.portUsage.name), portUsageOptions(runtime.config)),
     coreVersion,
     createLogCleanupController(deps(JOBS.logCleanup.name)),
     createNodeNetworkController(deps(JOBS.nodeNetwork.name)),

@@ -8,6 +8,7 @@ import type { Logger } from "../core/types.ts";
 import { defaultConfig } from "../config/config.ts";
 import type { JobDeps } from "../controllers/deps.ts";
 import { createPortUsageController } from "../controllers/port_usage/job.ts";
+import { portUsageOptions } from "../job_options.ts";
 import { createNodeNetworkController } from "../controllers/node_network.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient } from "../k8s/client.ts";
@@ -58,8 +59,9 @@ Deno.test("port-usage and node-network on a cluster without ccm-config and contr
   try {
     const kube = createKubeClient(server.connection(), { userAgent: "test", namespace: "kube-system" });
     const { log, lines } = recordingLog();
+    const config = defaultConfig({ currentNodeName: node, portRanges: "1-2" });
     const deps: JobDeps = {
-      config: defaultConfig({ currentNodeName: node, portRanges: "1-2" }),
+      config,
       kube,
       clock: systemClock,
       events: { record: () => {} },
@@ -67,7 +69,7 @@ Deno.test("port-usage and node-network on a cluster without ccm-config and contr
       runCommand: createCommandRunner(),
     };
     const ctx = () => ({ signal: AbortSignal.timeout(20_000), dryRun: true });
-    const ports = await createPortUsageController(deps).run(ctx());
+    const ports = await createPortUsageController(deps, portUsageOptions(config)).run(ctx());
     assertEquals((ports.result as { enabled: boolean }).enabled, true);
     const network = await createNodeNetworkController(deps).run(ctx());
     assertEquals((network.result as { nic: string }).nic, "bond1");

@@ -8,12 +8,13 @@ import { createPortScanner } from "../controllers/port_usage/scanner.ts";
 import {
   createPortUsageController,
   OVERLAP_GAUGE,
-  type PortUsageControllerOptions,
+  type PortUsageHooks,
   type PortUsageResult,
-  SWITCH_CACHE_MS,
 } from "../controllers/port_usage/job.ts";
+import { SWITCH_CACHE_MS } from "../controllers/port_usage/observe.ts";
 import { CONFIGMAP_MAX_BYTES } from "../controllers/port_usage/plan.ts";
 import type { Config } from "../config/config.ts";
+import { portUsageOptions } from "../job_options.ts";
 import type { DaemonEvent } from "../core/types.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
@@ -51,15 +52,17 @@ function setup(server: FakeKubeApiServer | null, overrides: Partial<Config> = {}
   const kube: KubeClient | null = server
     ? createKubeClient(server.connection(), { userAgent: "test", backoffCapMs: 50 })
     : null;
+  const config = defaultConfig({ currentNodeName: NODE, ...overrides });
   const deps: JobDeps = {
-    config: defaultConfig({ currentNodeName: NODE, ...overrides }),
+    config,
     kube,
     clock,
     events: { record: (event) => void events.push(event) },
     log: getLogger(["test", "port-usage"]),
     runCommand: createCommandRunner(),
   };
-  const make = (options?: PortUsageControllerOptions) => createPortUsageController(deps, { sysctlDir, ...options });
+  const make = (hooks?: PortUsageHooks) =>
+    createPortUsageController(deps, portUsageOptions(config), { sysctlDir, ...hooks });
   return { deps, events, clock, make, sysctlDir };
 }
 

@@ -1,30 +1,17 @@
 /** The port-usage job: which ports of the configured ranges a database could not listen on, published as a ConfigMap. */
-import { formatPortList, readEphemeralPorts, SYSCTL_IPV4_DIR, writeReservedPorts } from "../../host/sysctl_ports.ts";
-import type { KubeClient } from "../../k8s/client.ts";
-import { applyConfigMap, createSettingReader } from "../../k8s/config_maps.ts";
-import { parseLenientBool } from "../../k8s/values.ts";
-import type { JobDeps } from "../deps.ts";
+import { JOBS } from "../../core/jobs.ts";
 import type { Controller, JobCounter, RunContext, RunOutcome } from "../../core/types.ts";
-import {
-  CONFIGMAP_MAX_BYTES,
-  needsConfirmation,
-  planPortUsage,
-  portUsageConfigMapName,
-  type PortUsagePlan,
-  unionOfScans,
-} from "./plan.ts";
-import {
-  ephemeralOverlap,
-  type InvalidRange,
-  type ParsedRanges,
-  parsePortRanges,
-  parseRangeList,
-  planReservation,
-  type PortRange,
-  rangeSize,
-  usedPortsInRanges,
-} from "./ranges.ts";
-import { createPortScanner, type PortScanner } from "./scanner.ts";
+import { SYSCTL_IPV4_DIR } from "../../host/sysctl_ports.ts";
+import type { KubeClient } from "../../k8s/client.ts";
+import { createSettingReader } from "../../k8s/config_maps.ts";
+import type { JobDeps } from "../deps.ts";
+import { kernelOverlap } from "./ephemeral.ts";
+import { printingEnabled, readRanges, usedPorts } from "./observe.ts";
+import { portUsageConfigMapName } from "./plan.ts";
+import { logLocalPorts, type Published, publishPorts } from "./publish.ts";
+import { type InvalidRange, type PortRange, rangeSize } from "./ranges.ts";
+import type { PortScanner } from "./scanner.ts";
+import { newPortUsageState } from "./state.ts";
 
 /** The JSON result of one run (`once port-usage --json`, `GET /api/v1/ports`). */
 export interface PortUsageResult {
@@ -46,287 +33,144 @@ export interface PortUsageResult {
   readonly ephemeralOverlap: PortRange[];
 }
 
-/** How long the `enablePrintPort` switch is cached, as the original. */
-export const SWITCH_CACHE_MS = 30 * 60_000;
-
 /** The gauge of the overlap's size, without the daemon's prefix. */
 export const OVERLAP_GAUGE = "port_usage_ephemeral_overlap_ports";
 
-/** Options of the controller. */
-export interface PortUsageControllerOptions {
-  /** Replaces the host scan (tests); the default follows `--port-scan-method`. */
+/** What the port-usage job takes from the flags. */
+export interface PortUsageOptions {
+  /** This host's Node name (`--current-node-name`); the ConfigMap's name has it in lower case. */
+  readonly node: string;
+  /** The ConfigMap whose annotations hold the ranges to scan (`--mpd-controller-cm-name`). */
+  readonly mpdControllerCmName: string;
+  /** The ranges of `--port-ranges`, which override the ConfigMap's; null to read the ConfigMap. */
+  readonly ranges: readonly PortRange[] | null;
+  /** How used ports are found (`--port-scan-method`). */
+  readonly scanMethod: "netlink" | "proc" | "bind";
+  /** Add the scanned ranges to `net.ipv4.ip_local_reserved_ports` (`--reserve-port-ranges`). */
+  readonly reservePortRanges: boolean;
+}
+
+/** What a test may replace. */
+export interface PortUsageHooks {
+  /** Replaces the host scan; the default follows `scanMethod`. */
   readonly scan?: PortScanner;
   /** Where `ip_local_port_range` and `ip_local_reserved_ports` are read (default /proc/sys/net/ipv4). */
   readonly sysctlDir?: string;
 }
 
-function sameSet(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((port, i) => port === b[i]);
+/** What one run saw: the ranges, the used ports in them, the ephemeral overlap; or why nothing was scanned. */
+interface Observation {
+  readonly ranges: PortRange[];
+  readonly invalid: InvalidRange[];
+  readonly used: number[];
+  readonly overlap: PortRange[];
+  /** Why no range was scanned (the ranges ConfigMap is missing or has no valid range), or null. */
+  readonly unscanned: string | null;
 }
-
-/** How many invalid ranges are named in the log and the Event; the rest are counted. */
-const REPORTED_INVALID = 10;
-
-/** Cuts hostile text for a log line or an Event: at most `max` characters, and how long it was. */
-function clip(text: string, max = 80): string {
-  return text.length <= max ? text : `${text.slice(0, max)}... (${text.length} characters)`;
-}
-
-/** How many overlapping ranges the overlap Event names; the rest are counted. */
-const REPORTED_OVERLAP = 10;
 
 /** Creates the port-usage job: every minute and once at start. */
 export function createPortUsageController(
   deps: JobDeps,
-  options: PortUsageControllerOptions = {},
+  options: PortUsageOptions,
+  hooks: PortUsageHooks = {},
 ): Controller<PortUsageResult> {
-  const { config, kube, clock, events, log } = deps;
-  const node = config.currentNodeName;
-  const name = portUsageConfigMapName(node);
-  const sysctlDir = options.sysctlDir ?? SYSCTL_IPV4_DIR;
-  let scan: PortScanner | null = options.scan ?? null;
-  let switchCache: { value: boolean; readAt: number } | null = null;
+  const { kube, clock, events, log } = deps;
+  const { node } = options;
+  const state = newPortUsageState(hooks.scan);
   const readSetting = createSettingReader(log);
-  let lastReportedInvalid = "";
-  let lastReportedOverlap = "";
-  let lastSysctlError = "";
-  let lastLocalUsed: number[] | null = null;
-  let lastScanned: number[] | null = null;
+  const sysctlDir = hooks.sysctlDir ?? SYSCTL_IPV4_DIR;
 
-  async function printingEnabled(api: KubeClient | null): Promise<boolean> {
-    if (api === null) return true;
-    const now = clock.now().getTime();
-    if (switchCache && now - switchCache.readAt < SWITCH_CACHE_MS) return switchCache.value;
-    const text = await readSetting(api, { configMap: "controller-config", key: "enablePrintPort", fallback: "true" });
-    const value = parseLenientBool(text, true);
-    switchCache = { value, readAt: now };
-    return value;
-  }
-
-  /** The ranges to scan, or null when the ranges ConfigMap is missing. */
-  async function readRanges(api: KubeClient | null): Promise<ParsedRanges | null> {
-    if (config.portRanges.trim() !== "") return { ranges: parseRangeList(config.portRanges), invalid: [] };
-    if (api === null) return { ranges: [[1, 65535]], invalid: [] };
-    const configMap = await api.getConfigMap(config.mpdControllerCmName);
-    if (configMap === null) return null;
-    const parsed = parsePortRanges(configMap.metadata?.annotations);
-    reportInvalid(parsed.invalid);
-    return parsed;
-  }
-
-  function reportInvalid(invalid: readonly InvalidRange[]): void {
-    const fingerprint = JSON.stringify(invalid);
-    if (invalid.length === 0 || fingerprint === lastReportedInvalid) {
-      lastReportedInvalid = invalid.length === 0 ? "" : fingerprint;
-      return;
+  async function observe(api: KubeClient | null, ctx: RunContext): Promise<Observation> {
+    const source = options.mpdControllerCmName;
+    const parsed = await readRanges(api, state, { ranges: options.ranges, configMap: source, log, events });
+    if (parsed === null || (api !== null && parsed.ranges.length === 0)) {
+      // Nothing is measured: an empty ConfigMap, as the original wrote, rather than ports that are no longer looked at.
+      state.lastScanned = null;
+      const unscanned = parsed === null
+        ? `ConfigMap "${source}" not found`
+        : `no valid range in ConfigMap "${source}" annotations`;
+      return { ranges: [], invalid: parsed?.invalid ?? [], used: [], overlap: [], unscanned };
     }
-    lastReportedInvalid = fingerprint;
-    const cm = config.mpdControllerCmName;
-    // Annotations are anyone's to write: a few readable lines and one short Event, whatever their number and size.
-    const shown = invalid.slice(0, REPORTED_INVALID).map((item) => ({
-      key: clip(item.key),
-      value: clip(item.value),
-      reason: clip(item.reason),
-    }));
-    for (const item of shown) {
-      log.warn("Skipping port range {value} of ConfigMap {configMap} annotation {key}: {reason}", {
-        configMap: cm,
-        ...item,
-      });
-    }
-    const more = invalid.length - shown.length;
-    if (more > 0) {
-      log.warn("Skipping {more} more invalid port ranges of ConfigMap {configMap}", { more, configMap: cm });
-    }
-    const list = shown.map((item) => `${item.key}="${item.value}" (${item.reason})`).join(", ") +
-      (more > 0 ? `, and ${more} more` : "");
-    events.record({
-      job: "port-usage",
-      type: "Warning",
-      reason: "PortRangeInvalid",
-      message: `Skipped invalid port ranges in ConfigMap "${cm}" annotations: ${list}`,
+    const { ranges, invalid } = parsed;
+    const used = await usedPorts(ranges, state, { method: options.scanMethod, log, signal: ctx.signal });
+    const overlap = await kernelOverlap(ranges, state, {
+      sysctlDir,
+      reserve: options.reservePortRanges,
+      dryRun: ctx.dryRun,
+      log,
+      events,
     });
-  }
-
-  /** Adds the ranges to `ip_local_reserved_ports` when asked to and when it changes the list. */
-  async function reserve(ranges: readonly PortRange[], reserved: readonly PortRange[], dryRun: boolean) {
-    const plan = planReservation(reserved, ranges);
-    if (!plan.changed) return false;
-    const fields = { added: formatPortList(plan.added), list: formatPortList(plan.reserved) };
-    if (dryRun) {
-      log.info("Dry run: would add {added} to net.ipv4.ip_local_reserved_ports, making it {list}", fields);
-      return false;
-    }
-    try {
-      await writeReservedPorts(plan.reserved, sysctlDir);
-    } catch (error) {
-      log.warn("{cause}: outgoing connections can still take ports {added}", {
-        cause: (error as Error).message,
-        added: fields.added,
-      });
-      return false;
-    }
-    log.info("Added {added} to net.ipv4.ip_local_reserved_ports, which is now {list}", fields);
-    return true;
-  }
-
-  /** The ephemeral overlap of the ranges, after reserving them if `--reserve-port-ranges`; [] when unreadable. */
-  async function kernelOverlap(ranges: readonly PortRange[], dryRun: boolean): Promise<PortRange[]> {
-    try {
-      let kernel = await readEphemeralPorts(sysctlDir);
-      if (config.reservePortRanges && await reserve(ranges, kernel.reserved, dryRun)) {
-        // Read back what the kernel kept: it is the truth about which ports it hands out.
-        kernel = await readEphemeralPorts(sysctlDir);
-      }
-      lastSysctlError = "";
-      const overlap = ephemeralOverlap(ranges, kernel);
-      if (!dryRun) reportOverlap(overlap, kernel.range);
-      return overlap;
-    } catch (error) {
-      const cause = (error as Error).message;
-      if (cause !== lastSysctlError) log.warn("{cause}: the ephemeral overlap is not reported", { cause });
-      lastSysctlError = cause;
-      return [];
-    }
-  }
-
-  function reportOverlap(overlap: readonly PortRange[], ephemeral: PortRange): void {
-    const fingerprint = overlap.length === 0 ? "" : JSON.stringify([overlap, ephemeral]);
-    if (fingerprint === lastReportedOverlap) return;
-    lastReportedOverlap = fingerprint;
-    if (overlap.length === 0) return;
-    const shown = formatPortList(overlap.slice(0, REPORTED_OVERLAP)) +
-      (overlap.length > REPORTED_OVERLAP ? ` and ${overlap.length - REPORTED_OVERLAP} more ranges` : "");
-    const count = rangeSize(overlap);
-    const message = `Ports ${shown} (${count} ports) of the scanned ranges are in net.ipv4.ip_local_port_range ` +
-      `(${ephemeral[0]}-${ephemeral[1]}) and not in net.ipv4.ip_local_reserved_ports: an outgoing connection can ` +
-      `take one before a database listens on it; add them to sysctl net.ipv4.ip_local_reserved_ports ` +
-      `(or run the daemon with --reserve-port-ranges)`;
-    log.warn("{message}", { message });
-    events.record({ job: "port-usage", type: "Warning", reason: "EphemeralPortOverlap", message });
-  }
-
-  /** The used ports of the ranges; a port missing since the last run is dropped only if a second scan agrees. */
-  async function usedPorts(ranges: readonly PortRange[], signal: AbortSignal): Promise<number[]> {
-    scan ??= createPortScanner(config.portScanMethod, log);
-    const first = usedPortsInRanges(await scan(ranges, signal), ranges);
-    signal.throwIfAborted();
-    if (!needsConfirmation(lastScanned, first)) return lastScanned = first;
-    const second = usedPortsInRanges(await scan(ranges, signal), ranges);
-    signal.throwIfAborted();
-    return lastScanned = unionOfScans(first, second);
-  }
-
-  function outcome(
-    summary: string,
-    result: Omit<PortUsageResult, "node" | "configMap">,
-  ): RunOutcome<PortUsageResult> {
-    const gauge: JobCounter = {
-      name: OVERLAP_GAUGE,
-      help: "Ports of the scanned ranges that the kernel may give an outgoing connection (ephemeral, not reserved)",
-      value: rangeSize(result.ephemeralOverlap),
-      kind: "gauge",
-    };
-    return {
-      summary,
-      result: {
-        node,
-        ranges: result.ranges,
-        used: result.used,
-        changed: result.changed,
-        configMap: name,
-        enabled: result.enabled,
-        invalid: result.invalid,
-        ephemeralOverlap: result.ephemeralOverlap,
-      },
-      counters: [gauge],
-    };
-  }
-
-  function tooLargeError(plan: PortUsagePlan, count: number, dryRun: boolean): Error {
-    const message = `Cannot write ConfigMap "${name}": ${count} used ports take ${plan.sizeBytes} bytes, ` +
-      `more than the limit of ${CONFIGMAP_MAX_BYTES}; the previous content stays`;
-    if (!dryRun) events.record({ job: "port-usage", type: "Warning", reason: "PortUsageTooLarge", message });
-    return new Error(message);
-  }
-
-  /** Writes the ports when they changed (or says it would, in a dry run); returns the verb for the summary. */
-  async function publish(api: KubeClient, used: readonly number[], dryRun: boolean) {
-    if (dryRun) {
-      const plan = planPortUsage({ node, used, existing: await api.getConfigMap(name), now: clock.now() });
-      if (plan.changed && plan.tooLarge) throw tooLargeError(plan, used.length, true);
-      return { changed: plan.changed, verb: plan.changed ? "would be written (dry run)" : "unchanged (dry run)" };
-    }
-    const applied = await applyConfigMap(api, name, {
-      plan: (current) => planPortUsage({ node, used, existing: current, now: clock.now() }),
-      desired: (plan) => (plan.changed && !plan.tooLarge ? plan.configMap : null),
-    });
-    const { plan } = applied;
-    if (plan.changed && plan.tooLarge) throw tooLargeError(plan, used.length, false);
-    if (applied.written) {
-      log.info("Wrote ConfigMap {name} with {count} used ports", { name, count: used.length });
-    }
-    return {
-      changed: applied.written,
-      verb: applied.created ? "created" : applied.written ? "updated" : "unchanged",
-    };
+    return { ranges, invalid, used, overlap, unscanned: null };
   }
 
   async function run(ctx: RunContext): Promise<RunOutcome<PortUsageResult>> {
     // Every call of this run stops when the run's time limit passes: an abandoned run writes nothing late.
     const api = kube?.withSignal(ctx.signal) ?? null;
-    const nothing = { ranges: [], used: [], invalid: [], ephemeralOverlap: [] };
-    if (!(await printingEnabled(api))) {
-      return outcome(`Port printing is off (ConfigMap "controller-config" enablePrintPort); nothing scanned`, {
-        ...nothing,
-        changed: false,
-        enabled: false,
-      });
-    }
-    const parsed = await readRanges(api);
-    if (api !== null && (parsed === null || parsed.ranges.length === 0)) {
-      // Nothing is measured: an empty ConfigMap, as the original wrote, rather than ports that are no longer looked at.
-      const why = parsed === null
-        ? `ConfigMap "${config.mpdControllerCmName}" not found`
-        : `no valid range in ConfigMap "${config.mpdControllerCmName}" annotations`;
-      lastScanned = null;
-      const { changed, verb } = await publish(api, [], ctx.dryRun);
-      return outcome(`No port ranges to scan (${why}); ConfigMap "${name}" with no ports ${verb}`, {
-        ...nothing,
-        invalid: parsed?.invalid ?? [],
-        changed,
-        enabled: true,
-      });
-    }
-    const { ranges, invalid } = parsed!;
-    const used = await usedPorts(ranges, ctx.signal);
-    const overlap = await kernelOverlap(ranges, ctx.dryRun);
-    const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-    const counted = `${plural(used.length, "used port")} in ${plural(ranges.length, "range")}` +
-      (overlap.length > 0 ? ` (${plural(rangeSize(overlap), "port")} in the kernel's ephemeral range)` : "");
-    const result = (changed: boolean) => ({ ranges, used, changed, enabled: true, invalid, ephemeralOverlap: overlap });
-
-    if (api === null) {
-      const changed = lastLocalUsed === null || !sameSet(lastLocalUsed, used);
-      lastLocalUsed = used;
-      if (changed) {
-        log.info("Local mode: would write ConfigMap {name} with {count} ports: {ports}", {
-          name,
-          count: used.length,
-          ports: used.join(","),
-        });
-      }
-      return outcome(`${counted}; ConfigMap "${name}" not written (local mode)`, result(changed));
-    }
-    const { changed, verb } = await publish(api, used, ctx.dryRun);
-    return outcome(`${counted}; ConfigMap "${name}" ${verb}`, result(changed));
+    if (!(await printingEnabled(api, state, { clock, readSetting }))) return switchedOff(node);
+    const observed = await observe(api, ctx);
+    // Plan and apply: the ConfigMap is planned from the one as it is now and written when the ports changed.
+    const published = api === null
+      ? logLocalPorts(observed.used, state, { node, log })
+      : await publishPorts(api, observed.used, { node, clock, dryRun: ctx.dryRun, log, events });
+    return outcome(observed, published, { node });
   }
 
   return {
-    name: "port-usage",
+    name: JOBS.portUsage.name,
     schedule: { cron: "* * * * *" },
     runAtStart: true,
     timeoutMs: 50_000,
     run,
   };
+}
+
+/** The outcome of a run with printing off: nothing scanned, nothing written. */
+function switchedOff(node: string): RunOutcome<PortUsageResult> {
+  const summary = `Port printing is off (ConfigMap "controller-config" enablePrintPort); nothing scanned`;
+  return withGauge(summary, {
+    node,
+    ranges: [],
+    used: [],
+    changed: false,
+    configMap: portUsageConfigMapName(node),
+    enabled: false,
+    invalid: [],
+    ephemeralOverlap: [],
+  });
+}
+
+/** The outcome of a run that scanned (or found nothing to scan) and published. */
+function outcome(
+  observed: Observation,
+  published: Published,
+  { node }: { readonly node: string },
+): RunOutcome<PortUsageResult> {
+  const { ranges, used, overlap } = observed;
+  const name = portUsageConfigMapName(node);
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  const summary = observed.unscanned !== null
+    ? `No port ranges to scan (${observed.unscanned}); ConfigMap "${name}" with no ports ${published.verb}`
+    : `${plural(used.length, "used port")} in ${plural(ranges.length, "range")}` +
+      (overlap.length > 0 ? ` (${plural(rangeSize(overlap), "port")} in the kernel's ephemeral range)` : "") +
+      `; ConfigMap "${name}" ${published.verb}`;
+  return withGauge(summary, {
+    node,
+    ranges,
+    used,
+    changed: published.changed,
+    configMap: name,
+    enabled: true,
+    invalid: observed.invalid,
+    ephemeralOverlap: overlap,
+  });
+}
+
+function withGauge(summary: string, result: PortUsageResult): RunOutcome<PortUsageResult> {
+  const gauge: JobCounter = {
+    name: OVERLAP_GAUGE,
+    help: "Ports of the scanned ranges that the kernel may give an outgoing connection (ephemeral, not reserved)",
+    value: rangeSize(result.ephemeralOverlap),
+    kind: "gauge",
+  };
+  return { summary, result, counters: [gauge] };
 }
