@@ -3,6 +3,7 @@
  * Config; each takes its own options type, defined in its folder.
  */
 import type { Config } from "./config.ts";
+import type { LogCleanupOptions } from "./controllers/log_cleanup/job.ts";
 
 // port-usage: replaced by its options builder.
 /** The port-usage job's options. */
@@ -16,10 +17,13 @@ export function coreVersionOptions(config: Config): Config {
   return config;
 }
 
-// log-cleanup: replaced by its options builder.
-/** The log-cleanup job's options. */
-export function logCleanupOptions(config: Config): Config {
-  return config;
+/** The log-cleanup job's options: the root as given, N days and the folder limit. */
+export function logCleanupOptions(config: Config): LogCleanupOptions {
+  return {
+    root: config.dbclusterLogDir,
+    days: config.insFolderOverdueDays,
+    maxFolders: config.logCleanupMaxFolders,
+  };
 }
 
 // node-network: replaced by its options builder.

@@ -12,7 +12,8 @@ import { JOB_NAMES, JOBS } from "./core/jobs.ts";
 import { type Controller, type EventSink, type Logger, nullEventSink, systemClock } from "./core/types.ts";
 import { createPortUsageController } from "./controllers/port_usage/job.ts";
 import { createCoreVersionController } from "./controllers/core_version.ts";
-import { createLogCleanupController } from "./controllers/log_cleanup.ts";
+import { createLogCleanupController } from "./controllers/log_cleanup/job.ts";
+import { logCleanupOptions } from "./job_options.ts";
 import { createNodeNetworkController } from "./controllers/node_network.ts";
 import { createCommandRunner } from "./host/command.ts";
 import { createKubeClient, type KubeClient } from "./k8s/client.ts";
@@ -156,7 +157,7 @@ function createControllers(runtime: Runtime) {
   const controllers: Controller[] = [
     createPortUsageController(deps(JOBS.portUsage.name)),
     coreVersion,
-    createLogCleanupController(deps(JOBS.logCleanup.name)),
+    createLogCleanupController(deps(JOBS.logCleanup.name), logCleanupOptions(runtime.config)),
     createNodeNetworkController(deps(JOBS.nodeNetwork.name)),
   ];
   return { controllers, coreVersion, killCommands: () => exiting.abort() };
