@@ -60,11 +60,12 @@ interface Removal {
 export async function applyCleanup(plan: LogCleanupPlan, context: ApplyContext): Promise<AppliedCleanup> {
   const removal = createRemoval(context);
   const folders = await removeFolders(plan.folders, removal);
-  const logFiles = removeLogFiles(plan.logFiles, removal);
-  const dataDirs = await removeDataDirs(plan.dataDirs, removal);
+  const logFiles = await removeMatches(plan.logFiles, "Log file", removal);
+  const dataDirs = await removeMatches(plan.dataDirs, "Data directory", removal);
   return { folders, logFiles, dataDirs, totals: removal.totals, skipped: removal.skipped.lines() };
 }
 
+/** The shared state and helpers of one application. */
 function createRemoval(context: ApplyContext): Removal {
   const { days, nowMs, log, dryRun } = context;
   const totals = emptyReport();
@@ -103,6 +104,7 @@ function createRemoval(context: ApplyContext): Removal {
   };
 }
 
+/** Removes the instance folders that are still overdue; returns the paths that went whole. */
 async function removeFolders(planned: readonly PlannedFolder[], removal: Removal): Promise<string[]> {
   const { context } = removal;
   const verb = context.dryRun ? "Would remove" : "Removed";
@@ -145,38 +147,40 @@ async function stillOverdue(folder: PlannedFolder, removal: Removal): Promise<bo
   return again.finish().overdue.some((f) => f.path === folder.path);
 }
 
-function removeLogFiles(planned: readonly PlannedRemoval[], removal: Removal): string[] {
-  const { context } = removal;
-  const verb = context.dryRun ? "Would remove" : "Removed";
-  const logFiles: string[] = [];
-  for (const file of planned) {
-    context.signal?.throwIfAborted();
-    const report = context.dryRun
-      ? { ...emptyReport(), files: 1, bytes: file.bytes }
-      : removeEntry(file.path, { ...removal.removeOptions, keep: removal.stillOld });
-    removal.keptLine("Log file", file.path, report);
-    if (removal.add(report)) {
-      logFiles.push(file.path);
-      removal.note(`${verb} log file {path} ({bytes} bytes)`, { path: file.path, bytes: report.bytes });
-    }
-  }
-  return logFiles;
-}
+/**
+ * Each kind of `-mtime +N` match: its log line after the verb, what a dry run counts, its removal, and whether
+ * a removal is logged also when it failed on some path below (a data directory is then partly gone).
+ */
+const MATCH_KINDS = {
+  "Log file": { line: "log file {path} ({bytes} bytes)", dry: { files: 1 }, remove: removeEntry, partial: false },
+  "Data directory": {
+    line: "data directory {path}: {bytes} bytes",
+    dry: { dirs: 1 },
+    remove: removeTree,
+    partial: true,
+  },
+} as const;
 
-async function removeDataDirs(planned: readonly PlannedRemoval[], removal: Removal): Promise<string[]> {
+/** Removes the `-mtime +N` matches of one kind; returns the paths that went whole. */
+async function removeMatches(
+  planned: readonly PlannedRemoval[],
+  what: keyof typeof MATCH_KINDS,
+  removal: Removal,
+): Promise<string[]> {
   const { context } = removal;
+  const kind = MATCH_KINDS[what];
   const verb = context.dryRun ? "Would remove" : "Removed";
-  const dataDirs: string[] = [];
-  for (const dir of planned) {
+  const removed: string[] = [];
+  for (const match of planned) {
     context.signal?.throwIfAborted();
     const report = context.dryRun
-      ? { ...emptyReport(), dirs: 1, bytes: dir.bytes }
-      : await removeTree(dir.path, { ...removal.removeOptions, keep: removal.stillOld });
-    removal.keptLine("Data directory", dir.path, report);
-    if (removal.add(report)) dataDirs.push(dir.path);
-    if (report.kept === null) {
-      removal.note(`${verb} data directory {path}: {bytes} bytes`, { path: dir.path, bytes: report.bytes });
+      ? { ...emptyReport(), ...kind.dry, bytes: match.bytes }
+      : await kind.remove(match.path, { ...removal.removeOptions, keep: removal.stillOld });
+    removal.keptLine(what, match.path, report);
+    if (removal.add(report)) removed.push(match.path);
+    if (report.kept === null && (kind.partial || report.errors.length === 0)) {
+      removal.note(`${verb} ${kind.line}`, { path: match.path, bytes: report.bytes });
     }
   }
-  return dataDirs;
+  return removed;
 }

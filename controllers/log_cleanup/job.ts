@@ -8,7 +8,7 @@ import { closeLogRoot, type LogRoot, resolveLogRoot, type ResolveOptions, walkLo
 import { JOBS } from "../../core/jobs.ts";
 import type { Controller, JobCounter, RunContext, RunOutcome } from "../../core/types.ts";
 import type { JobDeps } from "../deps.ts";
-import { type AppliedCleanup, applyCleanup } from "./apply.ts";
+import { type AppliedCleanup, applyCleanup, type ApplyContext } from "./apply.ts";
 import { LIST_LIMIT } from "./bounded_list.ts";
 import {
   createLogCleanupPlanner,
@@ -127,16 +127,7 @@ export function createLogCleanupController(
         warnFolderLimit(plan, scope);
         await hooks.beforeRemove?.(plan);
         // Apply.
-        const { days } = options;
-        const { nowMs } = observed;
-        const done = await applyCleanup(plan, {
-          root,
-          days,
-          nowMs,
-          dryRun: ctx.dryRun,
-          signal: ctx.signal,
-          log: deps.log,
-        });
+        const done = await applyCleanup(plan, applyContext(observed, scope));
         // Outcome.
         return outcomeOf({ observed, replacedInWalk: walked.replaced, plan, done }, scope);
       } finally {
@@ -157,6 +148,7 @@ async function openRoot(deps: JobDeps, dir: string, hooks: LogCleanupHooks): Pro
   }
 }
 
+/** Who is active (from the cluster) and the time the ages count from. */
 async function observe({ deps, ctx }: Scope): Promise<Observed> {
   const skipped: string[] = [];
   const activeInstances = await listActiveInstances(deps, { signal: ctx.signal, skipped });
@@ -190,6 +182,12 @@ async function listActiveInstances(
   return [...ids].sort();
 }
 
+/** The plan is applied under the root the walk used, with the plan's time. */
+function applyContext(observed: Observed, { deps, options, ctx, root }: Scope): ApplyContext {
+  return { root, days: options.days, nowMs: observed.nowMs, dryRun: ctx.dryRun, signal: ctx.signal, log: deps.log };
+}
+
+/** A plan stopped by the folder limit: a warning, and an Event unless in a dry run. */
 function warnFolderLimit(plan: LogCleanupPlan, { deps, options, ctx, root }: Scope): void {
   if (!plan.folderLimitExceeded) return;
   const message = `Kept ${plan.overdueKept} overdue instance folders under "${root.path}": ` +
@@ -247,6 +245,7 @@ function reportReplaced(replaced: string[], { deps, root }: Scope): void {
   deps.events.record({ job, type: "Warning", reason: "LogCleanupPathReplaced", message });
 }
 
+/** A Normal Event when something went, a Warning when some path could not. */
 function recordRemoved(result: LogCleanupResult, { what, scope }: { what: string; scope: Scope }): void {
   const { events } = scope.deps;
   const { counts, errors } = result;
@@ -263,6 +262,7 @@ function recordRemoved(result: LogCleanupResult, { what, scope }: { what: string
   }
 }
 
+/** What one run adds to the job's metrics. */
 function countersOf(result: LogCleanupResult): JobCounter[] {
   return [
     { name: "log_cleanup_bytes_freed_total", help: "Bytes freed by the log cleanup", value: result.bytes },
