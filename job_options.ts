@@ -7,6 +7,7 @@ import type { CoreVersionOptions } from "./controllers/core_version/job.ts";
 import { nodeKey } from "./core/addresses.ts";
 import type { PortUsageOptions } from "./controllers/port_usage/job.ts";
 import { parseRangeList } from "./controllers/port_usage/ranges.ts";
+import type { LogCleanupOptions } from "./controllers/log_cleanup/job.ts";
 
 /** The port-usage job's options. */
 export function portUsageOptions(config: Config): PortUsageOptions {
@@ -34,10 +35,13 @@ export function coreVersionOptions(config: Config): CoreVersionOptions {
   };
 }
 
-// log-cleanup: replaced by its options builder.
-/** The log-cleanup job's options. */
-export function logCleanupOptions(config: Config): Config {
-  return config;
+/** The log-cleanup job's options: the root as given, N days and the folder limit. */
+export function logCleanupOptions(config: Config): LogCleanupOptions {
+  return {
+    root: config.dbclusterLogDir,
+    days: config.insFolderOverdueDays,
+    maxFolders: config.logCleanupMaxFolders,
+  };
 }
 
 // node-network: replaced by its options builder.

@@ -6,8 +6,8 @@ import { type Controller, type Logger, nullEventSink, systemClock } from "./core
 import { VERSION } from "./core/version.ts";
 import { createPortUsageController } from "./controllers/port_usage/job.ts";
 import { createCoreVersionController } from "./controllers/core_version/job.ts";
-import { coreVersionOptions, portUsageOptions } from "./job_options.ts";
-import { createLogCleanupController } from "./controllers/log_cleanup.ts";
+import { coreVersionOptions, logCleanupOptions, portUsageOptions } from "./job_options.ts";
+import { createLogCleanupController } from "./controllers/log_cleanup/job.ts";
 import { createNodeNetworkController } from "./controllers/node_network.ts";
 import { createCommandRunner } from "./host/command.ts";
 import { createKubeClient, type KubeClient } from "./k8s/client.ts";
@@ -119,7 +119,7 @@ export function createControllers(runtime: Runtime) {
   const controllers: Controller[] = [
     createPortUsageController(deps(JOBS.portUsage.name), portUsageOptions(runtime.config)),
     coreVersion,
-    createLogCleanupController(deps(JOBS.logCleanup.name)),
+    createLogCleanupController(deps(JOBS.logCleanup.name), logCleanupOptions(runtime.config)),
     createNodeNetworkController(deps(JOBS.nodeNetwork.name)),
   ];
   return { controllers, coreVersion, killCommands: () => exiting.abort() };

@@ -6,11 +6,12 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../config/config.ts";
-import { createLogCleanupController } from "../controllers/log_cleanup.ts";
+import { createLogCleanupController } from "../controllers/log_cleanup/job.ts";
 import type { JobDeps } from "../controllers/deps.ts";
 import { nullEventSink, systemClock } from "../core/types.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
 import { loadConnection } from "../k8s/kube_config.ts";
+import { logCleanupOptions } from "../job_options.ts";
 import { podsServer } from "../tests/support/log_cleanup_tree.ts";
 
 const FOLDERS = 1000;
@@ -68,8 +69,9 @@ function activeInstances(): string[] {
 }
 
 async function dryRun(root: string, kube: KubeClient) {
+  const config = defaultConfig({ dbclusterLogDir: root, insFolderOverdueDays: DAYS });
   const deps: JobDeps = {
-    config: defaultConfig({ dbclusterLogDir: root, insFolderOverdueDays: DAYS }),
+    config,
     kube,
     clock: systemClock,
     events: nullEventSink,
@@ -77,7 +79,7 @@ async function dryRun(root: string, kube: KubeClient) {
     runCommand: () => Promise.reject(new Error("Not used")),
   };
   const started = performance.now();
-  const { result } = await createLogCleanupController(deps).run({
+  const { result } = await createLogCleanupController(deps, logCleanupOptions(config)).run({
     signal: new AbortController().signal,
     dryRun: true,
   });

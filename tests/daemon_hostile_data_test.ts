@@ -17,7 +17,7 @@ import {
   portRangeListeners,
   VERSION_LABELS,
 } from "./support/faults_cluster.ts";
-import { INSTANCE_LABEL } from "../controllers/log_cleanup.ts";
+import { INSTANCE_LABEL } from "../controllers/log_cleanup/plan.ts";
 
 const NODE = "node-hostile";
 const ODD = "\u0000\u0001\u0002\ufffd\ud800\u202e<script>\\\"'\n\t";

@@ -7,7 +7,7 @@
  * conditions, and the log root after the cleanup.
  */
 import assert from "node:assert/strict";
-import { INSTANCE_LABEL } from "../controllers/log_cleanup.ts";
+import { INSTANCE_LABEL } from "../controllers/log_cleanup/plan.ts";
 import { stopChild } from "./support/child.ts";
 import { daemonCommand, waitFor } from "./support/daemon_process.ts";
 import { fakeKubeApiServerCommand } from "./fake_kube/server.ts";

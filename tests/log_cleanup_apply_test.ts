@@ -1,5 +1,5 @@
 /** The log-cleanup job removing real files: what goes, what stays, and every safety net. */
-import { createLogCleanupController, type LogCleanupResult } from "../controllers/log_cleanup.ts";
+import { createLogCleanupController, type LogCleanupResult } from "../controllers/log_cleanup/job.ts";
 import type { RunOutcome } from "../core/types.ts";
 import type { KubeClient } from "../k8s/client.ts";
 import { assert, assertEquals } from "./support/assert.ts";
@@ -26,10 +26,13 @@ function run(
   options: { dryRun?: boolean; maxFolders?: number; beforeRemove?: () => Promise<void> } = {},
 ) {
   const sink = recordingSink();
-  const controller = createLogCleanupController(
-    cleanupDeps({ root: tree.root + "/", kube, events: sink, maxFolders: options.maxFolders }),
-    { beforeRemove: options.beforeRemove },
-  );
+  const { deps, options: jobOptions } = cleanupDeps({
+    root: tree.root + "/",
+    kube,
+    events: sink,
+    maxFolders: options.maxFolders,
+  });
+  const controller = createLogCleanupController(deps, jobOptions, { beforeRemove: options.beforeRemove });
   const outcome: Promise<RunOutcome<LogCleanupResult>> = controller.run({
     signal: new AbortController().signal,
     dryRun: options.dryRun ?? false,
@@ -266,8 +269,8 @@ Deno.test("the job refuses a root that is empty, missing, not a directory or /",
       ]
     ) {
       const sink = recordingSink();
-      const deps = cleanupDeps({ root: dirPath, kube, events: sink });
-      const controller = createLogCleanupController(deps);
+      const { deps, options } = cleanupDeps({ root: dirPath, kube, events: sink });
+      const controller = createLogCleanupController(deps, options);
       let message = "";
       try {
         await controller.run({ signal: new AbortController().signal, dryRun: false });
@@ -284,7 +287,8 @@ Deno.test("the job refuses a root that is empty, missing, not a directory or /",
 });
 
 Deno.test("the job's schedule and name", () => {
-  const controller = createLogCleanupController(cleanupDeps({ root: "/nowhere", kube: null }));
+  const { deps, options } = cleanupDeps({ root: "/nowhere", kube: null });
+  const controller = createLogCleanupController(deps, options);
   assertEquals(controller.name, "log-cleanup");
   assertEquals(controller.schedule, { cron: "0 */6 * * *" });
   assert(controller.runAtStart);

@@ -1,5 +1,5 @@
 /** The walk and the decision on real trees, with GNU find as the referee for the same rules on the same tree. */
-import { createCleanupPlanner } from "../controllers/log_cleanup.ts";
+import { createLogCleanupPlanner } from "../controllers/log_cleanup/plan.ts";
 import { resolveLogRoot, walkLogTree } from "../host/log_walk.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { DAY, dir, file, link, makeTree, nonUtf8, run } from "./support/log_cleanup_tree.ts";
@@ -156,7 +156,10 @@ Deno.test({
       assert(ended - setAt < 400, `Setting ages and find took ${ended - setAt} ms: the 0.5 s margins are too thin`);
       // Our clock is the moment find started: both count the same ages.
       const root = await resolveLogRoot(tree.root);
-      const planner = createCleanupPlanner({ activeInstances: ["none"], nowMs: started, days: N, maxFolders: 1000 });
+      const planner = createLogCleanupPlanner({ activeInstances: ["none"], nowMs: started }, {
+        days: N,
+        maxFolders: 1000,
+      });
       await walkLogTree(root, { wants: planner.wants, onEntry: planner.visit });
       const plan = planner.finish();
 
@@ -209,7 +212,7 @@ Deno.test({
       assert(byFind.includes(0xff), "find sees the raw bytes");
 
       const root = await resolveLogRoot(tree.root);
-      const planner = createCleanupPlanner({ activeInstances: ["none"], nowMs: now, days: N, maxFolders: 1000 });
+      const planner = createLogCleanupPlanner({ activeInstances: ["none"], nowMs: now }, { days: N, maxFolders: 1000 });
       await walkLogTree(root, { wants: planner.wants, onEntry: planner.visit });
       const plan = planner.finish();
       assertEquals(plan.folders.map((f) => f.name).sort(), ["ins-b", "ins-c"]);
@@ -230,7 +233,7 @@ Deno.test("the walk stays within the depth limit and keeps the folder it could n
     await file(`${tree.root}/deep/1/2/3/4/old.log`, 9 * DAY, now);
     await file(`${tree.root}/flat/old.log`, 9 * DAY, now);
     const root = await resolveLogRoot(tree.root);
-    const planner = createCleanupPlanner({ activeInstances: ["none"], nowMs: now, days: N, maxFolders: 1000 });
+    const planner = createLogCleanupPlanner({ activeInstances: ["none"], nowMs: now }, { days: N, maxFolders: 1000 });
     await walkLogTree(root, { wants: planner.wants, onEntry: planner.visit, maxDepth: 4 });
     const plan = planner.finish();
     assertEquals(plan.folders.map((f) => f.name), ["flat"]);

@@ -1,5 +1,5 @@
 /** The log-cleanup job against the fake API server: the pod listing, a failed listing, the request it makes. */
-import { createLogCleanupController } from "../controllers/log_cleanup.ts";
+import { createLogCleanupController } from "../controllers/log_cleanup/job.ts";
 import { systemClock } from "../core/types.ts";
 import { createKubeClient } from "../k8s/client.ts";
 import { createEventSink } from "../k8s/events.ts";
@@ -26,7 +26,8 @@ Deno.test("active instances come from the ins_id label of pods in every namespac
     // First a failed listing: nothing goes.
     server.injectFault({ method: "GET", pathPrefix: "/api/v1/pods", count: 1, status: 500 });
     const sink = recordingSink();
-    const controller = createLogCleanupController(cleanupDeps({ root: tree.root, kube, events: sink }));
+    const { deps, options } = cleanupDeps({ root: tree.root, kube, events: sink });
+    const controller = createLogCleanupController(deps, options);
     const failed = await controller.run({ signal: new AbortController().signal, dryRun: false });
     assertEquals(failed.result.activeInstances, null);
     assertEquals(failed.result.instanceFolders, []);
@@ -62,7 +63,8 @@ Deno.test("a run that removed something leaves one Normal Event on the Node", as
     const kube = createKubeClient(server.connection(), { userAgent: "test", retries: 0, qps: 1000, burst: 1000 });
     const events = createEventSink({ kube, node: "node-1", log: getLogger(["test"]), clock: systemClock });
     await file(`${tree.root}/ins-z/old.log`, 9 * DAY, Date.now(), "abc");
-    const controller = createLogCleanupController(cleanupDeps({ root: tree.root, kube, events }));
+    const { deps, options } = cleanupDeps({ root: tree.root, kube, events });
+    const controller = createLogCleanupController(deps, options);
     const { result } = await controller.run({ signal: new AbortController().signal, dryRun: false });
     await events.flush();
     assertEquals(result.instanceFolders, [`${tree.root}/ins-z`]);

@@ -3,12 +3,15 @@ import {
   isDataDirName,
   isLogName,
   isPostgresLogName,
-  mtimeDays,
   mtimeMinus,
   mtimePlus,
-  planCleanup,
-  type PlanOptions,
-} from "../controllers/log_cleanup.ts";
+} from "../controllers/log_cleanup/find_rules.ts";
+import {
+  type LogCleanupObserved,
+  type LogCleanupPlan,
+  type LogCleanupRules,
+  planLogCleanup,
+} from "../controllers/log_cleanup/plan.ts";
 import type { EntryKind, WalkEntry } from "../host/log_walk.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { DAY } from "./support/log_cleanup_tree.ts";
@@ -30,16 +33,17 @@ function entry(rel: string, kind: EntryKind, ageMs: number | null, problem: stri
   };
 }
 
-function options(overrides: Partial<PlanOptions> = {}): PlanOptions {
-  return { activeInstances: ["live"], nowMs: NOW, days: 3, maxFolders: 20, ...overrides };
+/** The plan of the entries with one live instance, N = 3 and a limit of 20, unless overridden. */
+function planOf(entries: WalkEntry[], overrides: Partial<LogCleanupObserved & LogCleanupRules> = {}): LogCleanupPlan {
+  const { activeInstances, nowMs, days, maxFolders } = {
+    activeInstances: ["live"],
+    nowMs: NOW,
+    days: 3,
+    maxFolders: 20,
+    ...overrides,
+  };
+  return planLogCleanup(entries, { activeInstances, nowMs }, { days, maxFolders });
 }
-
-Deno.test("mtimeDays rounds the age down to whole days", () => {
-  assertEquals(mtimeDays(NOW - 3 * DAY + 1, NOW), 2);
-  assertEquals(mtimeDays(NOW - 3 * DAY, NOW), 3);
-  assertEquals(mtimeDays(NOW - 4 * DAY + 1, NOW), 3);
-  assertEquals(mtimeDays(NOW + 5000, NOW), -1);
-});
 
 Deno.test("-mtime -N matches up to N days and one second, as GNU find's reference time has it", () => {
   assert(mtimeMinus(NOW - 3 * DAY + 60_000, NOW, 3));
@@ -69,7 +73,7 @@ Deno.test("names follow find's -name patterns", () => {
 });
 
 Deno.test("an inactive folder with only old logs goes; a young log anywhere below keeps it", () => {
-  const plan = planCleanup([
+  const plan = planOf([
     entry("old", "dir", 9 * DAY),
     entry("old/a/x.log", "file", 3 * DAY + 60_000),
     entry("young", "dir", 9 * DAY),
@@ -80,25 +84,25 @@ Deno.test("an inactive folder with only old logs goes; a young log anywhere belo
     entry("live/x.log", "file", 9 * DAY),
     entry("file.txt", "file", null),
     entry("link", "symlink", 9 * DAY),
-  ], options());
+  ]);
   assertEquals(plan.folders.map((f) => f.name), ["old", "nologs"]);
   assertEquals(plan.overdue.map((f) => f.name), ["old", "nologs", "live"]);
   assertEquals(plan.folders[0].newestLogMs, NOW - 3 * DAY - 60_000);
 });
 
 Deno.test("a *.log of any type counts as recent, like find -name '*.log' without -type", () => {
-  const plan = planCleanup([
+  const plan = planOf([
     entry("a", "dir", 9 * DAY),
     entry("a/link.log", "symlink", DAY),
     entry("b", "dir", 9 * DAY),
     entry("b/dir.log", "dir", DAY),
     entry("c.log", "dir", DAY),
-  ], options());
+  ]);
   assertEquals(plan.folders, []);
 });
 
 Deno.test("postgresql*.log entries and rm_data_* directories older than +N go, also in active folders", () => {
-  const plan = planCleanup([
+  const plan = planOf([
     entry("live", "dir", 0),
     entry("live/postgresql-1.log", "file", 4 * DAY + 60_000),
     entry("live/postgresql-2.log", "file", 4 * DAY - 60_000),
@@ -114,7 +118,7 @@ Deno.test("postgresql*.log entries and rm_data_* directories older than +N go, a
     entry("live/rm_data_link", "symlink", 9 * DAY),
     entry("live/young.log", "file", 0),
     entry("postgresql-top.log", "file", 9 * DAY),
-  ], options());
+  ]);
   assertEquals(plan.folders, []);
   assertEquals(plan.logFiles.map((f) => f.path), [
     "/r/live/postgresql-1.log",
@@ -126,11 +130,11 @@ Deno.test("postgresql*.log entries and rm_data_* directories older than +N go, a
 });
 
 Deno.test("what is inside a removed folder is not listed again", () => {
-  const plan = planCleanup([
+  const plan = planOf([
     entry("gone", "dir", 9 * DAY),
     entry("gone/postgresql-1.log", "file", 9 * DAY),
     entry("gone/rm_data_1", "dir", 9 * DAY),
-  ], options());
+  ]);
   assertEquals(plan.folders.map((f) => f.name), ["gone"]);
   assertEquals(plan.logFiles, []);
   assertEquals(plan.dataDirs, []);
@@ -139,7 +143,7 @@ Deno.test("what is inside a removed folder is not listed again", () => {
 Deno.test("no folder goes when the active instances are unknown or none has the label, but old logs still go", () => {
   const tree = [entry("gone", "dir", 9 * DAY), entry("gone/postgresql-1.log", "file", 9 * DAY)];
   for (const activeInstances of [null, []]) {
-    const plan = planCleanup(tree, options({ activeInstances }));
+    const plan = planOf(tree, { activeInstances });
     assertEquals(plan.folders, []);
     assertEquals(plan.overdueKept, 1);
     assertEquals(plan.logFiles.map((f) => f.path), ["/r/gone/postgresql-1.log"]);
@@ -149,29 +153,29 @@ Deno.test("no folder goes when the active instances are unknown or none has the 
 
 Deno.test("more overdue folders than the limit: none goes", () => {
   const tree = ["a", "b", "c"].map((name) => entry(name, "dir", 9 * DAY));
-  const over = planCleanup(tree, options({ maxFolders: 2 }));
+  const over = planOf(tree, { maxFolders: 2 });
   assertEquals(over.folders, []);
   assert(over.folderLimitExceeded);
   assertEquals(over.overdueKept, 3);
-  const at = planCleanup(tree, options({ maxFolders: 3 }));
+  const at = planOf(tree, { maxFolders: 3 });
   assertEquals(at.folders.length, 3);
   assert(!at.folderLimitExceeded);
 });
 
 Deno.test("a folder that could not be seen whole is kept", () => {
-  const plan = planCleanup([
+  const plan = planOf([
     entry("a", "dir", 9 * DAY),
     entry("a/\uFFFD.log", "file", null, "its name is not valid UTF-8 and cannot be addressed"),
     entry("b", "dir", 9 * DAY),
     entry("b/mnt", "dir", 9 * DAY, "it is on another file system: not entered"),
     entry("c", "dir", 9 * DAY, "cannot be listed: Permission denied"),
     entry("d", "dir", 9 * DAY),
-  ], options());
+  ]);
   assertEquals(plan.folders.map((f) => f.name), ["d"]);
   assertEquals(plan.skipped.filter((line) => line.startsWith("Instance folder kept")).length, 3);
 });
 
 Deno.test("a log whose mtime is unknown counts as recent", () => {
-  const plan = planCleanup([entry("a", "dir", 9 * DAY), entry("a/x.log", "file", null)], options());
+  const plan = planOf([entry("a", "dir", 9 * DAY), entry("a/x.log", "file", null)]);
   assertEquals(plan.folders, []);
 });

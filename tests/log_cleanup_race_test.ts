@@ -3,7 +3,7 @@
  * it owns for a link to a root-owned victim folder, either the instant the cleanup starts removing inside it (a
  * watcher) or blindly, back and forth. Not one victim file may go, and a swap that was seen must be reported.
  */
-import { createLogCleanupController } from "../controllers/log_cleanup.ts";
+import { createLogCleanupController } from "../controllers/log_cleanup/job.ts";
 import type { ResolveOptions } from "../host/log_walk.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { waitFor } from "./support/daemon_process.ts";
@@ -171,9 +171,8 @@ async function raceOnce(
     await waitFor(() => existsSync(`${control}/ready`), { timeoutMs: 10_000, what: "the attacker is ready" });
 
     const events = recordingSink();
-    const controller = createLogCleanupController(cleanupDeps({ root, kube, events, nowMs: now }), {
-      resolve: options.resolve,
-    });
+    const { deps, options: jobOptions } = cleanupDeps({ root, kube, events, nowMs: now });
+    const controller = createLogCleanupController(deps, jobOptions, { resolve: options.resolve });
     let errors: string[] = [];
     try {
       const { result } = await controller.run({ signal: new AbortController().signal, dryRun: false });

@@ -5,18 +5,23 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../../config/config.ts";
-import { createLogCleanupController } from "../../controllers/log_cleanup.ts";
+import { createLogCleanupController } from "../../controllers/log_cleanup/job.ts";
 import { nullEventSink, systemClock } from "../../core/types.ts";
+import { logCleanupOptions } from "../../job_options.ts";
 
 const args = JSON.parse(Deno.args[0]) as { root: string; openat2?: boolean; mountIds?: boolean };
-const controller = createLogCleanupController({
-  config: defaultConfig({ dbclusterLogDir: args.root }),
+const config = defaultConfig({ dbclusterLogDir: args.root });
+const deps = {
+  config,
   kube: null,
   clock: systemClock,
   events: nullEventSink,
   log: getLogger(["polarstack-daemon", "log-cleanup"]),
   runCommand: () => Promise.reject(new Error("The log-cleanup job runs no command")),
-}, { resolve: { dirFs: { openat2: args.openat2, mountIds: args.mountIds } } });
+};
+const controller = createLogCleanupController(deps, logCleanupOptions(config), {
+  resolve: { dirFs: { openat2: args.openat2, mountIds: args.mountIds } },
+});
 try {
   const { result } = await controller.run({ signal: new AbortController().signal, dryRun: false });
   console.log(JSON.stringify(result));

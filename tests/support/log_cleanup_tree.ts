@@ -2,9 +2,11 @@
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../../config/config.ts";
 import type { JobDeps } from "../../controllers/deps.ts";
-import { INSTANCE_LABEL } from "../../controllers/log_cleanup.ts";
+import type { LogCleanupOptions } from "../../controllers/log_cleanup/job.ts";
+import { INSTANCE_LABEL } from "../../controllers/log_cleanup/plan.ts";
 import type { Clock, DaemonEvent, EventSink } from "../../core/types.ts";
 import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
+import { logCleanupOptions } from "../../job_options.ts";
 import type { CommandRunner } from "../../host/command.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "../fake_kube/server.ts";
 
@@ -109,7 +111,7 @@ export function recordingSink(): EventSink & { events: DaemonEvent[] } {
   return { events, record: (event) => events.push(event) };
 }
 
-/** JobDeps for the log-cleanup controller in a test. */
+/** JobDeps and options for the log-cleanup controller in a test, built from a config as the daemon does. */
 export function cleanupDeps(options: {
   root: string;
   kube: KubeClient | null;
@@ -117,21 +119,23 @@ export function cleanupDeps(options: {
   days?: number;
   maxFolders?: number;
   events?: EventSink;
-}): JobDeps {
+}): { deps: JobDeps; options: LogCleanupOptions } {
   const clock: Clock = { now: () => new Date(options.nowMs ?? Date.now()) };
   const runCommand: CommandRunner = () => Promise.reject(new Error("The log-cleanup job runs no command"));
-  return {
-    config: defaultConfig({
-      dbclusterLogDir: options.root,
-      insFolderOverdueDays: options.days ?? 3,
-      logCleanupMaxFolders: options.maxFolders ?? 20,
-    }),
+  const config = defaultConfig({
+    dbclusterLogDir: options.root,
+    insFolderOverdueDays: options.days ?? 3,
+    logCleanupMaxFolders: options.maxFolders ?? 20,
+  });
+  const deps: JobDeps = {
+    config,
     kube: options.kube,
     clock,
     events: options.events ?? recordingSink(),
     log: getLogger(["polarstack-daemon", "test", "log-cleanup"]),
     runCommand,
   };
+  return { deps, options: logCleanupOptions(config) };
 }
 
 /** A Pod object for seeding the fake API server. */
