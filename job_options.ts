@@ -3,6 +3,7 @@
  * Config; each takes its own options type, defined in its folder.
  */
 import type { Config } from "./config.ts";
+import type { NodeNetworkOptions } from "./controllers/node_network/job.ts";
 
 // port-usage: replaced by its options builder.
 /** The port-usage job's options. */
@@ -22,8 +23,12 @@ export function logCleanupOptions(config: Config): Config {
   return config;
 }
 
-// node-network: replaced by its options builder.
-/** The node-network job's options. */
-export function nodeNetworkOptions(config: Config): Config {
-  return config;
+/** The node-network job's options: this host's Node, the interface flag, the probe and heartbeat periods. */
+export function nodeNetworkOptions(config: Config): NodeNetworkOptions {
+  return {
+    node: config.currentNodeName,
+    netCardName: config.netCardName,
+    probeIntervalMs: config.netProbeInterval,
+    reportFrequencyMs: config.nodeStatusReportFrequency,
+  };
 }

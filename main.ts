@@ -13,7 +13,8 @@ import { type Controller, type EventSink, type Logger, nullEventSink, systemCloc
 import { createPortUsageController } from "./controllers/port_usage/job.ts";
 import { createCoreVersionController } from "./controllers/core_version.ts";
 import { createLogCleanupController } from "./controllers/log_cleanup.ts";
-import { createNodeNetworkController } from "./controllers/node_network.ts";
+import { createNodeNetworkController } from "./controllers/node_network/job.ts";
+import { nodeNetworkOptions } from "./job_options.ts";
 import { createCommandRunner } from "./host/command.ts";
 import { createKubeClient, type KubeClient } from "./k8s/client.ts";
 import { createEventSink, type DaemonEventSink } from "./k8s/events.ts";
@@ -157,7 +158,7 @@ function createControllers(runtime: Runtime) {
     createPortUsageController(deps(JOBS.portUsage.name)),
     coreVersion,
     createLogCleanupController(deps(JOBS.logCleanup.name)),
-    createNodeNetworkController(deps(JOBS.nodeNetwork.name)),
+    createNodeNetworkController(deps(JOBS.nodeNetwork.name), nodeNetworkOptions(runtime.config)),
   ];
   return { controllers, coreVersion, killCommands: () => exiting.abort() };
 }

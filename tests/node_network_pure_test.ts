@@ -2,13 +2,11 @@
 import assert from "node:assert/strict";
 import {
   type DesiredCondition,
-  desiredConditions,
-  type DesiredInput,
   knownAddress,
   type NodeCondition,
-  planConditionPatch,
   stampConditions,
-} from "../controllers/node_network.ts";
+} from "../controllers/node_network/conditions.ts";
+import { desiredConditions, type NodeNetworkObserved, planConditionPatch } from "../controllers/node_network/plan.ts";
 import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import { parseIpmiLanPrint } from "../host/ipmi.ts";
 import { firstIPv4, type InterfaceState, interfaceState, isInterfaceName } from "../host/net_probe.ts";
@@ -66,7 +64,7 @@ Deno.test("knownAddress and the lenient isCheckOObIP boolean (default true)", ()
   for (const f of ["false", "0", "f", "F", "FALSE", "False"]) assert.equal(parseLenientBool(f, true), false, f);
 });
 
-const base: DesiredInput = {
+const base: NodeNetworkObserved = {
   nic: "bond1",
   state: "UP",
   ipv4: "192.0.2.10",
@@ -209,7 +207,7 @@ Deno.test("planConditionPatch: nothing changed and no heartbeat due -> null; hea
 Deno.test("planConditionPatch: a change carries only the changed conditions, before the heartbeat", () => {
   const desired = desiredConditions(base);
   const current = written(desired, T0);
-  const table: Array<[Partial<DesiredInput>, string[]]> = [
+  const table: Array<[Partial<NodeNetworkObserved>, string[]]> = [
     [{ state: "DOWN" }, ["NodeClientNetworkUnavailable"]],
     [{ state: "UNKNOWN", ipv4: null, lastIp: "192.0.2.10" }, ["NodeClientNetworkUnavailable", "NodeClientIP"]],
     [{ ipv4: "192.0.2.20" }, ["NodeClientIP"]],

@@ -8,7 +8,8 @@ import type { Logger } from "../core/types.ts";
 import { defaultConfig } from "../config.ts";
 import type { JobDeps } from "../controllers/deps.ts";
 import { createPortUsageController } from "../controllers/port_usage/job.ts";
-import { createNodeNetworkController } from "../controllers/node_network.ts";
+import { createNodeNetworkController } from "../controllers/node_network/job.ts";
+import { nodeNetworkOptions } from "../job_options.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient } from "../k8s/client.ts";
 import { createSettingReader } from "../k8s/config_maps.ts";
@@ -69,7 +70,7 @@ Deno.test("port-usage and node-network on a cluster without ccm-config and contr
     const ctx = () => ({ signal: AbortSignal.timeout(20_000), dryRun: true });
     const ports = await createPortUsageController(deps).run(ctx());
     assertEquals((ports.result as { enabled: boolean }).enabled, true);
-    const network = await createNodeNetworkController(deps).run(ctx());
+    const network = await createNodeNetworkController(deps, nodeNetworkOptions(deps.config)).run(ctx());
     assertEquals((network.result as { nic: string }).nic, "bond1");
     const missing = lines.filter((l) => l.includes("not found in namespace kube-system"));
     assertEquals(missing.map((l) => l.slice(0, l.indexOf(" (create"))), [
