@@ -94,11 +94,10 @@ export function mergeConditions(current: readonly NodeCondition[], written: read
   return [...byType.values()];
 }
 
-/** The Event for a write that turned NodeClientNetworkUnavailable True, or back to False; else null. */
+/** The Event for a write that turns NodeClientNetworkUnavailable True, or back to False, on a Node; else null. */
 export function clientNetworkEvent(
-  before: readonly NodeCondition[],
-  written: readonly NodeCondition[],
   node: string,
+  { before, written }: { before: readonly NodeCondition[]; written: readonly NodeCondition[] },
 ): DaemonEvent | null {
   const now = written.find((c) => c.type === "NodeClientNetworkUnavailable");
   if (!now) return null;

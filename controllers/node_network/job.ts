@@ -69,7 +69,7 @@ interface NodeNetworkState {
   oobRunning: Promise<void> | null;
   /** Whether the first run is still to come. */
   firstRun: boolean;
-  /** The last run: a run that outlived its time limit must finish before the next one reads this state. */
+  /** The last run, which the next one waits for. */
   busy: Promise<unknown>;
 }
 
@@ -100,7 +100,7 @@ export function createNodeNetworkController(
     refreshMs: hooks.configRefreshMs ?? 60_000,
   });
   const state: NodeNetworkState = {
-    known: deps.kube === null ? [] : null,
+    known: null,
     lastIp: null,
     oob: OOB_UNCHECKED,
     oobRunning: null,
@@ -113,24 +113,27 @@ export function createNodeNetworkController(
     schedule: { everyMs: options.probeIntervalMs },
     runAtStart: true,
     timeoutMs: Math.max(options.probeIntervalMs, 2_000),
-    run(ctx) {
-      const next = state.busy.then(() => runOnce(job, ctx));
-      state.busy = next.catch(() => {});
-      return next;
-    },
+    // One run: observe the host (the settings, the Node), plan the conditions, write them, say what happened.
+    run: oneAtATime(state, async (ctx) => {
+      const seen = await observe(job, ctx);
+      const plan = planNodeNetwork(seen.observed, {
+        current: seen.current,
+        now: deps.clock.now(),
+        reportFrequencyMs: options.reportFrequencyMs,
+      });
+      const written = await apply(job, { seen, plan, ctx });
+      return outcome(job, { seen, plan, written, ctx });
+    }),
   };
 }
 
-/** One run: observe the host (and the settings, and the Node), plan the conditions, write them, say what happened. */
-async function runOnce(job: NodeNetworkJob, ctx: RunContext): Promise<RunOutcome<NodeNetworkResult>> {
-  const seen = await observe(job, ctx);
-  const plan = planNodeNetwork(seen.observed, {
-    current: seen.current,
-    now: job.deps.clock.now(),
-    reportFrequencyMs: job.options.reportFrequencyMs,
-  });
-  const written = await apply(job, { seen, plan, ctx });
-  return outcome(job, { seen, plan, written, ctx });
+// A run that outlived its time limit must finish before the next one reads the state.
+function oneAtATime<T>(state: NodeNetworkState, run: (ctx: RunContext) => Promise<T>): (ctx: RunContext) => Promise<T> {
+  return (ctx) => {
+    const next = state.busy.then(() => run(ctx));
+    state.busy = next.catch(() => {});
+    return next;
+  };
 }
 
 async function observe(job: NodeNetworkJob, ctx: RunContext): Promise<Seen> {
@@ -145,7 +148,7 @@ async function observe(job: NodeNetworkJob, ctx: RunContext): Promise<Seen> {
   state.firstRun = false;
 
   const probe = await probeInterface(nic, job.hooks);
-  state.known ??= await readNode(api!, job.options.node);
+  state.known ??= api === null ? [] : await readNode(api, job.options.node);
   const current = state.known;
   const observed: NodeNetworkObserved = {
     nic,
@@ -180,7 +183,7 @@ async function apply(
   } else {
     state.known = mergeConditions(seen.current, written);
   }
-  const event = clientNetworkEvent(seen.current, written, node);
+  const event = clientNetworkEvent(node, { before: seen.current, written });
   if (event !== null) deps.events.record(event);
   return seen.api !== null;
 }
