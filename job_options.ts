@@ -8,6 +8,7 @@ import { nodeKey } from "./core/addresses.ts";
 import type { PortUsageOptions } from "./controllers/port_usage/job.ts";
 import { parseRangeList } from "./controllers/port_usage/ranges.ts";
 import type { LogCleanupOptions } from "./controllers/log_cleanup/job.ts";
+import type { NodeNetworkOptions } from "./controllers/node_network/job.ts";
 
 /** The port-usage job's options. */
 export function portUsageOptions(config: Config): PortUsageOptions {
@@ -44,8 +45,12 @@ export function logCleanupOptions(config: Config): LogCleanupOptions {
   };
 }
 
-// node-network: replaced by its options builder.
-/** The node-network job's options. */
-export function nodeNetworkOptions(config: Config): Config {
-  return config;
+/** The node-network job's options: this host's Node, the interface flag, the probe and heartbeat periods. */
+export function nodeNetworkOptions(config: Config): NodeNetworkOptions {
+  return {
+    node: config.currentNodeName,
+    netCardName: config.netCardName,
+    probeIntervalMs: config.netProbeInterval,
+    reportFrequencyMs: config.nodeStatusReportFrequency,
+  };
 }

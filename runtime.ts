@@ -6,9 +6,9 @@ import { type Controller, type Logger, nullEventSink, systemClock } from "./core
 import { VERSION } from "./core/version.ts";
 import { createPortUsageController } from "./controllers/port_usage/job.ts";
 import { createCoreVersionController } from "./controllers/core_version/job.ts";
-import { coreVersionOptions, logCleanupOptions, portUsageOptions } from "./job_options.ts";
+import { coreVersionOptions, logCleanupOptions, nodeNetworkOptions, portUsageOptions } from "./job_options.ts";
 import { createLogCleanupController } from "./controllers/log_cleanup/job.ts";
-import { createNodeNetworkController } from "./controllers/node_network.ts";
+import { createNodeNetworkController } from "./controllers/node_network/job.ts";
 import { createCommandRunner } from "./host/command.ts";
 import { createKubeClient, type KubeClient } from "./k8s/client.ts";
 import { createEventSink, type DaemonEventSink } from "./k8s/events.ts";
@@ -120,7 +120,7 @@ export function createControllers(runtime: Runtime) {
     createPortUsageController(deps(JOBS.portUsage.name), portUsageOptions(runtime.config)),
     coreVersion,
     createLogCleanupController(deps(JOBS.logCleanup.name), logCleanupOptions(runtime.config)),
-    createNodeNetworkController(deps(JOBS.nodeNetwork.name)),
+    createNodeNetworkController(deps(JOBS.nodeNetwork.name), nodeNetworkOptions(runtime.config)),
   ];
   return { controllers, coreVersion, killCommands: () => exiting.abort() };
 }

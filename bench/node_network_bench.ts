@@ -8,7 +8,9 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../config/config.ts";
-import { createNodeNetworkController, type NodeCondition } from "../controllers/node_network.ts";
+import type { NodeCondition } from "../controllers/node_network/conditions.ts";
+import { createNodeNetworkController } from "../controllers/node_network/job.ts";
+import { nodeNetworkOptions } from "../job_options.ts";
 import { kubeTime } from "../k8s/values.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "../tests/fake_kube/server.ts";
@@ -128,14 +130,23 @@ async function playHour(who: "ours" | "original", flap: boolean): Promise<Counts
     await host.setLink("bond1", { operstate: "up" });
     host.setAddresses("bond1", ["192.0.2.10"]);
     let up = true;
-    const ours = createNodeNetworkController({
-      config: defaultConfig({ currentNodeName: NODE, netProbeInterval: PROBE_MS, nodeStatusReportFrequency: 60_000 }),
-      kube,
-      clock,
-      events: { record: () => {} },
-      log: getLogger(["bench"]),
-      runCommand: ipmitoolRunner("ok"),
-    }, host);
+    const config = defaultConfig({
+      currentNodeName: NODE,
+      netProbeInterval: PROBE_MS,
+      nodeStatusReportFrequency: 60_000,
+    });
+    const ours = createNodeNetworkController(
+      {
+        config,
+        kube,
+        clock,
+        events: { record: () => {} },
+        log: getLogger(["bench"]),
+        runCommand: ipmitoolRunner("ok"),
+      },
+      nodeNetworkOptions(config),
+      host,
+    );
     const original = originalProbe(kube, { now: () => clock.now(), state: () => ({ up, ip: "192.0.2.10" }) });
     const ctx = { signal: new AbortController().signal, dryRun: false };
     for (let i = 0; i < PROBES; i++) {

@@ -1,6 +1,7 @@
 /** The node-network controller in process against the fake API server, with a fake sysfs root and a moved clock. */
 import assert from "node:assert/strict";
-import { createNodeNetworkController, type NodeCondition } from "../controllers/node_network.ts";
+import type { NodeCondition } from "../controllers/node_network/conditions.ts";
+import { createNodeNetworkController } from "../controllers/node_network/job.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
 import type { RunOptions } from "../host/command.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "./fake_kube/server.ts";
@@ -12,6 +13,7 @@ import {
   manualClock,
   statusReasonMessage,
   testDeps,
+  testOptions,
 } from "./support/node_network_fixtures.ts";
 
 const NODE = "node-1";
@@ -92,6 +94,7 @@ Deno.test("first run: reads its own Node (never lists) and writes the four condi
     const runner = ipmitoolRunner("ok");
     const c = createNodeNetworkController(
       testDeps({ kube: s.kube, clock: s.clock, runCommand: runner }),
+      testOptions(),
       s.host,
     );
     const { result } = await c.run(ctx());
@@ -146,6 +149,7 @@ Deno.test("steady state: no write until the report frequency, then one PATCH of 
   try {
     const c = createNodeNetworkController(
       testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
+      testOptions(),
       s.host,
     );
     await c.run(ctx());
@@ -177,7 +181,7 @@ Deno.test("changes: each is written by the next probe, only the changed conditio
   const s = await setup();
   try {
     const deps = testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") });
-    const c = createNodeNetworkController(deps, s.host);
+    const c = createNodeNetworkController(deps, testOptions(), s.host);
     await c.run(ctx());
     const sent = () => {
       const p = s.server.requests.filter((q) => q.method === "PATCH");
@@ -263,6 +267,7 @@ Deno.test("restart: a fresh Node state is not rewritten; the last known IP comes
     s.clock.advance(10_000);
     const c = createNodeNetworkController(
       testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
+      testOptions(),
       s.host,
     );
     const { result } = await c.run(ctx());
@@ -271,6 +276,7 @@ Deno.test("restart: a fresh Node state is not rewritten; the last known IP comes
 
     const s2 = createNodeNetworkController(
       testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
+      testOptions(),
       s.host,
     );
     await s.host.removeLink("bond1");
@@ -289,6 +295,7 @@ Deno.test("own Node missing: a clear error, no write, and the next run tries aga
   try {
     const c = createNodeNetworkController(
       testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
+      testOptions(),
       s.host,
     );
     await assert.rejects(c.run(ctx()), { message: 'Node "node-1" not found: check --current-node-name' });
@@ -308,6 +315,7 @@ Deno.test("a failed write re-reads the Node and writes again at the next probe",
   try {
     const c = createNodeNetworkController(
       testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
+      testOptions(),
       s.host,
     );
     s.server.injectFault({ method: "PATCH", pathPrefix: `/api/v1/nodes/${NODE}/status`, count: 1, status: 403 });
@@ -344,7 +352,11 @@ Deno.test("settings: isCheckOObIP false -> no NodeOobIP and no ipmitool; NET_CAR
       },
       { calls: 0 },
     );
-    const c = createNodeNetworkController(testDeps({ kube: s.kube, clock: s.clock, runCommand: runner }), s.host);
+    const c = createNodeNetworkController(
+      testDeps({ kube: s.kube, clock: s.clock, runCommand: runner }),
+      testOptions(),
+      s.host,
+    );
     let { result } = await c.run(ctx());
     assert.equal(runner.calls, 0);
     assert.equal(result.oobIp, null);
@@ -378,13 +390,18 @@ Deno.test("settings: --net-card-name overrides ccm-config; missing ConfigMaps me
   try {
     await s.host.setLink("eth7", { operstate: "up" });
     const runner = ipmitoolRunner("ok");
-    let c = createNodeNetworkController(testDeps({ kube: s.kube, clock: s.clock, runCommand: runner }), s.host);
+    let c = createNodeNetworkController(
+      testDeps({ kube: s.kube, clock: s.clock, runCommand: runner }),
+      testOptions(),
+      s.host,
+    );
     let { result } = await c.run(ctx());
     assert.deepEqual([result.nic, result.oobIp], ["bond1", "198.51.100.23"]);
 
     s.server.clearRequests();
     c = createNodeNetworkController(
-      testDeps({ config: { netCardName: "eth7" }, kube: s.kube, clock: s.clock, runCommand: runner }),
+      testDeps({ kube: s.kube, clock: s.clock, runCommand: runner }),
+      testOptions({ netCardName: "eth7" }),
       s.host,
     );
     ({ result } = await c.run(ctx()));
@@ -400,6 +417,7 @@ Deno.test("dry run and local mode: everything computed, nothing written", async 
   try {
     const c = createNodeNetworkController(
       testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
+      testOptions(),
       s.host,
     );
     const { result, summary } = await c.run(ctx(true));
@@ -410,6 +428,7 @@ Deno.test("dry run and local mode: everything computed, nothing written", async 
 
     const local = createNodeNetworkController(
       testDeps({ kube: null, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
+      testOptions(),
       s.host,
     );
     const out = await local.run(ctx());

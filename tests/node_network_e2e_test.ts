@@ -3,7 +3,7 @@
  * holds a veth pair named bond1; the test changes the link and reads the Node through the fake server.
  */
 import assert from "node:assert/strict";
-import type { NodeCondition } from "../controllers/node_network.ts";
+import type { NodeCondition } from "../controllers/node_network/conditions.ts";
 import { addVeth, canMakeNetns, createNetns, type NetNs, type NsProcess, run, startIn } from "./support/netns.ts";
 import { ipmitoolFixture, statusReasonMessage } from "./support/node_network_fixtures.ts";
 import { hasCommand, skipUnless } from "./support/prereq.ts";

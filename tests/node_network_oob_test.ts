@@ -1,10 +1,7 @@
 /** The OOB address through real ipmitool fixture executables: answer, failure, hang, missing; never blocking. */
 import assert from "node:assert/strict";
-import {
-  createNodeNetworkController,
-  nextOobCheckDelayMs,
-  type NodeNetworkResult,
-} from "../controllers/node_network.ts";
+import { createNodeNetworkController, type NodeNetworkResult } from "../controllers/node_network/job.ts";
+import { nextOobCheckDelayMs } from "../controllers/node_network/oob_schedule.ts";
 import type { Controller } from "../core/types.ts";
 import type { CommandRunner } from "../host/command.ts";
 import { readOobAddress } from "../host/ipmi.ts";
@@ -16,6 +13,7 @@ import {
   type ManualClock,
   manualClock,
   testDeps,
+  testOptions,
 } from "./support/node_network_fixtures.ts";
 
 const ctx = () => ({ signal: new AbortController().signal, dryRun: false });
@@ -56,6 +54,7 @@ Deno.test("controller: the first run shows the OOB answer; NodeOobIP True/PowerO
   try {
     const c = createNodeNetworkController(
       testDeps({ kube: null, clock: manualClock(), runCommand: ipmitoolRunner("ok") }),
+      testOptions(),
       host,
     );
     const { result } = await c.run(ctx());
@@ -87,6 +86,7 @@ Deno.test("controller: ipmitool failing or missing -> NodeOobIP False with the c
     ) {
       const c = createNodeNetworkController(
         testDeps({ kube: null, clock: manualClock(), runCommand: ipmitoolRunner(mode) }),
+        testOptions(),
         host,
       );
       const { result } = await c.run(ctx());
@@ -109,6 +109,7 @@ Deno.test("controller: a hung ipmitool never blocks the probe; NodeOobIP appears
     const runner = ipmitoolRunner("hang");
     const c: Controller<NodeNetworkResult> = createNodeNetworkController(
       testDeps({ kube: null, clock: manualClock(), runCommand: runner }),
+      testOptions(),
       { ...host, oobTimeoutMs: 1500, firstOobWaitMs: 200 },
     );
     let t0 = performance.now();
@@ -172,7 +173,11 @@ Deno.test("controller: a successful ipmitool answer holds for an hour", async ()
   try {
     const clock = manualClock();
     const ipmi = finishing(ipmitoolRunner("ok"));
-    const c = createNodeNetworkController(testDeps({ kube: null, clock, runCommand: ipmi.runner }), host);
+    const c = createNodeNetworkController(
+      testDeps({ kube: null, clock, runCommand: ipmi.runner }),
+      testOptions(),
+      host,
+    );
     assert.deepEqual(await probeFor(c, { clock, seconds: 2 * 3600 + 3, ipmi }), [0, 3600, 7200]);
   } finally {
     await host.cleanup();
@@ -184,7 +189,11 @@ Deno.test("controller: a failed ipmitool is retried after 1 min, doubling to 1 h
   try {
     const clock = manualClock();
     const ipmi = finishing(ipmitoolRunner("fail"));
-    const c = createNodeNetworkController(testDeps({ kube: null, clock, runCommand: ipmi.runner }), host);
+    const c = createNodeNetworkController(
+      testDeps({ kube: null, clock, runCommand: ipmi.runner }),
+      testOptions(),
+      host,
+    );
     const at = await probeFor(c, { clock, seconds: 3 * 3600, ipmi });
     assert.deepEqual(at.slice(0, 7), [0, 60, 180, 420, 900, 1860, 3780]);
     assert.deepEqual(at.slice(7).map((t, i) => t - at[i + 6]), at.slice(7).map(() => 3600), "then hourly");

@@ -1,14 +1,24 @@
 /** Pure rules of the node-network job: interface state, first IPv4, conditions, the patch plan, ipmitool parsing. */
 import assert from "node:assert/strict";
 import {
+  clientNetworkEvent,
   type DesiredCondition,
-  desiredConditions,
-  type DesiredInput,
   knownAddress,
   type NodeCondition,
-  planConditionPatch,
   stampConditions,
-} from "../controllers/node_network.ts";
+} from "../controllers/node_network/conditions.ts";
+import {
+  desiredConditions,
+  type NodeNetworkObserved,
+  planConditionPatch,
+  planNodeNetwork,
+} from "../controllers/node_network/plan.ts";
+import {
+  afterOobAnswer,
+  OOB_UNCHECKED,
+  oobCheckDue,
+  oobSwitchedOff,
+} from "../controllers/node_network/oob_schedule.ts";
 import { kubeTime, parseLenientBool } from "../k8s/values.ts";
 import { parseIpmiLanPrint } from "../host/ipmi.ts";
 import { firstIPv4, type InterfaceState, interfaceState, isInterfaceName } from "../host/net_probe.ts";
@@ -66,7 +76,7 @@ Deno.test("knownAddress and the lenient isCheckOObIP boolean (default true)", ()
   for (const f of ["false", "0", "f", "F", "FALSE", "False"]) assert.equal(parseLenientBool(f, true), false, f);
 });
 
-const base: DesiredInput = {
+const base: NodeNetworkObserved = {
   nic: "bond1",
   state: "UP",
   ipv4: "192.0.2.10",
@@ -209,7 +219,7 @@ Deno.test("planConditionPatch: nothing changed and no heartbeat due -> null; hea
 Deno.test("planConditionPatch: a change carries only the changed conditions, before the heartbeat", () => {
   const desired = desiredConditions(base);
   const current = written(desired, T0);
-  const table: Array<[Partial<DesiredInput>, string[]]> = [
+  const table: Array<[Partial<NodeNetworkObserved>, string[]]> = [
     [{ state: "DOWN" }, ["NodeClientNetworkUnavailable"]],
     [{ state: "UNKNOWN", ipv4: null, lastIp: "192.0.2.10" }, ["NodeClientNetworkUnavailable", "NodeClientIP"]],
     [{ ipv4: "192.0.2.20" }, ["NodeClientIP"]],
@@ -280,6 +290,67 @@ Deno.test("planConditionPatch: other components' conditions are never sent", () 
   }];
   const patch = planConditionPatch({ current, desired, now: at(120), reportFrequencyMs: 60_000 });
   assert.ok(patch!.status.conditions.every((c) => c.type !== "Ready"));
+});
+
+Deno.test("planNodeNetwork: the stamped conditions, the patch, and whether anything changed", () => {
+  const first = planNodeNetwork(base, { current: [], now: T0, reportFrequencyMs: 60_000 });
+  assert.deepEqual(first.conditions, written(desiredConditions(base), T0));
+  assert.deepEqual(first.patch?.status.conditions, first.conditions);
+  assert.equal(first.changed, true, "nothing of ours on the Node yet");
+  const steady = planNodeNetwork(base, { current: first.conditions, now: at(3), reportFrequencyMs: 60_000 });
+  assert.deepEqual([steady.patch, steady.changed], [null, false]);
+  const beat = planNodeNetwork(base, { current: first.conditions, now: at(60), reportFrequencyMs: 60_000 });
+  assert.deepEqual([beat.patch?.status.conditions.length, beat.changed], [4, false], "a heartbeat is routine");
+  const down = planNodeNetwork({ ...base, state: "DOWN" }, {
+    current: first.conditions,
+    now: at(3),
+    reportFrequencyMs: 60_000,
+  });
+  assert.deepEqual([down.patch?.status.conditions.map((c) => c.type), down.changed], [
+    ["NodeClientNetworkUnavailable"],
+    true,
+  ]);
+});
+
+Deno.test("clientNetworkEvent: a Warning when the network goes, a Normal one when it is back, else none", () => {
+  const up = written(desiredConditions(base), T0);
+  const down = written(desiredConditions({ ...base, state: "DOWN" }), at(3));
+  assert.deepEqual(clientNetworkEvent("node-1", { before: up, written: down }), {
+    job: "node-network",
+    type: "Warning",
+    reason: "ClientNetworkUnavailable",
+    message: 'Client network of Node "node-1": bond1 StateDown',
+  });
+  assert.equal(clientNetworkEvent("node-1", { before: [], written: down })?.type, "Warning", "first write down");
+  assert.deepEqual(clientNetworkEvent("node-1", { before: down, written: up }), {
+    job: "node-network",
+    type: "Normal",
+    reason: "ClientNetworkAvailable",
+    message: 'Client network of Node "node-1": bond1 StateUP',
+  });
+  assert.equal(clientNetworkEvent("node-1", { before: [], written: up }), null, "first write up: no event");
+  assert.equal(clientNetworkEvent("node-1", { before: down, written: down }), null, "still down");
+  assert.equal(clientNetworkEvent("node-1", { before: up, written: up.slice(1) }), null, "not among the written");
+});
+
+Deno.test("OOB schedule: an answer sets the next check, keeps the last address; switching off keeps it too", () => {
+  const timing = { firstRetryMs: 60_000, holdMs: 3_600_000 };
+  assert.equal(oobCheckDue(OOB_UNCHECKED, 0), true);
+  const ok = afterOobAnswer(OOB_UNCHECKED, { ok: true, ip: "198.51.100.23" }, { startedAt: 1_000, timing });
+  assert.deepEqual(ok, {
+    answer: { ok: true, ip: "198.51.100.23" },
+    lastIp: "198.51.100.23",
+    nextAt: 3_601_000,
+    failures: 0,
+  });
+  assert.deepEqual([oobCheckDue(ok, 3_600_999), oobCheckDue(ok, 3_601_000)], [false, true]);
+  const failed = afterOobAnswer(ok, { ok: false, error: "ip is null" }, { startedAt: 5_000_000, timing });
+  assert.deepEqual([failed.lastIp, failed.failures, failed.nextAt], ["198.51.100.23", 1, 5_060_000]);
+  const again = afterOobAnswer(failed, { ok: false, error: "ip is null" }, { startedAt: 5_060_000, timing });
+  assert.deepEqual([again.failures, again.nextAt], [2, 5_180_000]);
+  const zero = afterOobAnswer(again, { ok: true, ip: "0.0.0.0" }, { startedAt: 6_000_000, timing });
+  assert.deepEqual([zero.lastIp, zero.failures], ["198.51.100.23", 0], "0.0.0.0 is not worth keeping");
+  assert.deepEqual(oobSwitchedOff(again), { ...OOB_UNCHECKED, lastIp: "198.51.100.23" });
 });
 
 const LAN_PRINT = `Set in Progress         : Set Complete

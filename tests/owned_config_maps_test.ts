@@ -8,8 +8,8 @@ import type { Logger } from "../core/types.ts";
 import { defaultConfig } from "../config/config.ts";
 import type { JobDeps } from "../controllers/deps.ts";
 import { createPortUsageController } from "../controllers/port_usage/job.ts";
-import { portUsageOptions } from "../job_options.ts";
-import { createNodeNetworkController } from "../controllers/node_network.ts";
+import { nodeNetworkOptions, portUsageOptions } from "../job_options.ts";
+import { createNodeNetworkController } from "../controllers/node_network/job.ts";
 import { createCommandRunner } from "../host/command.ts";
 import { createKubeClient } from "../k8s/client.ts";
 import { createSettingReader } from "../k8s/config_maps.ts";
@@ -71,7 +71,7 @@ Deno.test("port-usage and node-network on a cluster without ccm-config and contr
     const ctx = () => ({ signal: AbortSignal.timeout(20_000), dryRun: true });
     const ports = await createPortUsageController(deps, portUsageOptions(config)).run(ctx());
     assertEquals((ports.result as { enabled: boolean }).enabled, true);
-    const network = await createNodeNetworkController(deps).run(ctx());
+    const network = await createNodeNetworkController(deps, nodeNetworkOptions(deps.config)).run(ctx());
     assertEquals((network.result as { nic: string }).nic, "bond1");
     const missing = lines.filter((l) => l.includes("not found in namespace kube-system"));
     assertEquals(missing.map((l) => l.slice(0, l.indexOf(" (create"))), [

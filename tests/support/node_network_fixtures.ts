@@ -1,11 +1,13 @@
-/** Test support of the node-network job: a fake sysfs folder, a movable clock, ipmitool fixtures, deps. */
+/** Test support of the node-network job: a fake sysfs folder, a movable clock, ipmitool fixtures, deps, options. */
 import { getLogger } from "@logtape/logtape";
 import { type Config, defaultConfig } from "../../config/config.ts";
 import type { JobDeps } from "../../controllers/deps.ts";
+import type { NodeNetworkOptions } from "../../controllers/node_network/job.ts";
 import type { Clock, DaemonEvent } from "../../core/types.ts";
 import { type CommandRunner, createCommandRunner } from "../../host/command.ts";
 import type { InterfaceAddress } from "../../host/net_probe.ts";
 import type { KubeClient } from "../../k8s/client.ts";
+import { nodeNetworkOptions } from "../../job_options.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 
@@ -83,13 +85,18 @@ export async function fakeHost(): Promise<FakeHost> {
   };
 }
 
-/** JobDeps for a test: config overrides, the cluster (or null), a clock, a runner; events are collected. */
+/** The job's options as the daemon builds them from its flags: the defaults, Node node-1, and the overrides. */
+export function testOptions(config: Partial<Config> = {}): NodeNetworkOptions {
+  return nodeNetworkOptions(defaultConfig({ currentNodeName: "node-1", ...config }));
+}
+
+/** JobDeps for a test: the cluster (or null), a clock, a runner; events are collected. */
 export function testDeps(
-  options: { config?: Partial<Config>; kube: KubeClient | null; clock: Clock; runCommand: CommandRunner },
+  options: { kube: KubeClient | null; clock: Clock; runCommand: CommandRunner },
 ): JobDeps & { recorded: DaemonEvent[] } {
   const recorded: DaemonEvent[] = [];
   return {
-    config: defaultConfig({ currentNodeName: "node-1", ...options.config }),
+    config: defaultConfig({ currentNodeName: "node-1" }),
     kube: options.kube,
     clock: options.clock,
     events: { record: (event) => recorded.push(event) },
