@@ -108,7 +108,6 @@ export function createControllers(runtime: Runtime) {
     signal: exiting.signal,
   });
   const deps = (task: string): JobDeps => ({
-    config: runtime.config,
     kube: runtime.kube,
     clock: systemClock,
     events: runtime.events,

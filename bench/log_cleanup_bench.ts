@@ -71,7 +71,6 @@ function activeInstances(): string[] {
 async function dryRun(root: string, kube: KubeClient) {
   const config = defaultConfig({ dbclusterLogDir: root, insFolderOverdueDays: DAYS });
   const deps: JobDeps = {
-    config,
     kube,
     clock: systemClock,
     events: nullEventSink,

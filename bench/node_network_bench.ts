@@ -137,7 +137,6 @@ async function playHour(who: "ours" | "original", flap: boolean): Promise<Counts
     });
     const ours = createNodeNetworkController(
       {
-        config,
         kube,
         clock,
         events: { record: () => {} },

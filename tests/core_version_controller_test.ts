@@ -77,15 +77,15 @@ Deno.test({
     });
     const kube = createKubeClient(server.connection(), { userAgent: "test" });
     const clock = testClock("2026-05-01T10:00:00.250Z");
+    const config = defaultConfig({ currentNodeName: "node-a", dockerHost: docker.host, imageStore: "auto" });
     const deps: JobDeps = {
-      config: defaultConfig({ currentNodeName: "node-a", dockerHost: docker.host, imageStore: "auto" }),
       kube,
       clock,
       events: nullEventSink,
       log: getLogger(["test", "core-version"]),
       runCommand: createCommandRunner(),
     };
-    const options = coreVersionOptions(deps.config);
+    const options = coreVersionOptions(config);
     const controller = createCoreVersionController(deps, options);
     const writes = () =>
       server.requests.filter((r) => (r.method === "PUT" || r.method === "POST") && r.path.includes("/configmaps"));
@@ -197,7 +197,7 @@ Deno.test({
         const broken = createCoreVersionController(
           deps,
           coreVersionOptions({
-            ...deps.config,
+            ...config,
             imageStore: "docker",
             dockerHost: `unix://${docker.socketPath}.missing`,
           }),
@@ -284,15 +284,15 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
   const tokenDir = await Deno.makeTempDir({ prefix: "psd-core-version-" });
   const peerTokenFile = `${tokenDir}/token`;
   await Deno.writeTextFile(peerTokenFile, "peer-token\n");
+  const config = defaultConfig({ currentNodeName: "Node-A", port, peerTokenFile });
   const deps: JobDeps = {
-    config: defaultConfig({ currentNodeName: "Node-A", port, peerTokenFile }),
     kube,
     clock: { now: () => new Date() },
     events: nullEventSink,
     log: getLogger(["test", "core-version"]),
     runCommand: createCommandRunner(),
   };
-  const options = coreVersionOptions(deps.config);
+  const options = coreVersionOptions(config);
   const controller = createCoreVersionController(deps, options);
   const listPods = () => server.requests.filter((r) => r.method === "GET" && r.path.endsWith("/pods")).length;
   try {

@@ -61,7 +61,6 @@ Deno.test("port-usage and node-network on a cluster without ccm-config and contr
     const { log, lines } = recordingLog();
     const config = defaultConfig({ currentNodeName: node, portRanges: "1-2" });
     const deps: JobDeps = {
-      config,
       kube,
       clock: systemClock,
       events: { record: () => {} },
@@ -71,7 +70,7 @@ Deno.test("port-usage and node-network on a cluster without ccm-config and contr
     const ctx = () => ({ signal: AbortSignal.timeout(20_000), dryRun: true });
     const ports = await createPortUsageController(deps, portUsageOptions(config)).run(ctx());
     assertEquals((ports.result as { enabled: boolean }).enabled, true);
-    const network = await createNodeNetworkController(deps, nodeNetworkOptions(deps.config)).run(ctx());
+    const network = await createNodeNetworkController(deps, nodeNetworkOptions(config)).run(ctx());
     assertEquals((network.result as { nic: string }).nic, "bond1");
     const missing = lines.filter((l) => l.includes("not found in namespace kube-system"));
     assertEquals(missing.map((l) => l.slice(0, l.indexOf(" (create"))), [

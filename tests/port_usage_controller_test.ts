@@ -54,7 +54,6 @@ function setup(server: FakeKubeApiServer | null, overrides: Partial<Config> = {}
     : null;
   const config = defaultConfig({ currentNodeName: NODE, ...overrides });
   const deps: JobDeps = {
-    config,
     kube,
     clock,
     events: { record: (event) => void events.push(event) },

@@ -12,7 +12,6 @@ import { logCleanupOptions } from "../../job_options.ts";
 const args = JSON.parse(Deno.args[0]) as { root: string; openat2?: boolean; mountIds?: boolean };
 const config = defaultConfig({ dbclusterLogDir: args.root });
 const deps = {
-  config,
   kube: null,
   clock: systemClock,
   events: nullEventSink,

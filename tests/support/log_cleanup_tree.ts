@@ -128,7 +128,6 @@ export function cleanupDeps(options: {
     logCleanupMaxFolders: options.maxFolders ?? 20,
   });
   const deps: JobDeps = {
-    config,
     kube: options.kube,
     clock,
     events: options.events ?? recordingSink(),

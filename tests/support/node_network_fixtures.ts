@@ -96,7 +96,6 @@ export function testDeps(
 ): JobDeps & { recorded: DaemonEvent[] } {
   const recorded: DaemonEvent[] = [];
   return {
-    config: defaultConfig({ currentNodeName: "node-1" }),
     kube: options.kube,
     clock: options.clock,
     events: { record: (event) => recorded.push(event) },
