@@ -41,7 +41,7 @@ export interface JobCounter {
 export interface RunOutcome<T = unknown> {
   /** One readable line, for logs and `once` without `--json`. */
   readonly summary: string;
-  /** The job's result in the shape fixed by its issue. */
+  /** The job's result: what `once <task> --json` prints and the job's API route serves. */
   readonly result: T;
   /** Counters this run adds to the job's metrics. */
   readonly counters?: readonly JobCounter[];
