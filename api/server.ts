@@ -18,7 +18,7 @@ export interface ServeOptions {
   readonly headersTimeoutMs?: number;
   /** Close a keep-alive connection that sends nothing this long after a response; also the limit on a stalled body. */
   readonly idleTimeoutMs?: number;
-  /** Connections served at once; more are answered 503 and closed. */
+  /** Connections served at once; more are answered 503 and closed (64 at a time; the rest wait to be accepted). */
   readonly maxConnections?: number;
   /** The largest request head, in bytes (431 above). */
   readonly maxHeaderBytes?: number;
@@ -49,17 +49,17 @@ export const SERVER_DEFAULTS = {
 /** File descriptors kept for everything else the process opens (cluster client, image store, log walk, commands). */
 export const RESERVED_FDS = 256;
 
-/** Refused connections kept open at once to deliver their 503; beyond that a connection is closed at once. */
+/** Refused connections kept open at once to deliver their 503; beyond that new ones wait in the kernel's backlog. */
 const MAX_REFUSING = 64;
 
 /** How long a refused connection may take to send its request before it is closed. */
-const REFUSE_LINGER_MS = 1000;
+const REFUSE_LINGER_MS = 250;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HOST = /^[\w.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
-const READ_SIZE = 4096;
+const READ_SIZE = 2048;
 const BODY_READ_SIZE = 64 * 1024;
 
 /** The connection cap for a soft open-file limit: below the limit by {@linkcode RESERVED_FDS} and the refusals. */
@@ -524,13 +524,30 @@ export function serveApp(fetch: FetchHandler, options: ServeOptions): AppServer 
   let acceptError = "";
   const context = { fetch, limits, stopping: () => stopping, origin: `localhost:${port}` };
 
+  // Wakes an accept loop that paused because every served and refusing slot was taken.
+  let slotFreed = Promise.withResolvers<void>();
+  const wake = () => {
+    slotFreed.resolve();
+    slotFreed = Promise.withResolvers<void>();
+  };
   const track = (connection: Connection, map: Map<Connection, Promise<void>>, work: Promise<void>) => {
-    map.set(connection, work.catch(() => connection.close()).finally(() => map.delete(connection)));
+    map.set(
+      connection,
+      work.catch(() => connection.close()).finally(() => {
+        map.delete(connection);
+        wake();
+      }),
+    );
   };
 
   async function acceptLoop(listener: Deno.TcpListener): Promise<void> {
     let backoffMs = 10;
     while (!stopping) {
+      if (served.size >= maxConnections && refusing.size >= MAX_REFUSING) {
+        // Even refusals are at their limit: leave new connections in the kernel's backlog until a slot frees.
+        await slotFreed.promise;
+        continue;
+      }
       let conn: Deno.TcpConn;
       try {
         conn = await listener.accept();
@@ -554,8 +571,7 @@ export function serveApp(fetch: FetchHandler, options: ServeOptions): AppServer 
       const connection = new Connection(conn);
       if (stopping) connection.close();
       else if (served.size < maxConnections) track(connection, served, serveConnection(connection, context));
-      else if (refusing.size < MAX_REFUSING) track(connection, refusing, refuse(connection));
-      else connection.close();
+      else track(connection, refusing, refuse(connection));
     }
   }
 
@@ -566,6 +582,7 @@ export function serveApp(fetch: FetchHandler, options: ServeOptions): AppServer 
     connections: () => served.size + refusing.size,
     async shutdown({ graceMs = 5000 } = {}) {
       stopping = true;
+      wake();
       for (const listener of listeners) {
         try {
           listener.close();
