@@ -3,6 +3,8 @@
  * accept loop that outlives "Too many open files", both IP stacks. `Deno.serve` has none of these knobs and its accept
  * loop dies on EMFILE, so the daemon serves through this small server over `Deno.listen` instead.
  */
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { Logger } from "../controllers/types.ts";
 
 /** What the server hands each request to (the Hono app's `fetch`). */
@@ -52,6 +54,9 @@ export const RESERVED_FDS = 256;
 /** Refused connections kept open at once to deliver their 503; beyond that new ones wait in the kernel's backlog. */
 const MAX_REFUSING = 64;
 
+/** Open connections that make a burst: once they fall back to an eighth of their peak, V8 collects its garbage. */
+const BURST_CONNECTIONS = 256;
+
 /** How long a refused connection may take to send its request before it is closed. */
 const REFUSE_LINGER_MS = 250;
 
@@ -88,6 +93,24 @@ export class HeadError extends Error {
     super(message);
     this.status = status;
   }
+}
+
+let fullGc: (() => void) | null | undefined;
+
+/**
+ * Runs one full V8 garbage collection. After a burst the connections' objects die together in the old generation and,
+ * with no allocation to follow, V8 keeps their pages: RSS would stay high for minutes. One full collection returns them.
+ */
+function collectGarbage(): void {
+  if (fullGc === undefined) {
+    try {
+      setFlagsFromString("--expose-gc");
+      fullGc = runInNewContext("gc") as () => void;
+    } catch {
+      fullGc = null;
+    }
+  }
+  fullGc?.();
 }
 
 /** Parses a request head (without its final empty line); throws {@linkcode HeadError}. */
@@ -152,15 +175,32 @@ function statusLine(status: number, statusText: string): string {
 }
 
 const STATUS_TEXT: Record<number, string> = {
+  100: "Continue",
   200: "OK",
+  201: "Created",
+  202: "Accepted",
+  204: "No Content",
+  301: "Moved Permanently",
+  302: "Found",
+  304: "Not Modified",
   400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
   404: "Not Found",
+  405: "Method Not Allowed",
   408: "Request Timeout",
+  409: "Conflict",
   411: "Length Required",
   413: "Content Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Content",
+  429: "Too Many Requests",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
+  501: "Not Implemented",
+  502: "Bad Gateway",
   503: "Service Unavailable",
+  504: "Gateway Timeout",
   505: "HTTP Version Not Supported",
 };
 
@@ -338,15 +378,20 @@ function bodyStream(
   return { stream, remaining: () => remaining };
 }
 
-function responseHead(response: Response, options: { length: number | null; close: boolean }): string {
+/** The status line and headers; `length` null means a chunked (or, with `close`, close-delimited) body follows. */
+function responseHead(
+  response: Response,
+  options: { length: number | null; close: boolean; bodyless?: boolean },
+): string {
   let text = statusLine(response.status, response.statusText);
   for (const [name, value] of response.headers) {
     if (name === "content-length" || name === "transfer-encoding" || name === "connection") continue;
     text += `${name}: ${value}\r\n`;
   }
   if (!response.headers.has("date")) text += `date: ${new Date().toUTCString()}\r\n`;
-  if (options.length !== null) text += `content-length: ${options.length}\r\n`;
-  else if (!options.close) text += "transfer-encoding: chunked\r\n";
+  // HEAD, 204 and 304 answers carry no body and so no framing.
+  if (!options.bodyless && options.length !== null) text += `content-length: ${options.length}\r\n`;
+  else if (!options.bodyless && !options.close) text += "transfer-encoding: chunked\r\n";
   if (options.close) text += "connection: close\r\n";
   return text + "\r\n";
 }
@@ -373,19 +418,18 @@ async function writeResponse(
   const reader = response.body?.getReader();
   if (!reader || noBody) {
     await reader?.cancel();
-    const length = noBody ? null : 0;
-    const head = responseHead(response, { length: options.head ? null : length, close: options.close });
+    const head = responseHead(response, { length: 0, close: options.close, bodyless: noBody });
     return await connection.write(encoder.encode(head), options.timeoutMs);
   }
+  let finished = false;
   try {
     const parts: Uint8Array[] = [];
-    let done = false;
-    for (let i = 0; i < 2 && !done; i++) {
+    for (let i = 0; i < 2 && !finished; i++) {
       const next = await reader.read();
-      if (next.done) done = true;
-      else parts.push(next.value);
+      if (next.done) finished = true;
+      else if (next.value.length > 0) parts.push(next.value);
     }
-    if (done) {
+    if (finished) {
       const body = parts.reduce(concat, new Uint8Array(0));
       const head = encoder.encode(responseHead(response, { length: body.length, close: options.close }));
       return await connection.write(concat(head, body), options.timeoutMs);
@@ -400,13 +444,16 @@ async function writeResponse(
       if (next.done) break;
       if (next.value.length > 0 && !await connection.write(frame(next.value), options.timeoutMs)) return false;
     }
+    finished = true;
     if (close) return false;
     return await connection.write(encoder.encode("0\r\n\r\n"), options.timeoutMs);
   } catch {
     // The body failed half-way: the client cannot tell a short answer from a whole one unless the connection ends.
-    await reader.cancel().catch(() => {});
     connection.close();
     return false;
+  } finally {
+    // A client that went away mid-stream must stop the body's source too (a long export would run on for nothing).
+    if (!finished) await reader.cancel().catch(() => {});
   }
 }
 
@@ -530,14 +577,26 @@ export function serveApp(fetch: FetchHandler, options: ServeOptions): AppServer 
     slotFreed.resolve();
     slotFreed = Promise.withResolvers<void>();
   };
+  let peak = 0;
+  let collecting: ReturnType<typeof setTimeout> | undefined;
   const track = (connection: Connection, map: Map<Connection, Promise<void>>, work: Promise<void>) => {
     map.set(
       connection,
       work.catch(() => connection.close()).finally(() => {
         map.delete(connection);
         wake();
+        const open = served.size + refusing.size;
+        if (!stopping && peak >= BURST_CONNECTIONS && open <= peak / 8 && collecting === undefined) {
+          peak = open;
+          // A second later, so the connections' last closures are gone too.
+          collecting = setTimeout(() => {
+            collecting = undefined;
+            collectGarbage();
+          }, 1000);
+        }
       }),
     );
+    peak = Math.max(peak, served.size + refusing.size);
   };
 
   async function acceptLoop(listener: Deno.TcpListener): Promise<void> {
@@ -598,6 +657,7 @@ export function serveApp(fetch: FetchHandler, options: ServeOptions): AppServer 
       await Promise.race([Promise.all([...served.values(), ...refusing.values()]), grace]);
       clearTimeout(timer);
       for (const connection of [...served.keys(), ...refusing.keys()]) connection.close();
+      clearTimeout(collecting);
     },
   };
 }

@@ -215,7 +215,7 @@ Deno.test("pipelined requests, bodies by Content-Length, 100-continue, 413, 411,
   }
 });
 
-Deno.test("a streamed response body reaches the client chunk by chunk, before the handler has finished", async () => {
+Deno.test("a streamed response body reaches the client chunk by chunk, and stops when the client leaves", async () => {
   const app = daemonApp();
   const { promise: released, resolve: release } = Promise.withResolvers<void>();
   app.get("/stream", () =>
@@ -230,8 +230,28 @@ Deno.test("a streamed response body reaches the client chunk by chunk, before th
         },
       }),
     ));
+  const { promise: cancelled, resolve: cancel } = Promise.withResolvers<void>();
+  app.get("/endless", () =>
+    new Response(
+      new ReadableStream({
+        pull: (controller) => controller.enqueue(new Uint8Array(16384)),
+        cancel: () => cancel(),
+      }),
+    ));
   const server = serveApp(app.fetch, { port: 0, hostname: "127.0.0.1" });
   try {
+    // A client that leaves in the middle of an endless body stops its source.
+    const endless = await connect(server.port);
+    await endless.write(encoder.encode("GET /endless HTTP/1.1\r\nHost: x\r\n\r\n"));
+    await endless.read(new Uint8Array(1024));
+    endless.close();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      cancelled,
+      new Promise((_, reject) => timer = setTimeout(() => reject(new Error("The body was not cancelled")), 5000)),
+    ]);
+    clearTimeout(timer);
+
     const res = await fetch(`http://127.0.0.1:${server.port}/stream`);
     assertEquals(res.headers.get("transfer-encoding"), "chunked");
     const reader = res.body!.getReader();
