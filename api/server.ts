@@ -49,7 +49,7 @@ export const SERVER_DEFAULTS = {
 } as const;
 
 /** File descriptors kept for everything else the process opens (cluster client, image store, log walk, commands). */
-export const RESERVED_FDS = 256;
+const RESERVED_FDS = 256;
 
 /** Refused connections kept open at once to deliver their 503; beyond that new ones wait in the kernel's backlog. */
 const MAX_REFUSING = 64;
@@ -121,6 +121,7 @@ export function parseHead(text: string): RequestHead {
     throw new HeadError(400, "Malformed request line");
   }
   const [method, target, protocol] = parts;
+  if (!/^HTTP\/\d\.\d$/.test(protocol)) throw new HeadError(400, "Malformed request line");
   if (protocol !== "HTTP/1.1" && protocol !== "HTTP/1.0") throw new HeadError(505, `Unsupported protocol ${protocol}`);
   if (!target.startsWith("/") && !/^https?:\/\//i.test(target) && !(target === "*" && method === "OPTIONS")) {
     throw new HeadError(400, "Malformed request target");
@@ -306,7 +307,7 @@ interface Limits {
 async function readHead(
   connection: Connection,
   limits: Limits,
-  first: boolean,
+  { first }: { first: boolean },
 ): Promise<{ head: RequestHead; rest: Uint8Array } | HeadError | null> {
   let bytes = connection.pending;
   connection.pending = new Uint8Array(0);
@@ -464,7 +465,7 @@ async function serveConnection(
 ): Promise<void> {
   const { limits } = context;
   for (let first = true; !connection.closed; first = false) {
-    const read = await readHead(connection, limits, first);
+    const read = await readHead(connection, limits, { first });
     if (read === null) break;
     if (read instanceof HeadError) {
       await writeResponse(connection, errorResponse(read.status, read.message), {

@@ -2,7 +2,7 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "./suppo
 import { getLogger } from "@logtape/logtape";
 import { createApp } from "../api/app.ts";
 import { createMetrics } from "../api/metrics.ts";
-import { bodyLength, connectionCap, HeadError, parseHead, serveApp } from "../api/server.ts";
+import { bodyLength, connectionCap, HeadError, keepsAlive, parseHead, serveApp } from "../api/server.ts";
 import { type CronRegistrar, Scheduler } from "../controllers/scheduler.ts";
 import { systemClock } from "../controllers/types.ts";
 import { waitFor } from "./support/daemon_process.ts";
@@ -93,6 +93,7 @@ Deno.test("parseHead and bodyLength refuse what could smuggle a request; the cap
   assertEquals(status("GET / HTTP/1.1\r\nHost : h"), 400);
   assertEquals(status("GET / HTTP/1.1\r\n folded"), 400);
   assertEquals(status("GET / HTTP/2.0"), 505);
+  assertEquals(status("GET / x"), 400);
   assertEquals(status("GET  / HTTP/1.1"), 400);
   assertEquals(status("GET x HTTP/1.1"), 400);
   assertEquals(status("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2"), 400);
@@ -100,6 +101,10 @@ Deno.test("parseHead and bodyLength refuse what could smuggle a request; the cap
   assertEquals(status("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3"), 400);
   assertEquals(status("POST / HTTP/1.1\r\nTransfer-Encoding: chunked"), 411);
   assertEquals(status("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3"), 0);
+  assertEquals(keepsAlive(parseHead("GET / HTTP/1.1")), true);
+  assertEquals(keepsAlive(parseHead("GET / HTTP/1.1\r\nConnection: keep-alive, Close")), false);
+  assertEquals(keepsAlive(parseHead("GET / HTTP/1.0")), false);
+  assertEquals(keepsAlive(parseHead("GET / HTTP/1.0\r\nConnection: Keep-Alive")), true);
   assertEquals(connectionCap(1024), 704);
   assertEquals(connectionCap(1_048_576), 1024);
   assertEquals(connectionCap(100), 16);
@@ -296,6 +301,56 @@ Deno.test("over the connection cap a request is answered 503 and closed; freed s
       return res.ok;
     }, { timeoutMs: 5000, what: "a freed slot to serve /healthz" });
     for (const conn of held.slice(1)) conn.close();
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("2,000 random byte strings: each answered 4xx or closed, never a 5xx, and the server still serves", async () => {
+  const server = serveApp(daemonApp().fetch, {
+    port: 0,
+    hostname: "127.0.0.1",
+    headersTimeoutMs: 200,
+    idleTimeoutMs: 200,
+  });
+  let seed = 20261201;
+  const random = () => (seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32;
+  const pieces = [
+    "GET ",
+    "POST ",
+    "/healthz",
+    " HTTP/1.1",
+    " HTTP/1.0",
+    "\r\n",
+    "\r\n\r\n",
+    "Host: x",
+    ": ",
+    "\n",
+    " ",
+  ];
+  pieces.push("Content-Length: 4", "Content-Length: 99999999", "Transfer-Encoding: chunked", "\0", "\u00ff", "%");
+  try {
+    for (let batch = 0; batch < 20; batch++) {
+      const answers = await Promise.all(Array.from({ length: 100 }, async () => {
+        let text = "";
+        const parts = Math.floor(random() * 12);
+        for (let i = 0; i < parts; i++) {
+          text += random() < 0.7
+            ? pieces[Math.floor(random() * pieces.length)]
+            : String.fromCharCode(Math.floor(random() * 256));
+        }
+        const conn = await connect(server.port);
+        await conn.write(encoder.encode(text + (random() < 0.5 ? "\r\n\r\n" : ""))).catch(() => 0);
+        if (random() < 0.5) await conn.closeWrite().catch(() => {});
+        return (await untilClosed(conn, 0)).text;
+      }));
+      for (const answer of answers) {
+        const status = Number(answer.slice(9, 12));
+        assert(answer === "" || (answer.startsWith("HTTP/1.1 ") && status < 500), answer.slice(0, 80));
+      }
+    }
+    const res = await fetch(`http://127.0.0.1:${server.port}/healthz`);
+    assertEquals(await res.json(), { status: "ok" });
   } finally {
     await server.shutdown();
   }
