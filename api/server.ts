@@ -1,7 +1,8 @@
 /**
  * The HTTP/1.1 listener around the app's `fetch`: header and idle timeouts, a connection cap answered with 503, an
- * accept loop that outlives "Too many open files", both IP stacks. `Deno.serve` has none of these knobs and its accept
- * loop dies on EMFILE, so the daemon serves through this small server over `Deno.listen` instead.
+ * accept loop that outlives "Too many open files", both IP stacks, and memory handed back after a burst. `Deno.serve`
+ * has none of these knobs and its accept loop dies on EMFILE, so the daemon serves through this small server over
+ * `Deno.listen` instead.
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -67,7 +68,7 @@ const HOST = /^[\w.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
 const READ_SIZE = 2048;
 const BODY_READ_SIZE = 64 * 1024;
 
-/** The connection cap for a soft open-file limit: below the limit by {@linkcode RESERVED_FDS} and the refusals. */
+/** The connection cap for a soft open-file limit: 256 descriptors for the rest of the process and 64 refusals below. */
 export function connectionCap(softLimit: number, wanted: number = SERVER_DEFAULTS.maxConnections): number {
   return Math.max(16, Math.min(wanted, softLimit - RESERVED_FDS - MAX_REFUSING));
 }
