@@ -4,8 +4,6 @@
  * has none of these knobs and its accept loop dies on EMFILE, so the daemon serves through this small server over
  * `Deno.listen` instead.
  */
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import type { Logger } from "../controllers/types.ts";
 
 /** What the server hands each request to (the Hono app's `fetch`). */
@@ -59,7 +57,7 @@ const MAX_REFUSING = 64;
 const BURST_CONNECTIONS = 256;
 
 /** How long a refused connection may take to send its request before it is closed. */
-const REFUSE_LINGER_MS = 250;
+const REFUSE_LINGER_MS = 1000;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -101,10 +99,12 @@ let fullGc: (() => void) | null | undefined;
 /**
  * Runs one full V8 garbage collection. After a burst the connections' objects die together in the old generation and,
  * with no allocation to follow, V8 keeps their pages: RSS would stay high for minutes. One full collection returns them.
+ * The two modules it needs cost about 4 MB, so they are loaded at the first burst, not at start.
  */
-function collectGarbage(): void {
+async function collectGarbage(): Promise<void> {
   if (fullGc === undefined) {
     try {
+      const [{ setFlagsFromString }, { runInNewContext }] = await Promise.all([import("node:v8"), import("node:vm")]);
       setFlagsFromString("--expose-gc");
       fullGc = runInNewContext("gc") as () => void;
     } catch {
@@ -544,7 +544,8 @@ function listen(port: number, hostname: string | undefined): Deno.TcpListener[] 
   let v6: Deno.TcpListener;
   try {
     v6 = Deno.listen({ hostname: "::", port, transport: "tcp" });
-  } catch {
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) throw error;
     // IPv6 is off on this host (or in this namespace): IPv4 only.
     return [Deno.listen({ hostname: "0.0.0.0", port, transport: "tcp" })];
   }
@@ -564,7 +565,13 @@ export function serveApp(fetch: FetchHandler, options: ServeOptions): AppServer 
     maxHeaderBytes: options.maxHeaderBytes ?? SERVER_DEFAULTS.maxHeaderBytes,
   };
   const maxConnections = options.maxConnections ?? SERVER_DEFAULTS.maxConnections;
-  const listeners = listen(options.port, options.hostname);
+  let listeners: Deno.TcpListener[];
+  try {
+    listeners = listen(options.port, options.hostname);
+  } catch (error) {
+    const cause = error instanceof Error ? error.message : String(error);
+    throw new Error(`Cannot listen on port ${options.port}: ${cause}`, { cause: error });
+  }
   const port = (listeners[0].addr as Deno.NetAddr).port;
   const hostnames = listeners.map((l) => (l.addr as Deno.NetAddr).hostname);
   const served = new Map<Connection, Promise<void>>();
@@ -593,7 +600,7 @@ export function serveApp(fetch: FetchHandler, options: ServeOptions): AppServer 
           // A second later, so the connections' last closures are gone too.
           collecting = setTimeout(() => {
             collecting = undefined;
-            collectGarbage();
+            collectGarbage().catch(() => {});
           }, 1000);
         }
       }),

@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
-import { daemonCommand, freePort, startDaemon, waitFor } from "./support/daemon_process.ts";
+import { daemonCommand, freePort, runMain, startDaemon, waitFor } from "./support/daemon_process.ts";
 import { canMakeNetns, createNetns, startIn } from "./support/netns.ts";
 import { hasCommand, skipUnless } from "./support/prereq.ts";
 import { stopChild } from "./support/child.ts";
@@ -248,6 +248,18 @@ Deno.test("2,000 concurrent clients, one-shot then kept alive: every one answere
     assert(await healthy(port));
   } finally {
     assertEquals(await daemon.stop(), 0);
+  }
+});
+
+Deno.test("a port already taken fails the start with exit 1 and a line naming the port", async () => {
+  const taken = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+  const port = (taken.addr as Deno.NetAddr).port;
+  try {
+    const { code, stderr } = await runMain(["--local", "--port", String(port)]);
+    assertEquals(code, 1, stderr);
+    assertStringIncludes(stderr, `Cannot listen on port ${port}: Address already in use`);
+  } finally {
+    taken.close();
   }
 });
 
