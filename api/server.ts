@@ -588,7 +588,10 @@ export function serveApp(fetch: FetchHandler, options: ServeOptions): AppServer 
   };
   let peak = 0;
   let collecting: ReturnType<typeof setTimeout> | undefined;
-  const track = (connection: Connection, map: Map<Connection, Promise<void>>, work: Promise<void>) => {
+  const track = (
+    connection: Connection,
+    { map, work }: { map: Map<Connection, Promise<void>>; work: Promise<void> },
+  ) => {
     map.set(
       connection,
       work.catch(() => connection.close()).finally(() => {
@@ -638,8 +641,9 @@ export function serveApp(fetch: FetchHandler, options: ServeOptions): AppServer 
       backoffMs = 10;
       const connection = new Connection(conn);
       if (stopping) connection.close();
-      else if (served.size < maxConnections) track(connection, served, serveConnection(connection, context));
-      else track(connection, refusing, refuse(connection));
+      else if (served.size < maxConnections) {
+        track(connection, { map: served, work: serveConnection(connection, context) });
+      } else track(connection, { map: refusing, work: refuse(connection) });
     }
   }
 
