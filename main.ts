@@ -19,6 +19,8 @@ import { createEventSink, type DaemonEventSink } from "./k8s/events.ts";
 import { chooseClusterSource, loadConnection } from "./k8s/kube_config.ts";
 import { createPeerTokenReader } from "./k8s/peer_token.ts";
 import { createApp } from "./api/app.ts";
+import { connectionCap, serveApp } from "./api/server.ts";
+import { raiseOpenFileLimit } from "./host/rlimit.ts";
 import { createMetrics, type Metrics } from "./api/metrics.ts";
 import { createTokenReviewAuthorizer } from "./api/auth.ts";
 
@@ -219,11 +221,20 @@ async function runDaemon(config: Config): Promise<number> {
     authorize,
     node: config.currentNodeName,
   });
-  const server = Deno.serve({
-    port: config.port,
-    hostname: "0.0.0.0",
-    onListen: ({ port }) => log.info("Listening on port {port}, node {node}", { port, node: config.currentNodeName }),
-  }, app.fetch);
+  const fds = raiseOpenFileLimit();
+  if (fds.ok) {
+    log.info("Open file limit {soft} (was {before}, hard {hard})", { ...fds.after, before: fds.before.soft });
+  } else {
+    log.warn("Cannot raise the open file limit (soft {soft}): {error}", { soft: fds.before?.soft, error: fds.error });
+  }
+  const maxConnections = connectionCap(fds.ok ? fds.after.soft : fds.before?.soft ?? 1024);
+  const server = serveApp(app.fetch, { port: config.port, maxConnections, log: taskLogger("api") });
+  log.info("Listening on {hostnames} port {port} (at most {maxConnections} connections), node {node}", {
+    hostnames: server.hostnames.join(", "),
+    port: server.port,
+    maxConnections,
+    node: config.currentNodeName,
+  });
   scheduler.start();
 
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();

@@ -3,6 +3,7 @@ import { getLogger } from "@logtape/logtape";
 import { createApp } from "../api/app.ts";
 import { createTokenReviewAuthorizer } from "../api/auth.ts";
 import { createMetrics } from "../api/metrics.ts";
+import { serveApp } from "../api/server.ts";
 import { type CronRegistrar, Scheduler } from "../controllers/scheduler.ts";
 import { type Controller, systemClock } from "../controllers/types.ts";
 import { createKubeClient } from "../k8s/client.ts";
@@ -209,8 +210,8 @@ Deno.test("fuzz: 10,000 generated requests never get a 5xx of our making, and ev
 
 Deno.test("1,000 concurrent connections, slow and half-closed clients: answered, no crash", async () => {
   const { server, app } = await setUp();
-  const http = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
-  const port = http.addr.port;
+  const http = serveApp(app.fetch, { port: 0, hostname: "127.0.0.1" });
+  const port = http.port;
   try {
     // A slow client that sends half a request and a half-closed one that sends nothing.
     const slow = await Deno.connect({ hostname: "127.0.0.1", port });
