@@ -12,7 +12,7 @@ import { systemClock } from "./core/types.ts";
 import { createApp } from "./api/app.ts";
 import { chooseAuthorizer } from "./api/auth.ts";
 import { taskLogger } from "./logging.ts";
-import { createControllers, createRuntime } from "./runtime.ts";
+import { createControllers, createRuntime, serveApi } from "./runtime.ts";
 
 async function runDaemon(config: Config): Promise<number> {
   const runtime = createRuntime(config, {});
@@ -51,11 +51,7 @@ async function runDaemon(config: Config): Promise<number> {
     authorize,
     node: config.currentNodeName,
   });
-  const server = Deno.serve({
-    port: config.port,
-    hostname: "0.0.0.0",
-    onListen: ({ port }) => log.info("Listening on port {port}, node {node}", { port, node: config.currentNodeName }),
-  }, app.fetch);
+  const server = serveApi(app.fetch, { port: config.port, node: config.currentNodeName, log });
   scheduler.start();
 
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();

@@ -15,6 +15,8 @@ import { createEventSink, type DaemonEventSink } from "./k8s/events.ts";
 import { chooseClusterSource, loadConnection } from "./k8s/kube_config.ts";
 import { createReachabilityTracker, type ReachabilityTracker } from "./k8s/reachability.ts";
 import { createMetrics, type Metrics } from "./api/metrics.ts";
+import { type AppServer, connectionCap, type FetchHandler, serveApp } from "./api/server.ts";
+import { raiseOpenFileLimit } from "./host/rlimit.ts";
 import { setUpLogging, taskLogger } from "./logging.ts";
 
 /** What every part of the daemon shares: the config, the cluster (or none), logs, metrics, events. */
@@ -122,4 +124,27 @@ export function createControllers(runtime: Runtime) {
     createNodeNetworkController(deps(JOBS.nodeNetwork.name), nodeNetworkOptions(runtime.config)),
   ];
   return { controllers, coreVersion, killCommands: () => exiting.abort() };
+}
+
+/** Raises the open-file limit, then serves the API on both stacks with a connection cap below that limit. */
+export function serveApi(
+  fetch: FetchHandler,
+  options: { port: number; node: string; log: Logger },
+): AppServer {
+  const { log } = options;
+  const fds = raiseOpenFileLimit();
+  if (fds.ok) {
+    log.info("Open file limit {soft} (was {before}, hard {hard})", { ...fds.after, before: fds.before.soft });
+  } else {
+    log.warn("Cannot raise the open file limit (soft {soft}): {error}", { soft: fds.before?.soft, error: fds.error });
+  }
+  const maxConnections = connectionCap(fds.ok ? fds.after.soft : fds.before?.soft ?? 1024);
+  const server = serveApp(fetch, { port: options.port, maxConnections, log: taskLogger("api") });
+  log.info("Listening on {hostnames} port {port} (at most {maxConnections} connections), node {node}", {
+    hostnames: server.hostnames.join(", "),
+    port: server.port,
+    maxConnections,
+    node: options.node,
+  });
+  return server;
 }
