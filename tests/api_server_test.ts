@@ -2,7 +2,8 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "./suppo
 import { getLogger } from "@logtape/logtape";
 import { createApp } from "../api/app.ts";
 import { createMetrics } from "../api/metrics.ts";
-import { bodyLength, connectionCap, HeadError, keepsAlive, parseHead, serveApp } from "../api/server.ts";
+import { bodyLength, HeadError, keepsAlive, parseHead } from "../api/http_head.ts";
+import { connectionCap, serveApp } from "../api/server.ts";
 import { type CronRegistrar, Scheduler } from "../controllers/scheduler.ts";
 import { systemClock } from "../core/types.ts";
 import { waitFor } from "./support/daemon_process.ts";

@@ -1,0 +1,145 @@
+/** Writing an HTTP/1.1 response: the status line, the head, the body with Content-Length or chunked. */
+import type { Connection } from "./http_socket.ts";
+
+const encoder = new TextEncoder();
+
+/** An answer in the API's envelope, for a request the server refuses or could not hand to the app. */
+export function errorResponse(status: number, message: string): Response {
+  const requestId = crypto.randomUUID();
+  return new Response(JSON.stringify({ code: String(status), data: null, message, requestId }), {
+    status,
+    headers: { "content-type": "application/json", "x-request-id": requestId },
+  });
+}
+
+/** Writes the answer to a refused request (or connection) and asks the client to close. */
+export function writeError(
+  connection: Connection,
+  error: { status: number; message: string },
+  options: { version: "1.0" | "1.1"; timeoutMs: number },
+): Promise<boolean> {
+  const response = errorResponse(error.status, error.message);
+  return writeResponse(connection, response, { head: false, close: true, ...options });
+}
+
+function statusLine(status: number, statusText: string): string {
+  return `HTTP/1.1 ${status} ${statusText || STATUS_TEXT[status] || "Status"}\r\n`;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  100: "Continue",
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  204: "No Content",
+  301: "Moved Permanently",
+  302: "Found",
+  304: "Not Modified",
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  409: "Conflict",
+  411: "Length Required",
+  413: "Content Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Content",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+  505: "HTTP Version Not Supported",
+};
+
+/** `a` followed by `b` in one array (`b` itself when `a` is empty). */
+export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.length === 0) return b;
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** The status line and headers; `length` null means a chunked (or, with `close`, close-delimited) body follows. */
+function responseHead(
+  response: Response,
+  options: { length: number | null; close: boolean; bodyless?: boolean },
+): string {
+  let text = statusLine(response.status, response.statusText);
+  for (const [name, value] of response.headers) {
+    if (name === "content-length" || name === "transfer-encoding" || name === "connection") continue;
+    text += `${name}: ${value}\r\n`;
+  }
+  if (!response.headers.has("date")) text += `date: ${new Date().toUTCString()}\r\n`;
+  // HEAD, 204 and 304 answers carry no body and so no framing.
+  if (!options.bodyless && options.length !== null) text += `content-length: ${options.length}\r\n`;
+  else if (!options.bodyless && !options.close) text += "transfer-encoding: chunked\r\n";
+  if (options.close) text += "connection: close\r\n";
+  return text + "\r\n";
+}
+
+function chunk(data: Uint8Array): Uint8Array {
+  const prefix = encoder.encode(`${data.length.toString(16)}\r\n`);
+  const out = new Uint8Array(prefix.length + data.length + 2);
+  out.set(prefix);
+  out.set(data, prefix.length);
+  out.set([13, 10], prefix.length + data.length);
+  return out;
+}
+
+/**
+ * Writes a response. A body that ends within two reads goes with Content-Length; a longer one is streamed as it comes
+ * (chunked, or until close for HTTP/1.0). Returns whether the connection is still usable.
+ */
+export async function writeResponse(
+  connection: Connection,
+  response: Response,
+  options: { head: boolean; close: boolean; version: "1.0" | "1.1"; timeoutMs: number },
+): Promise<boolean> {
+  const noBody = options.head || response.status === 204 || response.status === 304 || response.status < 200;
+  const reader = response.body?.getReader();
+  if (!reader || noBody) {
+    await reader?.cancel();
+    const head = responseHead(response, { length: 0, close: options.close, bodyless: noBody });
+    return await connection.write(encoder.encode(head), options.timeoutMs);
+  }
+  let finished = false;
+  try {
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < 2 && !finished; i++) {
+      const next = await reader.read();
+      if (next.done) finished = true;
+      else if (next.value.length > 0) parts.push(next.value);
+    }
+    if (finished) {
+      const body = parts.reduce(concat, new Uint8Array(0));
+      const head = encoder.encode(responseHead(response, { length: body.length, close: options.close }));
+      return await connection.write(concat(head, body), options.timeoutMs);
+    }
+    const close = options.close || options.version === "1.0";
+    const frame = close ? (data: Uint8Array) => data : chunk;
+    let out: Uint8Array = encoder.encode(responseHead(response, { length: null, close }));
+    for (const part of parts) out = concat(out, frame(part));
+    if (!await connection.write(out, options.timeoutMs)) return false;
+    for (;;) {
+      const next = await reader.read();
+      if (next.done) break;
+      if (next.value.length > 0 && !await connection.write(frame(next.value), options.timeoutMs)) return false;
+    }
+    finished = true;
+    if (close) return false;
+    return await connection.write(encoder.encode("0\r\n\r\n"), options.timeoutMs);
+  } catch {
+    // The body failed half-way: the client cannot tell a short answer from a whole one unless the connection ends.
+    connection.close();
+    return false;
+  } finally {
+    // A client that went away mid-stream must stop the body's source too (a long export would run on for nothing).
+    if (!finished) await reader.cancel().catch(() => {});
+  }
+}
