@@ -92,7 +92,10 @@ export function callUrl(server: string, path: string, query: Record<string, stri
 
 const seg = encodeURIComponent;
 
-/** Creates the client for one connection. */
+/**
+ * Creates the client for one connection. A Retry-After from the API server holds every call of the client until it
+ * passes, not only the retry of the call that got it: a run stopped meanwhile must not let the next run ask sooner.
+ */
 export function createKubeClient(connection: ClusterConnection, options: KubeClientOptions): KubeClient {
   const namespace = options.namespace ?? "kube-system";
   const limiter = new RateLimiter({ qps: options.qps ?? 5, burst: options.burst ?? 10 });
@@ -105,8 +108,11 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
     : undefined;
   const timeoutMs = options.timeoutMs ?? 10_000;
   const retries = options.retries ?? 5;
+  const backoffCapMs = options.backoffCapMs ?? 30_000;
   let token = connection.token;
   let tokenReadAt = -Infinity;
+  // performance.now() before which no call is sent, as the last Retry-After asked
+  let heldUntil = 0;
 
   function bearer(): string | undefined {
     if (connection.tokenFile && performance.now() - tokenReadAt > 60_000) {
@@ -124,6 +130,13 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
 
   async function sendOnce(call: Call, stop?: AbortSignal): Promise<unknown> {
     if (stop?.aborted) throw new KubeError(`Cannot ${call.what}: the run was stopped`, { status: 0, stopped: true });
+    const held = heldUntil - performance.now();
+    if (held > 0 && !await delay(held, stop)) {
+      throw new KubeError(`Cannot ${call.what}: the run was stopped while the API server's Retry-After lasted`, {
+        status: 0,
+        stopped: true,
+      });
+    }
     await limiter.take();
     const headers: Record<string, string> = { "User-Agent": options.userAgent, Accept: "application/json" };
     const auth = bearer();
@@ -164,12 +177,15 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
         detail = text.slice(0, 200);
       }
       const head = `${response.status} ${response.statusText || reason}`.trim();
+      const retryAfter = response.headers.get("retry-after");
+      const asked = isRetryableStatus(response.status) ? parseRetryAfter(retryAfter, new Date()) : null;
+      if (asked !== null) heldUntil = Math.max(heldUntil, performance.now() + Math.min(backoffCapMs, asked));
       throw Object.assign(
         new KubeError(`Cannot ${call.what}: ${head}${detail ? `: ${detail}` : ""}`, {
           status: response.status,
           reason,
         }),
-        { retryAfter: response.headers.get("retry-after") },
+        { retryAfter },
       );
     }
     try {
@@ -187,8 +203,7 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
         if (!(error instanceof KubeError) || !isRetryableStatus(error.status) || attempt >= retries) throw error;
         if (stop?.aborted) throw error;
         const asked = parseRetryAfter((error as KubeError & { retryAfter?: string }).retryAfter, new Date());
-        const cap = options.backoffCapMs ?? 30_000;
-        const delayMs = Math.min(cap, asked ?? backoffDelay(attempt, { capMs: cap }));
+        const delayMs = Math.min(backoffCapMs, asked ?? backoffDelay(attempt, { capMs: backoffCapMs }));
         options.onRetry?.({ what: call.what, attempt: attempt + 1, delayMs, cause: error.message });
         if (!await delay(delayMs, stop)) {
           throw new KubeError(`${error.message} (no more retries: the run was stopped)`, {

@@ -204,3 +204,37 @@ Deno.test("a run's client stops with the run: a pending retry gives up with its 
     await server.close();
   }
 });
+
+Deno.test("a Retry-After holds the client's next calls, also those of the next run after the first was stopped", async () => {
+  const server = await startFakeKubeApiServer({
+    seed: [{ apiVersion: "v1", kind: "Node", metadata: { name: "node-1" }, status: { conditions: [] } }],
+  });
+  try {
+    const kube = createKubeClient(server.connection(), { userAgent: "t", backoffCapMs: 5000, retries: 5 });
+    server.injectFault({ method: "PATCH", pathPrefix: "/api/v1/nodes/", count: 1, status: 429, retryAfter: 2 });
+    const first = new AbortController();
+    const patch = { status: { conditions: [{ type: "NodeClientIP", status: "True", reason: "bond1", message: "x" }] } };
+    const writing = kube.withSignal(first.signal).patchNodeStatus("node-1", patch);
+    await waitFor(() => server.requests.length === 1, { what: "the PATCH answered 429" });
+    first.abort();
+    await assertRejects(() => writing, KubeError, "429");
+
+    // A run stopped while the server's wait lasts gives up without sending anything.
+    const second = new AbortController();
+    const held = kube.withSignal(second.signal).getNode("node-1");
+    second.abort();
+    await assertRejects(() => held, KubeError, "the run was stopped while the API server's Retry-After lasted");
+    assertEquals(server.requests.length, 1);
+
+    // The next run's call waits out the 2 s the server asked for, then goes.
+    assertEquals((await kube.withSignal(new AbortController().signal).getNode("node-1"))?.metadata?.name, "node-1");
+    const [limited, next] = server.requests;
+    assertEquals([limited.status, next.method], [429, "GET"]);
+    assert(
+      next.time - limited.time >= 1950,
+      `the GET after a 429 with Retry-After: 2 came ${next.time - limited.time} ms later`,
+    );
+  } finally {
+    await server.close();
+  }
+});

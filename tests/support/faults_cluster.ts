@@ -134,7 +134,10 @@ export interface PortRangeListeners {
   readonly range: readonly [number, number];
   /** Opens one more listener on a free port of the range; returns its port. */
   open(): number;
-  /** A port of the range that nothing of ours listens on (and that was free when checked). */
+  /**
+   * A port of the range that no TCP socket of this network namespace uses in any state (`ss`, when checked), and
+   * that `open()` will never pick.
+   */
   freePortInRange(): number;
   /** Closes every listener. */
   close(): void;
@@ -149,10 +152,11 @@ export function portRangeListeners(): PortRangeListeners {
   const start = 20000 + Math.floor(Math.random() * 63) * 200;
   const range = [start, start + 199] as const;
   const listeners: Deno.Listener[] = [];
+  const keptFree = new Set<number>();
   const tryPorts = (use: (port: number) => boolean): number => {
     for (let i = 0; i < 400; i++) {
       const port = range[0] + Math.floor(Math.random() * 200);
-      if (use(port)) return port;
+      if (!keptFree.has(port) && use(port)) return port;
     }
     throw new Error(`No free port in ${range[0]}-${range[1]}`);
   };
@@ -167,17 +171,28 @@ export function portRangeListeners(): PortRangeListeners {
           return false;
         }
       }),
-    freePortInRange: () =>
-      tryPorts((port) => {
-        try {
-          Deno.listen({ hostname: "127.0.0.1", port }).close();
-          return true;
-        } catch {
-          return false;
-        }
-      }),
+    freePortInRange: () => {
+      // A listen succeeds beside a TIME_WAIT socket (SO_REUSEADDR), which the daemon counts as used: ask ss.
+      const used = tcpLocalPorts();
+      const port = tryPorts((port) => !used.has(port));
+      keptFree.add(port);
+      return port;
+    },
     close: () => listeners.forEach((l) => l.close()),
   };
+}
+
+/** The local port of every TCP socket of this network namespace, in any state, as `ss` lists them. */
+function tcpLocalPorts(): Set<number> {
+  const output = new Deno.Command("ss", { args: ["-Htan"], stdout: "piped", stderr: "piped" }).outputSync();
+  if (!output.success) throw new Error(`Cannot list TCP sockets with ss: ${new TextDecoder().decode(output.stderr)}`);
+  const ports = new Set<number>();
+  for (const line of new TextDecoder().decode(output.stdout).split("\n")) {
+    // State, Recv-Q, Send-Q, local address:port, peer address:port
+    const local = line.trim().split(/\s+/)[3];
+    if (local) ports.add(Number(local.slice(local.lastIndexOf(":") + 1)));
+  }
+  return ports;
 }
 
 /** The daemon's JSON log lines on stderr, parsed (lines that are not JSON are left out). */
