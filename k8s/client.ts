@@ -2,10 +2,11 @@
 // Types only from @kubernetes/client-node: its generated CoreV1 client and model serializer cost about 30 MB of
 // resident memory on every host, for eight REST paths that are built here.
 import type { CoreV1Event, V1ConfigMap, V1Node, V1Pod } from "@kubernetes/client-node";
-import { backoffDelay, isRetryableStatus, parseRetryAfter } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
 import type { ClusterConnection } from "./kube_config.ts";
-import { RateLimiter } from "./rate_limiter.ts";
+import { type Call, createTransport, type KubeClientOptions } from "./transport.ts";
+
+export type { KubeClientOptions } from "./transport.ts";
 
 /** Options of list calls. */
 export interface ListOptions {
@@ -48,173 +49,15 @@ export interface KubeClient {
   withSignal(signal: AbortSignal): KubeClient;
 }
 
-/** Options of the real client. */
-export interface KubeClientOptions {
-  /** Namespace of the daemon's objects. */
-  readonly namespace?: string;
-  /** User-Agent header. */
-  readonly userAgent: string;
-  /** Client-side rate limit. */
-  readonly qps?: number;
-  /** Client-side burst. */
-  readonly burst?: number;
-  /** Per-request timeout in milliseconds. */
-  readonly timeoutMs?: number;
-  /** How many times a retryable failure is retried. */
-  readonly retries?: number;
-  /** The longest backoff in milliseconds. */
-  readonly backoffCapMs?: number;
-  /** Called before each retry, for logs and metrics. */
-  readonly onRetry?: (info: { what: string; attempt: number; delayMs: number; cause: string }) => void;
-  /** Called after every response, for metrics and tests. */
-  readonly onResponse?: (info: { method: string; status: number }) => void;
-}
-
 const STRATEGIC = "application/strategic-merge-patch+json";
 const MERGE = "application/merge-patch+json";
 
-interface Call {
-  readonly method: "GET" | "POST" | "PUT" | "PATCH";
-  readonly path: string;
-  readonly query?: Record<string, string | undefined>;
-  readonly body?: unknown;
-  readonly contentType?: string;
-  /** Names the call in errors: `get ConfigMap "x"`. */
-  readonly what: string;
-}
-
-/** The URL path and query of a call, with every name escaped. */
-export function callUrl(server: string, path: string, query: Record<string, string | undefined> = {}): string {
-  const url = new URL(server + path);
-  for (const [key, value] of Object.entries(query)) if (value) url.searchParams.set(key, value);
-  return url.toString();
-}
-
 const seg = encodeURIComponent;
 
-/**
- * Creates the client for one connection. A Retry-After from the API server holds every call of the client until it
- * passes, not only the retry of the call that got it: a run stopped meanwhile must not let the next run ask sooner.
- */
+/** Creates the client for one connection. */
 export function createKubeClient(connection: ClusterConnection, options: KubeClientOptions): KubeClient {
   const namespace = options.namespace ?? "kube-system";
-  const limiter = new RateLimiter({ qps: options.qps ?? 5, burst: options.burst ?? 10 });
-  const httpClient = connection.caCert || connection.clientCert
-    ? Deno.createHttpClient({
-      caCerts: connection.caCert ? [connection.caCert] : undefined,
-      cert: connection.clientCert,
-      key: connection.clientKey,
-    })
-    : undefined;
-  const timeoutMs = options.timeoutMs ?? 10_000;
-  const retries = options.retries ?? 5;
-  const backoffCapMs = options.backoffCapMs ?? 30_000;
-  let token = connection.token;
-  let tokenReadAt = -Infinity;
-  // performance.now() before which no call is sent, as the last Retry-After asked
-  let heldUntil = 0;
-
-  function bearer(): string | undefined {
-    if (connection.tokenFile && performance.now() - tokenReadAt > 60_000) {
-      try {
-        token = Deno.readTextFileSync(connection.tokenFile).trim();
-        tokenReadAt = performance.now();
-      } catch (error) {
-        throw new KubeError(`Cannot read token file "${connection.tokenFile}": ${(error as Error).message}`, {
-          status: 0,
-        });
-      }
-    }
-    return token;
-  }
-
-  async function sendOnce(call: Call, stop?: AbortSignal): Promise<unknown> {
-    if (stop?.aborted) throw new KubeError(`Cannot ${call.what}: the run was stopped`, { status: 0, stopped: true });
-    const held = heldUntil - performance.now();
-    if (held > 0 && !await delay(held, stop)) {
-      throw new KubeError(`Cannot ${call.what}: the run was stopped while the API server's Retry-After lasted`, {
-        status: 0,
-        stopped: true,
-      });
-    }
-    await limiter.take();
-    const headers: Record<string, string> = { "User-Agent": options.userAgent, Accept: "application/json" };
-    const auth = bearer();
-    if (auth) headers.Authorization = `Bearer ${auth}`;
-    if (call.body !== undefined) headers["Content-Type"] = call.contentType ?? "application/json";
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = stop ? AbortSignal.any([timeout, stop]) : timeout;
-    let response: Response;
-    let text: string;
-    try {
-      response = await fetch(callUrl(connection.server, call.path, call.query), {
-        method: call.method,
-        headers,
-        body: call.body === undefined ? undefined : JSON.stringify(call.body),
-        signal,
-        client: httpClient,
-      });
-      text = await response.text();
-    } catch (error) {
-      const cause = stop?.aborted
-        ? "the run was stopped"
-        : timeout.aborted
-        ? `no answer within ${timeoutMs} ms`
-        : networkCause(error);
-      // A call the run cancelled says nothing about the API server.
-      if (!stop?.aborted) options.onResponse?.({ method: call.method, status: 0 });
-      throw new KubeError(`Cannot ${call.what}: ${cause}`, { status: 0, stopped: stop?.aborted });
-    }
-    options.onResponse?.({ method: call.method, status: response.status });
-    if (response.status >= 400) {
-      let reason = "";
-      let detail = "";
-      try {
-        const status = JSON.parse(text) as { reason?: string; message?: string };
-        reason = status.reason ?? "";
-        detail = status.message ?? "";
-      } catch {
-        detail = text.slice(0, 200);
-      }
-      const head = `${response.status} ${response.statusText || reason}`.trim();
-      const retryAfter = response.headers.get("retry-after");
-      const asked = isRetryableStatus(response.status) ? parseRetryAfter(retryAfter, new Date()) : null;
-      if (asked !== null) heldUntil = Math.max(heldUntil, performance.now() + Math.min(backoffCapMs, asked));
-      throw Object.assign(
-        new KubeError(`Cannot ${call.what}: ${head}${detail ? `: ${detail}` : ""}`, {
-          status: response.status,
-          reason,
-        }),
-        { retryAfter },
-      );
-    }
-    try {
-      return text ? JSON.parse(text) : null;
-    } catch {
-      throw new KubeError(`Cannot ${call.what}: the answer is not JSON`, { status: response.status });
-    }
-  }
-
-  async function send<T>(call: Call, stop?: AbortSignal): Promise<T> {
-    for (let attempt = 0;; attempt++) {
-      try {
-        return await sendOnce(call, stop) as T;
-      } catch (error) {
-        if (!(error instanceof KubeError) || !isRetryableStatus(error.status) || attempt >= retries) throw error;
-        if (stop?.aborted) throw error;
-        const asked = parseRetryAfter((error as KubeError & { retryAfter?: string }).retryAfter, new Date());
-        const delayMs = Math.min(backoffCapMs, asked ?? backoffDelay(attempt, { capMs: backoffCapMs }));
-        options.onRetry?.({ what: call.what, attempt: attempt + 1, delayMs, cause: error.message });
-        if (!await delay(delayMs, stop)) {
-          throw new KubeError(`${error.message} (no more retries: the run was stopped)`, {
-            status: error.status,
-            reason: error.reason,
-            stopped: true,
-          });
-        }
-      }
-    }
-  }
+  const send = createTransport(connection, options);
 
   async function orNull<T>(promise: Promise<T>): Promise<T | null> {
     try {
@@ -309,25 +152,4 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
     };
   }
   return forRun();
-}
-
-/** Waits `ms`; false when `signal` aborted first. */
-function delay(ms: number, signal?: AbortSignal): Promise<boolean> {
-  if (signal?.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const done = (finished: boolean) => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      resolve(finished);
-    };
-    const onAbort = () => done(false);
-    const timer = setTimeout(() => done(true), ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-function networkCause(error: unknown): string {
-  const message = (error as Error).message;
-  const cause = (error as { cause?: { message?: string } }).cause?.message;
-  return cause && cause !== message ? `${message}: ${cause}` : message;
 }
