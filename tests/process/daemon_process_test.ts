@@ -5,6 +5,8 @@ import { FLAGS } from "../../config/flags.ts";
 import denoConfig from "../../deno.json" with { type: "json" };
 
 const TMP_ROOT = await Deno.makeTempDir({ prefix: "psd-daemon-" });
+// The tests share this folder: it goes when the module unloads, after the last of them.
+globalThis.addEventListener("unload", () => Deno.removeSync(TMP_ROOT, { recursive: true }));
 const LOG_ROOT = `${TMP_ROOT}/logs`;
 await Deno.mkdir(`${LOG_ROOT}/ins1`, { recursive: true });
 // Everything the jobs touch on this host stays in temporary places.
@@ -68,7 +70,7 @@ Deno.test("klog flags of the original DaemonSet are accepted; --log-file gets JS
   ]);
   assertEquals(code, 0, stderr);
   const result = JSON.parse(stdout);
-  assertEquals(result.root, LOG_ROOT.endsWith("/") ? LOG_ROOT : result.root);
+  assertEquals(result.root, await Deno.realPath(LOG_ROOT));
   const lines = (await Deno.readTextFile(logFile)).trim().split("\n").map((l) => JSON.parse(l));
   assert(lines.length > 0);
   for (const line of lines) {
@@ -224,9 +226,4 @@ Deno.test("SIGTERM during a running job: exit 0 within the grace time", async ()
     listener.close();
     for (const conn of held) conn.close();
   }
-});
-
-Deno.test({
-  name: "clean up",
-  fn: async () => await Deno.remove(TMP_ROOT, { recursive: true }),
 });
