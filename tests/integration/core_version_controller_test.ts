@@ -1,5 +1,5 @@
 /** The core-version job end to end: fake API server, a real dockerd, and real listeners for the fan-out. */
-import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
+import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import type { V1ConfigMap, V1Pod } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../../config/config.ts";
@@ -93,14 +93,14 @@ Deno.test({
       await docker.importImage(["busybox:latest", "polardb-engine:1.0"]);
 
       await t.step("the contract: name, schedule, start", () => {
-        strictEqual(controller.name, "core-version");
-        deepStrictEqual(controller.schedule, { cron: "*/10 * * * *" });
-        strictEqual(controller.runAtStart, true);
+        assertEquals(controller.name, "core-version");
+        assertEquals(controller.schedule, { cron: "*/10 * * * *" });
+        assertEquals(controller.runAtStart, true);
       });
 
       await t.step("first check: one version missing an image, the other missing another", async () => {
         const { summary, result } = await run(controller);
-        deepStrictEqual(result, {
+        assertEquals(result, {
           node: "node-a",
           store: "docker",
           versions: [
@@ -122,11 +122,11 @@ Deno.test({
           existingVersions: [],
           changed: true,
         });
-        match(summary, /0 of 2 versions available; docker .* lists 3 image references; ConfigMap .* written/);
+        assertMatch(summary, /0 of 2 versions available; docker .* lists 3 image references; ConfigMap .* written/);
         const cm = server.get("configmaps", NS, CM_NAME);
-        strictEqual(cm.data.existingVersions, "");
-        strictEqual(cm.data.checkTime, "2026-05-01T10:00:00Z");
-        deepStrictEqual(JSON.parse(cm.data.details), result.versions);
+        assertEquals(cm.data.existingVersions, "");
+        assertEquals(cm.data.checkTime, "2026-05-01T10:00:00Z");
+        assertEquals(JSON.parse(cm.data.details), result.versions);
       });
 
       await t.step("images appear: both versions available, written in ConfigMap order", async () => {
@@ -134,31 +134,31 @@ Deno.test({
         await docker.importImage(["polardb-engine:2.0"]);
         clock.advance(60_000);
         const { result } = await run(controller);
-        deepStrictEqual(result.existingVersions, ["image-a", "image-b"]);
-        ok(result.versions.every((v) => v.available && v.missing.length === 0));
-        strictEqual(result.changed, true);
+        assertEquals(result.existingVersions, ["image-a", "image-b"]);
+        assert(result.versions.every((v) => v.available && v.missing.length === 0));
+        assertEquals(result.changed, true);
         const cm = server.get("configmaps", NS, CM_NAME);
-        strictEqual(cm.data.existingVersions, "image-a,image-b");
-        strictEqual(cm.data.checkTime, "2026-05-01T10:01:00Z");
+        assertEquals(cm.data.existingVersions, "image-a,image-b");
+        assertEquals(cm.data.checkTime, "2026-05-01T10:01:00Z");
       });
 
       await t.step("nothing changed and the last write is recent: no write", async () => {
         server.clearRequests();
         clock.advance(10 * 60_000);
         const { summary, result } = await run(controller);
-        strictEqual(result.changed, false);
-        deepStrictEqual(writes(), []);
-        match(summary, /unchanged/);
-        strictEqual(server.get("configmaps", NS, CM_NAME).data.checkTime, "2026-05-01T10:01:00Z");
+        assertEquals(result.changed, false);
+        assertEquals(writes(), []);
+        assertMatch(summary, /unchanged/);
+        assertEquals(server.get("configmaps", NS, CM_NAME).data.checkTime, "2026-05-01T10:01:00Z");
       });
 
       await t.step("nothing changed but the last write is an hour old: written again", async () => {
         server.clearRequests();
         clock.advance(50 * 60_000);
         const { result } = await run(controller);
-        strictEqual(result.changed, false);
-        strictEqual(writes().length, 1);
-        strictEqual(server.get("configmaps", NS, CM_NAME).data.checkTime, "2026-05-01T11:01:00Z");
+        assertEquals(result.changed, false);
+        assertEquals(writes().length, 1);
+        assertEquals(server.get("configmaps", NS, CM_NAME).data.checkTime, "2026-05-01T11:01:00Z");
       });
 
       await t.step("dry run: an image removed is reported, nothing written", async () => {
@@ -166,31 +166,31 @@ Deno.test({
         server.clearRequests();
         clock.advance(60_000);
         const { summary, result } = await run(controller, true);
-        deepStrictEqual(result.existingVersions, ["image-a"]);
-        deepStrictEqual(result.versions[1].missing, ["index.docker.io/library/polardb-engine:2.0"]);
-        strictEqual(result.changed, true);
-        deepStrictEqual(writes(), []);
-        match(summary, /dry run: ConfigMap .* would be written/);
-        strictEqual(server.get("configmaps", NS, CM_NAME).data.existingVersions, "image-a,image-b");
+        assertEquals(result.existingVersions, ["image-a"]);
+        assertEquals(result.versions[1].missing, ["index.docker.io/library/polardb-engine:2.0"]);
+        assertEquals(result.changed, true);
+        assertEquals(writes(), []);
+        assertMatch(summary, /dry run: ConfigMap .* would be written/);
+        assertEquals(server.get("configmaps", NS, CM_NAME).data.existingVersions, "image-a,image-b");
       });
 
       await t.step("the same check for real writes it", async () => {
         const { result } = await run(controller);
-        strictEqual(result.changed, true);
-        strictEqual(server.get("configmaps", NS, CM_NAME).data.existingVersions, "image-a");
+        assertEquals(result.changed, true);
+        assertEquals(server.get("configmaps", NS, CM_NAME).data.existingVersions, "image-a");
       });
 
       await t.step("local mode: no version ConfigMaps, the store is still listed", async () => {
         const local = createCoreVersionController({ ...deps, kube: null }, options);
         const { summary, result } = await run(local);
-        deepStrictEqual(result, {
+        assertEquals(result, {
           node: "node-a",
           store: "docker",
           versions: [],
           existingVersions: [],
           changed: false,
         });
-        match(summary, /^Local mode: no version ConfigMaps to check; docker/);
+        assertMatch(summary, /^Local mode: no version ConfigMaps to check; docker/);
       });
 
       await t.step("an image store that cannot be listed fails the run with the reason", async () => {
@@ -204,7 +204,7 @@ Deno.test({
         );
         let message = "";
         await run(broken).catch((error) => (message = error.message));
-        strictEqual(
+        assertEquals(
           message,
           `Cannot list images: Docker at unix://${docker.socketPath}.missing: no such socket (in a pod, mount the host's ${docker.socketPath}.missing)`,
         );
@@ -254,7 +254,7 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
     probe.close();
     if (["127.0.0.3", "127.0.0.5", "127.0.0.6"].every((ip) => canListen(ip, candidate))) port = candidate;
   }
-  ok(port > 0, "no port free on 127.0.0.2-6");
+  assert(port > 0, "no port free on 127.0.0.2-6");
   const ipv6 = canListen("::1", port);
   const release = Promise.withResolvers<void>();
   const listeners = [
@@ -297,15 +297,15 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
   const listPods = () => server.requests.filter((r) => r.method === "GET" && r.path.endsWith("/pods")).length;
   try {
     await t.step("fanOut() returns at once; the outcome lists every peer", async () => {
-      deepStrictEqual(controller.fanOutState(), {});
+      assertEquals(controller.fanOutState(), {});
       const started = performance.now();
       controller.fanOut();
-      ok(performance.now() - started < 50, "fanOut() must not wait");
+      assert(performance.now() - started < 50, "fanOut() must not wait");
       await controller.whenFanOutIdle();
       const outcome = controller.fanOutState().fanOut as FanOutOutcome;
-      ok(!Number.isNaN(Date.parse(outcome.time)));
+      assert(!Number.isNaN(Date.parse(outcome.time)));
       const peers = [...outcome.peers].sort((a, b) => a.pod.localeCompare(b.pod));
-      deepStrictEqual(peers, [
+      assertEquals(peers, [
         { pod: "daemon-b", node: "node-b", ip: "127.0.0.2", ok: true, status: 200 },
         { pod: "daemon-c", node: "node-c", ip: "127.0.0.3", ok: true, status: 200 },
         { pod: "daemon-e", node: "node-e", ip: "127.0.0.5", ok: false, error: "timed out after 3 s" },
@@ -316,7 +316,7 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
 
     await t.step("each peer got one POST /api/v1/InnerCheckCoreVersion naming this node", () => {
       for (const listener of listeners) {
-        deepStrictEqual(listener.requests, [{
+        assertEquals(listener.requests, [{
           path: "/api/v1/InnerCheckCoreVersion",
           body: JSON.stringify({ HostName: "node-a" }),
           authorization: "Bearer peer-token",
@@ -330,13 +330,13 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
       for (const listener of listeners) listener.requests.length = 0;
       for (let i = 0; i < 100; i++) controller.fanOut();
       await controller.whenFanOutIdle();
-      strictEqual(listPods(), 2);
-      strictEqual(listeners[0].requests.length, 2);
-      strictEqual(listeners[1].requests.length, 2);
+      assertEquals(listPods(), 2);
+      assertEquals(listeners[0].requests.length, 2);
+      assertEquals(listeners[1].requests.length, 2);
       // Idle again: the next call starts a new fan-out.
       controller.fanOut();
       await controller.whenFanOutIdle();
-      strictEqual(listPods(), 3);
+      assertEquals(listPods(), 3);
     });
 
     await t.step("pods that cannot be listed: the outcome says why", async () => {
@@ -344,16 +344,16 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
       controller.fanOut();
       await controller.whenFanOutIdle();
       const outcome = controller.fanOutState().fanOut as FanOutOutcome;
-      deepStrictEqual(outcome.peers, []);
-      match(outcome.error ?? "", /^Cannot notify the other daemons: .*403/);
+      assertEquals(outcome.peers, []);
+      assertMatch(outcome.error ?? "", /^Cannot notify the other daemons: .*403/);
     });
 
     await t.step("local mode: nobody to notify", async () => {
       const local = createCoreVersionController({ ...deps, kube: null }, options);
       local.fanOut();
       await local.whenFanOutIdle();
-      deepStrictEqual(local.fanOutState().fanOut?.peers, []);
-      strictEqual(local.fanOutState().fanOut?.error, "Local mode: no other daemons to notify");
+      assertEquals(local.fanOutState().fanOut?.peers, []);
+      assertEquals(local.fanOutState().fanOut?.error, "Local mode: no other daemons to notify");
     });
   } finally {
     release.resolve();

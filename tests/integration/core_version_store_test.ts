@@ -1,5 +1,5 @@
 /** The image store against a real dockerd and a real containerd, each on its own temporary socket. */
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { assert, assertEquals, assertRejects } from "../support/assert.ts";
 import { normalizeImageRef } from "../../controllers/core_version/image_ref.ts";
 import { planCoreVersion } from "../../controllers/core_version/plan.ts";
 import { createCommandRunner } from "../../host/command.ts";
@@ -23,8 +23,8 @@ Deno.test({
         try {
           const ping = await fetch("http://docker/_ping", { client: raw });
           await ping.body?.cancel();
-          ok(/^1\.\d+$/.test(ping.headers.get("API-Version") ?? ""));
-          strictEqual(await client.apiVersion(), ping.headers.get("API-Version"));
+          assert(/^1\.\d+$/.test(ping.headers.get("API-Version") ?? ""));
+          assertEquals(await client.apiVersion(), ping.headers.get("API-Version"));
         } finally {
           client.close();
           raw.close();
@@ -37,18 +37,18 @@ Deno.test({
         engineId = await docker.importImage(["busybox:latest", "registry:5000/polardb/engine:1.0"]);
         pfsdId = await docker.importImage(["polardb/pfsd:2"]);
         const listing = await listImages({ kind: "auto", dockerHost: docker.host, runCommand });
-        strictEqual(listing.store, "docker");
-        strictEqual(listing.source, docker.host);
-        deepStrictEqual(
+        assertEquals(listing.store, "docker");
+        assertEquals(listing.source, docker.host);
+        assertEquals(
           [...listing.refs].sort(),
           ["busybox:latest", "polardb/pfsd:2", "registry:5000/polardb/engine:1.0", engineId, pfsdId].sort(),
         );
         const inventory = new Set(listing.refs.map(normalizeImageRef));
-        ok(inventory.has(normalizeImageRef("docker.io/library/busybox:latest")));
-        ok(inventory.has(normalizeImageRef("busybox")));
-        ok(inventory.has(normalizeImageRef("docker.io/polardb/pfsd:2")));
-        ok(inventory.has(normalizeImageRef("registry:5000/polardb/engine:1.0")));
-        ok(!inventory.has(normalizeImageRef("polardb/engine:1.0")));
+        assert(inventory.has(normalizeImageRef("docker.io/library/busybox:latest")));
+        assert(inventory.has(normalizeImageRef("busybox")));
+        assert(inventory.has(normalizeImageRef("docker.io/polardb/pfsd:2")));
+        assert(inventory.has(normalizeImageRef("registry:5000/polardb/engine:1.0")));
+        assert(!inventory.has(normalizeImageRef("polardb/engine:1.0")));
       });
 
       await t.step("an image ID in a version ConfigMap is found as the Engine's inspect finds it", async () => {
@@ -58,7 +58,7 @@ Deno.test({
         // Full, bare, short and one-digit (unique or not, as the two IDs happen to be) IDs, and a made-up one.
         const madeUp = `sha256:${(hex[0] === "0" ? "1" : "0").repeat(64)}`;
         const refs = [engineId, hex, hex.slice(0, 12), `sha256:${hex.slice(0, 12)}`, hex.slice(0, 1), madeUp];
-        ok(pfsdId.startsWith("sha256:"));
+        assert(pfsdId.startsWith("sha256:"));
         for (const ref of refs) {
           const inspect = await docker.request("GET", `/images/${encodeURIComponent(ref)}/json`);
           const plan = planCoreVersion({
@@ -67,15 +67,19 @@ Deno.test({
             previous: null,
             now: new Date(),
           }, { node: "node-a", reportIntervalMs: 3_600_000 });
-          strictEqual(plan.versions[0].available, inspect.status === 200, `${ref}: inspect answered ${inspect.status}`);
+          assertEquals(
+            plan.versions[0].available,
+            inspect.status === 200,
+            `${ref}: inspect answered ${inspect.status}`,
+          );
         }
-        strictEqual((await docker.request("GET", `/images/${engineId}/json`)).status, 200, "the full ID is found");
+        assertEquals((await docker.request("GET", `/images/${engineId}/json`)).status, 200, "the full ID is found");
       });
 
       await t.step("an image removed since the last check is gone from the next listing", async () => {
         await docker.removeImage("polardb/pfsd:2");
         const listing = await listImages({ kind: "docker", dockerHost: docker.host, runCommand });
-        deepStrictEqual(
+        assertEquals(
           [...listing.refs].sort(),
           ["busybox:latest", "registry:5000/polardb/engine:1.0", engineId].sort(),
         );
@@ -105,15 +109,15 @@ Deno.test({
           containerdAddress: containerd.address,
           runCommand,
         });
-        strictEqual(listing.store, "containerd");
+        assertEquals(listing.store, "containerd");
         const inventory = new Set(listing.refs.map(normalizeImageRef));
-        ok(inventory.has(normalizeImageRef("busybox:1.36")));
-        ok(inventory.has(normalizeImageRef("registry:5000/polardb/engine")));
-        ok(inventory.has(normalizeImageRef("registry:5000/polardb/engine:1.0")));
-        ok(inventory.has(normalizeImageRef(`registry:5000/polardb/engine@${digest}`)));
-        ok(inventory.has(normalizeImageRef(`registry:5000/polardb/engine:1.0@${digest}`)));
-        ok(!inventory.has(normalizeImageRef(`busybox@${digest}`)));
-        ok(!inventory.has(normalizeImageRef("busybox:latest")));
+        assert(inventory.has(normalizeImageRef("busybox:1.36")));
+        assert(inventory.has(normalizeImageRef("registry:5000/polardb/engine")));
+        assert(inventory.has(normalizeImageRef("registry:5000/polardb/engine:1.0")));
+        assert(inventory.has(normalizeImageRef(`registry:5000/polardb/engine@${digest}`)));
+        assert(inventory.has(normalizeImageRef(`registry:5000/polardb/engine:1.0@${digest}`)));
+        assert(!inventory.has(normalizeImageRef(`busybox@${digest}`)));
+        assert(!inventory.has(normalizeImageRef("busybox:latest")));
       });
 
       await t.step("image-store=auto falls back to containerd when no Docker socket answers", async () => {
@@ -125,8 +129,8 @@ Deno.test({
             containerdAddress: containerd.address,
             runCommand,
           });
-          strictEqual(listing.store, "containerd");
-          ok(listing.refs.includes("docker.io/library/busybox:1.36"));
+          assertEquals(listing.store, "containerd");
+          assert(listing.refs.includes("docker.io/library/busybox:1.36"));
         } finally {
           await Deno.remove(dir, { recursive: true });
         }
@@ -143,12 +147,12 @@ Deno.test("image-store=auto with neither store says what was tried", async () =>
   // ctr must not be found: an empty folder as the only PATH entry.
   Deno.env.set("PATH", dir);
   try {
-    await rejects(
-      listImages({ kind: "auto", dockerHost: `unix://${dir}/docker.sock`, runCommand }),
-      {
-        message:
-          `Cannot list images: Docker at unix://${dir}/docker.sock: no such socket (in a pod, mount the host's ${dir}/docker.sock); containerd: ctr: command not found`,
-      },
+    assertEquals(
+      (await assertRejects(
+        () => listImages({ kind: "auto", dockerHost: `unix://${dir}/docker.sock`, runCommand }),
+        Error,
+      )).message,
+      `Cannot list images: Docker at unix://${dir}/docker.sock: no such socket (in a pod, mount the host's ${dir}/docker.sock); containerd: ctr: command not found`,
     );
   } finally {
     Deno.env.set("PATH", path);
@@ -162,17 +166,15 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "pd-nocontainerd-" });
     try {
-      await rejects(
-        listImages({
-          kind: "containerd",
-          dockerHost: "unix:///nonexistent/docker.sock",
-          containerdAddress: `${dir}/containerd.sock`,
-          runCommand,
-        }),
-        {
-          message:
-            `Cannot list images: containerd: ctr: cannot connect to containerd at ${dir}/containerd.sock: no such socket (in a pod, mount the host's ${dir}/containerd.sock)`,
-        },
+      assertEquals(
+        (await assertRejects(() =>
+          listImages({
+            kind: "containerd",
+            dockerHost: "unix:///nonexistent/docker.sock",
+            containerdAddress: `${dir}/containerd.sock`,
+            runCommand,
+          }), Error)).message,
+        `Cannot list images: containerd: ctr: cannot connect to containerd at ${dir}/containerd.sock: no such socket (in a pod, mount the host's ${dir}/containerd.sock)`,
       );
     } finally {
       await Deno.remove(dir, { recursive: true });
@@ -184,16 +186,16 @@ Deno.test("image-store=docker does not try containerd; a file that is not a sock
   const dir = await Deno.makeTempDir({ prefix: "pd-notsocket-" });
   try {
     await Deno.writeTextFile(`${dir}/docker.sock`, "");
-    await rejects(
-      listImages({ kind: "docker", dockerHost: `unix://${dir}/docker.sock`, runCommand }),
-      { message: `Cannot list images: Docker at unix://${dir}/docker.sock: connection refused` },
+    assertEquals(
+      (await assertRejects(
+        () => listImages({ kind: "docker", dockerHost: `unix://${dir}/docker.sock`, runCommand }),
+        Error,
+      )).message,
+      `Cannot list images: Docker at unix://${dir}/docker.sock: connection refused`,
     );
-    await rejects(
-      listImages({ kind: "docker", dockerHost: "ssh://host", runCommand }),
-      {
-        message:
-          'Cannot list images: Docker at ssh://host: Invalid Docker host "ssh://host": expected unix:///path or tcp://host:port',
-      },
+    assertEquals(
+      (await assertRejects(() => listImages({ kind: "docker", dockerHost: "ssh://host", runCommand }), Error)).message,
+      'Cannot list images: Docker at ssh://host: Invalid Docker host "ssh://host": expected unix:///path or tcp://host:port',
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -217,8 +219,8 @@ Deno.test("an Engine API without the API-Version header: the version comes from 
   });
   try {
     const listing = await listImages({ kind: "docker", dockerHost: `unix://${dir}/docker.sock`, runCommand });
-    deepStrictEqual(listing.refs, ["a:1"]);
-    deepStrictEqual(seen, ["/_ping", "/version", "/v1.24/images/json"]);
+    assertEquals(listing.refs, ["a:1"]);
+    assertEquals(seen, ["/_ping", "/version", "/v1.24/images/json"]);
   } finally {
     await server.shutdown();
     await Deno.remove(dir, { recursive: true });

@@ -1,5 +1,5 @@
 /** The node-network controller in process against the fake API server, with a fake sysfs root and a moved clock. */
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertRejects } from "../support/assert.ts";
 import type { NodeCondition } from "../../controllers/node_network/conditions.ts";
 import { createNodeNetworkController } from "../../controllers/node_network/job.ts";
 import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
@@ -98,13 +98,13 @@ Deno.test("first run: reads its own Node (never lists) and writes the four condi
       s.host,
     );
     const { result } = await c.run(ctx());
-    assert.deepEqual(counts(s.server), { patches: 1, nodeGets: 1, nodeLists: 0, configMapGets: 2, total: 4 });
+    assertEquals(counts(s.server), { patches: 1, nodeGets: 1, nodeLists: 0, configMapGets: 2, total: 4 });
     const patch = s.server.requests.find((q) => q.method === "PATCH")!;
-    assert.equal(patch.path, `/api/v1/nodes/${NODE}/status`);
-    assert.equal(patch.contentType, "application/strategic-merge-patch+json");
+    assertEquals(patch.path, `/api/v1/nodes/${NODE}/status`);
+    assertEquals(patch.contentType, "application/strategic-merge-patch+json");
     const got = nodeConditions(s.server);
     const at = "2026-01-01T00:00:00Z";
-    assert.deepEqual(got.NodeClientNetworkUnavailable, {
+    assertEquals(got.NodeClientNetworkUnavailable, {
       type: "NodeClientNetworkUnavailable",
       status: "False",
       reason: "StateUP",
@@ -112,33 +112,33 @@ Deno.test("first run: reads its own Node (never lists) and writes the four condi
       lastHeartbeatTime: at,
       lastTransitionTime: at,
     });
-    assert.deepEqual(statusReasonMessage(got.NodeClientIP), [
+    assertEquals(statusReasonMessage(got.NodeClientIP), [
       "True",
       "bond1",
       "192.0.2.10",
     ]);
-    assert.deepEqual(statusReasonMessage(got.NodeOobIP), [
+    assertEquals(statusReasonMessage(got.NodeOobIP), [
       "True",
       "PowerOn",
       "198.51.100.23",
     ]);
-    assert.deepEqual(statusReasonMessage(got.NodeRefreshFlag), [
+    assertEquals(statusReasonMessage(got.NodeRefreshFlag), [
       "True",
       "Refresh",
       "Refresh",
     ]);
-    assert.equal(got.Ready.lastHeartbeatTime, "2025-12-31T23:59:00Z", "the kubelet's condition is left alone");
-    assert.deepEqual(
+    assertEquals(got.Ready.lastHeartbeatTime, "2025-12-31T23:59:00Z", "the kubelet's condition is left alone");
+    assertEquals(
       { node: result.node, nic: result.nic, state: result.state, ipv4: result.ipv4, oobIp: result.oobIp },
       { node: NODE, nic: "bond1", state: "UP", ipv4: "192.0.2.10", oobIp: "198.51.100.23" },
     );
-    assert.deepEqual(result.conditions, [
+    assertEquals(result.conditions, [
       got.NodeClientNetworkUnavailable,
       got.NodeClientIP,
       got.NodeOobIP,
       got.NodeRefreshFlag,
     ]);
-    assert.equal(result.written, true);
+    assertEquals(result.written, true);
   } finally {
     await s.cleanup();
   }
@@ -161,16 +161,16 @@ Deno.test("steady state: no write until the report frequency, then one PATCH of 
       await c.run(ctx());
     }
     const n = counts(s.server);
-    assert.equal(n.nodeLists, 0);
-    assert.equal(n.nodeGets, 0, "the Node is not read again while writes succeed");
-    assert.equal(n.patches, 60, "one heartbeat PATCH per minute");
-    assert.equal(n.configMapGets, 120, "ccm-config and controller-config once a minute each");
+    assertEquals(n.nodeLists, 0);
+    assertEquals(n.nodeGets, 0, "the Node is not read again while writes succeed");
+    assertEquals(n.patches, 60, "one heartbeat PATCH per minute");
+    assertEquals(n.configMapGets, 120, "ccm-config and controller-config once a minute each");
     const patches = s.server.requests.filter((q) => q.method === "PATCH").map((q) => JSON.parse(q.body));
-    assert.ok(patches.every((p) => p.status.conditions.length === 4));
+    assert(patches.every((p) => p.status.conditions.length === 4));
     const last = nodeConditions(s.server);
     for (const type of ["NodeClientNetworkUnavailable", "NodeClientIP", "NodeOobIP", "NodeRefreshFlag"]) {
-      assert.equal(last[type].lastTransitionTime, first[type].lastTransitionTime, type);
-      assert.equal(last[type].lastHeartbeatTime, "2026-01-01T01:00:00Z", type);
+      assertEquals(last[type].lastTransitionTime, first[type].lastTransitionTime, type);
+      assertEquals(last[type].lastHeartbeatTime, "2026-01-01T01:00:00Z", type);
     }
   } finally {
     await s.cleanup();
@@ -193,51 +193,51 @@ Deno.test("changes: each is written by the next probe, only the changed conditio
     s.clock.advance(3000);
     await s.host.setLink("bond1", { operstate: "down", carrier: null, flags: 0x1002 });
     await c.run(ctx());
-    assert.deepEqual(sent(), [["NodeClientNetworkUnavailable"]]);
+    assertEquals(sent(), [["NodeClientNetworkUnavailable"]]);
     let got = nodeConditions(s.server);
-    assert.deepEqual(
+    assertEquals(
       statusReasonMessage(got.NodeClientNetworkUnavailable),
       ["True", "StateDown", "bond1 StateDown"],
     );
-    assert.equal(got.NodeClientNetworkUnavailable.lastTransitionTime, "2026-01-01T00:00:03Z");
-    assert.equal(got.NodeRefreshFlag.lastHeartbeatTime, "2026-01-01T00:00:00Z", "unchanged ones not sent");
-    assert.deepEqual(deps.recorded.map((e) => [e.type, e.reason]), [["Warning", "ClientNetworkUnavailable"]]);
+    assertEquals(got.NodeClientNetworkUnavailable.lastTransitionTime, "2026-01-01T00:00:03Z");
+    assertEquals(got.NodeRefreshFlag.lastHeartbeatTime, "2026-01-01T00:00:00Z", "unchanged ones not sent");
+    assertEquals(deps.recorded.map((e) => [e.type, e.reason]), [["Warning", "ClientNetworkUnavailable"]]);
 
     s.clock.advance(3000);
     await s.host.setLink("bond1", { operstate: "lowerlayerdown", carrier: 0 });
     await c.run(ctx());
-    assert.deepEqual(sent(), [], "lowerlayerdown is still StateDown: nothing to send");
+    assertEquals(sent(), [], "lowerlayerdown is still StateDown: nothing to send");
 
     s.clock.advance(3000);
     await s.host.setLink("bond1", { operstate: "unknown", flags: 0x1003, carrier: 1 });
     await c.run(ctx());
-    assert.deepEqual(sent(), [["NodeClientNetworkUnavailable"]], "unknown + IFF_UP + carrier = UP");
+    assertEquals(sent(), [["NodeClientNetworkUnavailable"]], "unknown + IFF_UP + carrier = UP");
     got = nodeConditions(s.server);
-    assert.deepEqual([got.NodeClientNetworkUnavailable.status, got.NodeClientNetworkUnavailable.reason], [
+    assertEquals([got.NodeClientNetworkUnavailable.status, got.NodeClientNetworkUnavailable.reason], [
       "False",
       "StateUP",
     ]);
-    assert.equal(got.NodeClientNetworkUnavailable.lastTransitionTime, "2026-01-01T00:00:09Z");
-    assert.equal(deps.recorded.at(-1)?.reason, "ClientNetworkAvailable");
+    assertEquals(got.NodeClientNetworkUnavailable.lastTransitionTime, "2026-01-01T00:00:09Z");
+    assertEquals(deps.recorded.at(-1)?.reason, "ClientNetworkAvailable");
 
     s.clock.advance(3000);
     s.host.setAddresses("bond1", ["198.51.100.7"]);
     await c.run(ctx());
-    assert.deepEqual(sent(), [["NodeClientIP"]]);
+    assertEquals(sent(), [["NodeClientIP"]]);
     got = nodeConditions(s.server);
-    assert.equal(got.NodeClientIP.message, "198.51.100.7");
-    assert.equal(got.NodeClientIP.lastTransitionTime, "2026-01-01T00:00:00Z", "same status: transition kept");
+    assertEquals(got.NodeClientIP.message, "198.51.100.7");
+    assertEquals(got.NodeClientIP.lastTransitionTime, "2026-01-01T00:00:00Z", "same status: transition kept");
 
     s.clock.advance(3000);
     await s.host.removeLink("bond1");
     await c.run(ctx());
-    assert.deepEqual(sent(), [["NodeClientNetworkUnavailable", "NodeClientIP"]]);
+    assertEquals(sent(), [["NodeClientNetworkUnavailable", "NodeClientIP"]]);
     got = nodeConditions(s.server);
-    assert.deepEqual(
+    assertEquals(
       statusReasonMessage(got.NodeClientNetworkUnavailable),
       ["True", "StateUnKnown", "bond1 StateUnKnown"],
     );
-    assert.deepEqual(statusReasonMessage(got.NodeClientIP), [
+    assertEquals(statusReasonMessage(got.NodeClientIP), [
       "False",
       "bond1",
       "198.51.100.7",
@@ -271,8 +271,8 @@ Deno.test("restart: a fresh Node state is not rewritten; the last known IP comes
       s.host,
     );
     const { result } = await c.run(ctx());
-    assert.equal(counts(s.server).patches, 0, "nothing changed and the heartbeats are fresh");
-    assert.equal(result.written, false);
+    assertEquals(counts(s.server).patches, 0, "nothing changed and the heartbeats are fresh");
+    assertEquals(result.written, false);
 
     const s2 = createNodeNetworkController(
       testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
@@ -282,9 +282,9 @@ Deno.test("restart: a fresh Node state is not rewritten; the last known IP comes
     await s.host.removeLink("bond1");
     await s2.run(ctx());
     const got = nodeConditions(s.server);
-    assert.deepEqual([got.NodeClientIP.status, got.NodeClientIP.message], ["False", "192.0.2.10"]);
-    assert.equal(got.NodeClientIP.lastTransitionTime, "2026-01-01T00:00:10Z");
-    assert.equal(got.NodeOobIP.lastTransitionTime, "2025-06-01T00:00:00Z");
+    assertEquals([got.NodeClientIP.status, got.NodeClientIP.message], ["False", "192.0.2.10"]);
+    assertEquals(got.NodeClientIP.lastTransitionTime, "2026-01-01T00:00:10Z");
+    assertEquals(got.NodeOobIP.lastTransitionTime, "2025-06-01T00:00:00Z");
   } finally {
     await s.cleanup();
   }
@@ -298,13 +298,16 @@ Deno.test("own Node missing: a clear error, no write, and the next run tries aga
       testOptions(),
       s.host,
     );
-    await assert.rejects(c.run(ctx()), { message: 'Node "node-1" not found: check --current-node-name' });
-    assert.equal(counts(s.server).patches, 0);
+    assertEquals(
+      (await assertRejects(() => c.run(ctx()), Error)).message,
+      'Node "node-1" not found: check --current-node-name',
+    );
+    assertEquals(counts(s.server).patches, 0);
     s.server.put(seedNode());
     s.clock.advance(3000);
     await c.run(ctx());
-    assert.equal(counts(s.server).patches, 1);
-    assert.equal(counts(s.server).nodeLists, 0);
+    assertEquals(counts(s.server).patches, 1);
+    assertEquals(counts(s.server).nodeLists, 0);
   } finally {
     await s.cleanup();
   }
@@ -319,15 +322,15 @@ Deno.test("a failed write re-reads the Node and writes again at the next probe",
       s.host,
     );
     s.server.injectFault({ method: "PATCH", pathPrefix: `/api/v1/nodes/${NODE}/status`, count: 1, status: 403 });
-    await assert.rejects(c.run(ctx()), /Node "node-1".*403/);
+    await assertRejects(() => c.run(ctx()), Error, /Node "node-1".*403/);
     s.server.clearRequests();
     s.clock.advance(3000);
     await c.run(ctx());
-    assert.deepEqual(
+    assertEquals(
       s.server.requests.filter((q) => q.path.includes("/nodes/")).map((q) => `${q.method} ${q.status}`),
       ["GET 200", "PATCH 200"],
     );
-    assert.equal(nodeConditions(s.server).NodeClientIP.message, "192.0.2.10");
+    assertEquals(nodeConditions(s.server).NodeClientIP.message, "192.0.2.10");
   } finally {
     await s.cleanup();
   }
@@ -358,28 +361,28 @@ Deno.test("settings: isCheckOObIP false -> no NodeOobIP and no ipmitool; NET_CAR
       s.host,
     );
     let { result } = await c.run(ctx());
-    assert.equal(runner.calls, 0);
-    assert.equal(result.oobIp, null);
-    assert.ok(!("NodeOobIP" in nodeConditions(s.server)));
+    assertEquals(runner.calls, 0);
+    assertEquals(result.oobIp, null);
+    assert(!("NodeOobIP" in nodeConditions(s.server)));
 
     s.server.put(configMap("ccm-config", { NET_CARD_NAME: "eth7" }));
     s.server.put(configMap("controller-config", { isCheckOObIP: "True" }));
     s.clock.advance(30_000);
     ({ result } = await c.run(ctx()));
-    assert.equal(result.nic, "bond1", "re-read at most every minute");
+    assertEquals(result.nic, "bond1", "re-read at most every minute");
     s.clock.advance(30_000);
     ({ result } = await c.run(ctx()));
-    assert.equal(result.nic, "eth7");
-    assert.equal(runner.calls, 1);
-    assert.equal(result.oobIp, null, "pending: the probe does not wait for ipmitool");
+    assertEquals(result.nic, "eth7");
+    assertEquals(runner.calls, 1);
+    assertEquals(result.oobIp, null, "pending: the probe does not wait for ipmitool");
     answered.resolve();
     await new Promise((r) => setTimeout(r, 500));
     s.clock.advance(3000);
     ({ result } = await c.run(ctx()));
-    assert.equal(result.oobIp, "198.51.100.23");
+    assertEquals(result.oobIp, "198.51.100.23");
     const got = nodeConditions(s.server);
-    assert.deepEqual([got.NodeClientIP.reason, got.NodeClientIP.message], ["eth7", "198.51.100.70"]);
-    assert.equal(got.NodeOobIP.message, "198.51.100.23");
+    assertEquals([got.NodeClientIP.reason, got.NodeClientIP.message], ["eth7", "198.51.100.70"]);
+    assertEquals(got.NodeOobIP.message, "198.51.100.23");
   } finally {
     await s.cleanup();
   }
@@ -396,7 +399,7 @@ Deno.test("settings: --net-card-name overrides ccm-config; missing ConfigMaps me
       s.host,
     );
     let { result } = await c.run(ctx());
-    assert.deepEqual([result.nic, result.oobIp], ["bond1", "198.51.100.23"]);
+    assertEquals([result.nic, result.oobIp], ["bond1", "198.51.100.23"]);
 
     s.server.clearRequests();
     c = createNodeNetworkController(
@@ -405,8 +408,8 @@ Deno.test("settings: --net-card-name overrides ccm-config; missing ConfigMaps me
       s.host,
     );
     ({ result } = await c.run(ctx()));
-    assert.equal(result.nic, "eth7");
-    assert.ok(!s.server.requests.some((q) => q.path.endsWith("/ccm-config")), "ccm-config is not read");
+    assertEquals(result.nic, "eth7");
+    assert(!s.server.requests.some((q) => q.path.endsWith("/ccm-config")), "ccm-config is not read");
   } finally {
     await s.cleanup();
   }
@@ -421,10 +424,10 @@ Deno.test("dry run and local mode: everything computed, nothing written", async 
       s.host,
     );
     const { result, summary } = await c.run(ctx(true));
-    assert.equal(counts(s.server).patches, 0);
-    assert.equal(result.written, false);
-    assert.equal(result.conditions.length, 4);
-    assert.match(summary, /would write 4 conditions/);
+    assertEquals(counts(s.server).patches, 0);
+    assertEquals(result.written, false);
+    assertEquals(result.conditions.length, 4);
+    assertMatch(summary, /would write 4 conditions/);
 
     const local = createNodeNetworkController(
       testDeps({ kube: null, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
@@ -432,9 +435,9 @@ Deno.test("dry run and local mode: everything computed, nothing written", async 
       s.host,
     );
     const out = await local.run(ctx());
-    assert.deepEqual([out.result.nic, out.result.state, out.result.ipv4], ["bond1", "UP", "192.0.2.10"]);
-    assert.equal(out.result.written, false);
-    assert.equal(counts(s.server).patches, 0);
+    assertEquals([out.result.nic, out.result.state, out.result.ipv4], ["bond1", "UP", "192.0.2.10"]);
+    assertEquals(out.result.written, false);
+    assertEquals(counts(s.server).patches, 0);
   } finally {
     await s.cleanup();
   }

@@ -1,5 +1,5 @@
 /** The OOB address through real ipmitool fixture executables: answer, failure, hang, missing; never blocking. */
-import assert from "node:assert/strict";
+import { assert, assertEquals } from "../support/assert.ts";
 import { createNodeNetworkController, type NodeNetworkResult } from "../../controllers/node_network/job.ts";
 import type { Controller } from "../../core/types.ts";
 import type { CommandRunner } from "../../host/command.ts";
@@ -29,20 +29,20 @@ function oobCondition(result: NodeNetworkResult) {
 }
 
 Deno.test("readOobAddress: fixture answer, failure, hang and missing command", async () => {
-  assert.deepEqual(await readOobAddress(ipmitoolRunner("ok"), { timeoutMs: 5000 }), { ok: true, ip: "198.51.100.23" });
-  assert.deepEqual(await readOobAddress(ipmitoolRunner("fail"), { timeoutMs: 5000 }), {
+  assertEquals(await readOobAddress(ipmitoolRunner("ok"), { timeoutMs: 5000 }), { ok: true, ip: "198.51.100.23" });
+  assertEquals(await readOobAddress(ipmitoolRunner("fail"), { timeoutMs: 5000 }), {
     ok: false,
     error:
       "ipmitool cannot open the BMC device /dev/ipmi0 (nor /dev/ipmi/0, /dev/ipmidev/0): No such file or directory; " +
       "the host has no IPMI driver loaded or the container may not use the device: deploy with the kustomize component manifests/components/ipmi/",
   });
   const t0 = performance.now();
-  assert.deepEqual(await readOobAddress(ipmitoolRunner("hang"), { timeoutMs: 300 }), {
+  assertEquals(await readOobAddress(ipmitoolRunner("hang"), { timeoutMs: 300 }), {
     ok: false,
     error: "ipmitool lan print 1 gave no answer within 300 ms",
   });
-  assert.ok(performance.now() - t0 < 3000, "the hung ipmitool was killed at the timeout");
-  assert.deepEqual(await readOobAddress(ipmitoolRunner("missing"), { timeoutMs: 5000 }), {
+  assert(performance.now() - t0 < 3000, "the hung ipmitool was killed at the timeout");
+  assertEquals(await readOobAddress(ipmitoolRunner("missing"), { timeoutMs: 5000 }), {
     ok: false,
     error: 'Cannot run "psd-test-no-such-ipmitool": command not found',
   });
@@ -57,8 +57,8 @@ Deno.test("controller: the first run shows the OOB answer; NodeOobIP True/PowerO
       host,
     );
     const { result } = await c.run(ctx());
-    assert.equal(result.oobIp, "198.51.100.23");
-    assert.deepEqual(
+    assertEquals(result.oobIp, "198.51.100.23");
+    assertEquals(
       { ...oobCondition(result), lastHeartbeatTime: undefined, lastTransitionTime: undefined },
       {
         type: "NodeOobIP",
@@ -90,12 +90,12 @@ Deno.test("controller: ipmitool failing or missing -> NodeOobIP False with the c
       );
       const { result } = await c.run(ctx());
       const oob = oobCondition(result)!;
-      assert.equal(oob.status, "False", mode);
-      assert.ok(oob.reason!.startsWith(reason), `${mode}: ${oob.reason}`);
-      if (mode === "fail") assert.ok(oob.reason!.endsWith("kustomize component manifests/components/ipmi/"));
-      assert.equal(oob.message, "0.0.0.0");
-      assert.equal(result.oobIp, null);
-      assert.equal(result.state, "UP", "the network part is unaffected");
+      assertEquals(oob.status, "False", mode);
+      assert(oob.reason!.startsWith(reason), `${mode}: ${oob.reason}`);
+      if (mode === "fail") assert(oob.reason!.endsWith("kustomize component manifests/components/ipmi/"));
+      assertEquals(oob.message, "0.0.0.0");
+      assertEquals(result.oobIp, null);
+      assertEquals(result.state, "UP", "the network part is unaffected");
     }
   } finally {
     await host.cleanup();
@@ -113,20 +113,20 @@ Deno.test("controller: a hung ipmitool never blocks the probe; NodeOobIP appears
     );
     let t0 = performance.now();
     let { result } = await c.run(ctx());
-    assert.ok(performance.now() - t0 < 1000, `first run took ${performance.now() - t0} ms`);
-    assert.equal(oobCondition(result), undefined, "pending: NodeOobIP not reported yet");
-    assert.equal(result.conditions.length, 3);
-    assert.equal(result.state, "UP");
+    assert(performance.now() - t0 < 1000, `first run took ${performance.now() - t0} ms`);
+    assertEquals(oobCondition(result), undefined, "pending: NodeOobIP not reported yet");
+    assertEquals(result.conditions.length, 3);
+    assertEquals(result.state, "UP");
     for (let i = 0; i < 3; i++) {
       t0 = performance.now();
       ({ result } = await c.run(ctx()));
-      assert.ok(performance.now() - t0 < 100, `later run took ${performance.now() - t0} ms`);
-      assert.equal(oobCondition(result), undefined);
+      assert(performance.now() - t0 < 100, `later run took ${performance.now() - t0} ms`);
+      assertEquals(oobCondition(result), undefined);
     }
     await new Promise((r) => setTimeout(r, 1800));
     ({ result } = await c.run(ctx()));
-    assert.equal(oobCondition(result)?.reason, "error: ipmitool lan print 1 gave no answer within 1500 ms");
-    assert.equal(runner.calls, 1, "one ipmitool at a time");
+    assertEquals(oobCondition(result)?.reason, "error: ipmitool lan print 1 gave no answer within 1500 ms");
+    assertEquals(runner.calls, 1, "one ipmitool at a time");
   } finally {
     await host.cleanup();
   }
@@ -177,7 +177,7 @@ Deno.test("controller: a successful ipmitool answer holds for an hour", async ()
       testOptions(),
       host,
     );
-    assert.deepEqual(await probeFor(c, { clock, seconds: 2 * 3600 + 3, ipmi }), [0, 3600, 7200]);
+    assertEquals(await probeFor(c, { clock, seconds: 2 * 3600 + 3, ipmi }), [0, 3600, 7200]);
   } finally {
     await host.cleanup();
   }
@@ -194,8 +194,8 @@ Deno.test("controller: a failed ipmitool is retried after 1 min, doubling to 1 h
       host,
     );
     const at = await probeFor(c, { clock, seconds: 3 * 3600, ipmi });
-    assert.deepEqual(at.slice(0, 7), [0, 60, 180, 420, 900, 1860, 3780]);
-    assert.deepEqual(at.slice(7).map((t, i) => t - at[i + 6]), at.slice(7).map(() => 3600), "then hourly");
+    assertEquals(at.slice(0, 7), [0, 60, 180, 420, 900, 1860, 3780]);
+    assertEquals(at.slice(7).map((t, i) => t - at[i + 6]), at.slice(7).map(() => 3600), "then hourly");
   } finally {
     await host.cleanup();
   }

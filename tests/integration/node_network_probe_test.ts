@@ -1,5 +1,5 @@
 /** The probe on a real interface: a veth pair named bond1 in a network namespace made by the test. */
-import assert from "node:assert/strict";
+import { assertEquals } from "../support/assert.ts";
 import type { NetProbe } from "../../host/net_probe.ts";
 import { probeInterface } from "../../host/net_probe.ts";
 import { addVeth, canMakeNetns, createNetns, type NetNs } from "../support/netns.ts";
@@ -17,7 +17,7 @@ async function probeIn(ns: NetNs, nic: string): Promise<NetProbe> {
   const out = await new Deno.Command(argv[0], { args: argv.slice(1), cwd: ROOT, stdout: "piped", stderr: "piped" })
     .output();
   const decoder = new TextDecoder();
-  assert.equal(out.code, 0, decoder.decode(out.stderr));
+  assertEquals(out.code, 0, decoder.decode(out.stderr));
   return JSON.parse(decoder.decode(out.stdout));
 }
 
@@ -27,44 +27,44 @@ Deno.test({
   async fn() {
     const ns = await createNetns();
     try {
-      assert.deepEqual(
+      assertEquals(
         { ...(await probeIn(ns, "bond1")), link: null },
         { nic: "bond1", state: "UNKNOWN", link: null, ipv4: null },
         "no such interface yet",
       );
       await addVeth(ns, { nic: "bond1", peer: "bond1p", cidr: "192.0.2.10/24" });
       let p = await probeIn(ns, "bond1");
-      assert.equal(p.state, "UP");
-      assert.equal(p.link?.operstate, "up");
-      assert.equal(p.ipv4, "192.0.2.10");
+      assertEquals(p.state, "UP");
+      assertEquals(p.link?.operstate, "up");
+      assertEquals(p.ipv4, "192.0.2.10");
 
       await ns.ip("link", "set", "bond1p", "down");
       p = await probeIn(ns, "bond1");
-      assert.deepEqual([p.state, p.link?.operstate, p.link?.carrier], ["DOWN", "lowerlayerdown", 0]);
-      assert.equal(p.ipv4, "192.0.2.10", "an address stays while the link is down");
+      assertEquals([p.state, p.link?.operstate, p.link?.carrier], ["DOWN", "lowerlayerdown", 0]);
+      assertEquals(p.ipv4, "192.0.2.10", "an address stays while the link is down");
 
       await ns.ip("link", "set", "bond1p", "up");
       await ns.ip("link", "set", "bond1", "down");
       p = await probeIn(ns, "bond1");
-      assert.deepEqual([p.state, p.link?.operstate, p.link?.carrier], ["DOWN", "down", null]);
+      assertEquals([p.state, p.link?.operstate, p.link?.carrier], ["DOWN", "down", null]);
 
       await ns.ip("link", "set", "bond1", "up");
       await ns.ip("addr", "add", "198.51.100.7/24", "dev", "bond1");
       await ns.ip("addr", "del", "192.0.2.10/24", "dev", "bond1");
       p = await probeIn(ns, "bond1");
-      assert.deepEqual([p.state, p.ipv4], ["UP", "198.51.100.7"]);
+      assertEquals([p.state, p.ipv4], ["UP", "198.51.100.7"]);
 
       await ns.ip("addr", "del", "198.51.100.7/24", "dev", "bond1");
       p = await probeIn(ns, "bond1");
-      assert.deepEqual([p.state, p.ipv4], ["UP", null], "up without an IPv4 address");
+      assertEquals([p.state, p.ipv4], ["UP", null], "up without an IPv4 address");
 
       await ns.ip("link", "del", "bond1");
       p = await probeIn(ns, "bond1");
-      assert.deepEqual(p, { nic: "bond1", state: "UNKNOWN", link: null, ipv4: null });
+      assertEquals(p, { nic: "bond1", state: "UNKNOWN", link: null, ipv4: null });
 
       // loopback says operstate "unknown" while up: decided by IFF_UP and carrier
       p = await probeIn(ns, "lo");
-      assert.deepEqual([p.link?.operstate, p.state, p.ipv4], ["unknown", "UP", "127.0.0.1"]);
+      assertEquals([p.link?.operstate, p.state, p.ipv4], ["unknown", "UP", "127.0.0.1"]);
     } finally {
       await ns.remove();
     }
@@ -98,7 +98,7 @@ Deno.test("probe reads odd states from an injected sysfs root (unknown operstate
       const p = await probeInterface(nic, { sysfsRoot: root, interfaces });
       states.push([nic, p.state, p.ipv4]);
     }
-    assert.deepEqual(states, [
+    assertEquals(states, [
       ["bond1", "UP", "192.0.2.44"],
       ["bond2", "DOWN", "192.0.2.45"],
       ["bond3", "DOWN", null],

@@ -1,5 +1,5 @@
 /** The port-usage job end to end: real listeners, the real /proc scan, the fake API server. */
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertNotMatch, assertRejects } from "../support/assert.ts";
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../../config/config.ts";
@@ -120,14 +120,14 @@ Deno.test("port-usage publishes real listeners, writes only on change, retries a
   try {
     const { make, clock, events } = setup(server);
     const controller = make();
-    assert.equal(controller.name, "port-usage");
-    assert.deepEqual(controller.schedule, { cron: "* * * * *" });
-    assert.equal(controller.runAtStart, true);
+    assertEquals(controller.name, "port-usage");
+    assertEquals(controller.schedule, { cron: "* * * * *" });
+    assertEquals(controller.runAtStart, true);
 
     const first = await run(controller);
     const expected = [port(a), port(b)].sort((x, y) => x - y);
     const ranges = [port(a), port(b), later, idle].sort((x, y) => x - y).map((p): [number, number] => [p, p]);
-    assert.deepEqual(
+    assertEquals(
       first.result,
       {
         node: NODE,
@@ -140,21 +140,21 @@ Deno.test("port-usage publishes real listeners, writes only on change, retries a
         ephemeralOverlap: [],
       } satisfies PortUsageResult,
     );
-    assert.match(first.summary, new RegExp(`^2 used ports in 4 ranges; ConfigMap "${OUT}" created$`));
+    assertMatch(first.summary, new RegExp(`^2 used ports in 4 ranges; ConfigMap "${OUT}" created$`));
     const stored = server.get("configmaps", NS, OUT) as V1ConfigMap;
-    assert.deepEqual(stored.data, Object.fromEntries(expected.map((p) => [String(p), "the port already use"])));
-    assert.equal(stored.metadata?.annotations?.updateTimestamp, "2026-11-25T08:00:00Z");
-    assert.equal(writes(server).length, 1);
-    assert.equal(writes(server)[0].method, "POST");
+    assertEquals(stored.data, Object.fromEntries(expected.map((p) => [String(p), "the port already use"])));
+    assertEquals(stored.metadata?.annotations?.updateTimestamp, "2026-11-25T08:00:00Z");
+    assertEquals(writes(server).length, 1);
+    assertEquals(writes(server)[0].method, "POST");
 
     // Unchanged: no write, not even after a restart (a new controller compares with the stored keys).
     server.clearRequests();
     clock.advance(60_000);
-    assert.equal((await run(controller)).result.changed, false);
+    assertEquals((await run(controller)).result.changed, false);
     const restarted = await run(make());
-    assert.equal(restarted.result.changed, false);
-    assert.match(restarted.summary, /unchanged$/);
-    assert.equal(writes(server).length, 0);
+    assertEquals(restarted.result.changed, false);
+    assertMatch(restarted.summary, /unchanged$/);
+    assertEquals(writes(server).length, 0);
 
     // Someone labels the ConfigMap meanwhile: the next write keeps it.
     const labelled = server.get("configmaps", NS, OUT) as V1ConfigMap;
@@ -165,16 +165,16 @@ Deno.test("port-usage publishes real listeners, writes only on change, retries a
     clock.advance(60_000);
     server.clearRequests();
     const grown = await run(controller);
-    assert.equal(grown.result.changed, true);
-    assert.match(grown.summary, /updated$/);
-    assert.deepEqual(grown.result.used, [...expected, later].sort((x, y) => x - y));
-    assert.deepEqual(writes(server).map((r) => [r.method, r.status]), [["PUT", 200]]);
-    assert.deepEqual(dataKeys(server), grown.result.used);
+    assertEquals(grown.result.changed, true);
+    assertMatch(grown.summary, /updated$/);
+    assertEquals(grown.result.used, [...expected, later].sort((x, y) => x - y));
+    assertEquals(writes(server).map((r) => [r.method, r.status]), [["PUT", 200]]);
+    assertEquals(dataKeys(server), grown.result.used);
     const afterGrow = server.get("configmaps", NS, OUT) as V1ConfigMap;
-    assert.deepEqual(afterGrow.metadata?.labels, { owner: "ops" });
-    assert.equal(afterGrow.metadata?.annotations?.updateTimestamp, "2026-11-25T08:02:00Z");
-    assert.equal((await run(controller)).result.changed, false);
-    assert.equal(writes(server).length, 1);
+    assertEquals(afterGrow.metadata?.labels, { owner: "ops" });
+    assertEquals(afterGrow.metadata?.annotations?.updateTimestamp, "2026-11-25T08:02:00Z");
+    assertEquals((await run(controller)).result.changed, false);
+    assertEquals(writes(server).length, 1);
 
     // The listener goes away and the first PUT meets a 409: read again, write again.
     c.close();
@@ -182,10 +182,10 @@ Deno.test("port-usage publishes real listeners, writes only on change, retries a
     server.clearRequests();
     server.injectFault({ method: "PUT", pathPrefix: OUT_PATH, count: 1, status: 409 });
     const shrunk = await run(controller);
-    assert.equal(shrunk.result.changed, true);
-    assert.deepEqual(writes(server).map((r) => [r.method, r.status]), [["PUT", 409], ["PUT", 200]]);
-    assert.deepEqual(dataKeys(server), expected);
-    assert.deepEqual(events, []);
+    assertEquals(shrunk.result.changed, true);
+    assertEquals(writes(server).map((r) => [r.method, r.status]), [["PUT", 409], ["PUT", 200]]);
+    assertEquals(dataKeys(server), expected);
+    assertEquals(events, []);
   } finally {
     c?.close();
     a.close();
@@ -205,52 +205,52 @@ Deno.test("port-usage: bad annotations are reported once per change and skipped"
     const { make, events } = setup(server);
     const controller = make();
     const first = await run(controller);
-    assert.deepEqual(first.result.used, [port(a)]);
-    assert.deepEqual(first.result.ranges, [[port(a), port(a)]]);
-    assert.deepEqual(first.result.invalid, [
+    assertEquals(first.result.used, [port(a)]);
+    assertEquals(first.result.ranges, [[port(a), port(a)]]);
+    assertEquals(first.result.invalid, [
       { key: "high", value: "65535-65536", reason: "65536 is outside 1..65535" },
       { key: "typo", value: "04-abcd", reason: '"abcd" is not a port number' },
     ]);
-    assert.equal(events.length, 1);
-    assert.equal(events[0].type, "Warning");
-    assert.equal(events[0].reason, "PortRangeInvalid");
-    assert.match(events[0].message, /ConfigMap "polardb4mpd-controller".*high="65535-65536".*typo="04-abcd"/);
+    assertEquals(events.length, 1);
+    assertEquals(events[0].type, "Warning");
+    assertEquals(events[0].reason, "PortRangeInvalid");
+    assertMatch(events[0].message, /ConfigMap "polardb4mpd-controller".*high="65535-65536".*typo="04-abcd"/);
     await run(controller);
-    assert.equal(events.length, 1, "the same invalid values are not reported again");
+    assertEquals(events.length, 1, "the same invalid values are not reported again");
 
     server.put(mpd({ good: `${port(a)}`, typo: "04-abcd" }));
     await run(controller);
-    assert.equal(events.length, 2, "a change of the invalid set is reported");
-    assert.doesNotMatch(events[1].message, /high=/);
+    assertEquals(events.length, 2, "a change of the invalid set is reported");
+    assertNotMatch(events[1].message, /high=/);
 
     // No valid range at all: nothing is measured, so the published ConfigMap holds no port (as the original wrote).
     server.put(mpd({ typo: "abc-1" }));
     server.clearRequests();
     const dry = await run(controller, true);
-    assert.match(dry.summary, /with no ports would be written \(dry run\)$/);
-    assert.equal(writes(server).length, 0);
+    assertMatch(dry.summary, /with no ports would be written \(dry run\)$/);
+    assertEquals(writes(server).length, 0);
     const none = await run(controller);
-    assert.deepEqual([none.result.ranges, none.result.used, none.result.changed], [[], [], true]);
-    assert.match(
+    assertEquals([none.result.ranges, none.result.used, none.result.changed], [[], [], true]);
+    assertMatch(
       none.summary,
       /^No port ranges to scan \(no valid range in ConfigMap "polardb4mpd-controller" annotations\); .* updated$/,
     );
-    assert.equal(writes(server).length, 1);
-    assert.deepEqual(dataKeys(server), []);
+    assertEquals(writes(server).length, 1);
+    assertEquals(dataKeys(server), []);
     const stored = server.get("configmaps", NS, OUT) as V1ConfigMap;
-    assert.equal(stored.metadata?.annotations?.updateTimestamp, "2026-11-25T08:00:00Z");
+    assertEquals(stored.metadata?.annotations?.updateTimestamp, "2026-11-25T08:00:00Z");
 
     // No ranges ConfigMap: the same, and nothing more to write.
     server.remove("configmaps", NS, "polardb4mpd-controller");
     const missing = await run(controller);
-    assert.match(missing.summary, /ConfigMap "polardb4mpd-controller" not found\); .* unchanged$/);
-    assert.equal(missing.result.changed, false);
-    assert.equal(writes(server).length, 1);
+    assertMatch(missing.summary, /ConfigMap "polardb4mpd-controller" not found\); .* unchanged$/);
+    assertEquals(missing.result.changed, false);
+    assertEquals(writes(server).length, 1);
 
     // A range again: its ports are back.
     server.put(mpd({ good: `${port(a)}` }));
-    assert.deepEqual((await run(controller)).result.used, [port(a)]);
-    assert.deepEqual(dataKeys(server), [port(a)]);
+    assertEquals((await run(controller)).result.used, [port(a)]);
+    assertEquals(dataKeys(server), [port(a)]);
   } finally {
     a.close();
     await server.close();
@@ -270,34 +270,34 @@ Deno.test('port-usage: enablePrintPort is lenient, re-read every 30 minutes, and
   try {
     const { make, clock } = setup(server);
     const controller = make();
-    assert.equal((await run(controller)).result.changed, true, "no enablePrintPort key: on");
+    assertEquals((await run(controller)).result.changed, true, "no enablePrintPort key: on");
 
     server.put(configMap("controller-config", { data: { enablePrintPort: " No " } }));
     c = Deno.listen({ hostname: "127.0.0.1", port: later });
     clock.advance(SWITCH_CACHE_MS - 1000);
     server.clearRequests();
-    assert.equal((await run(controller)).result.changed, true, "the switch is cached for 30 minutes");
+    assertEquals((await run(controller)).result.changed, true, "the switch is cached for 30 minutes");
     const getsOfSwitch = () => server.requests.filter((r) => r.path.endsWith("/configmaps/controller-config")).length;
-    assert.equal(getsOfSwitch(), 0);
+    assertEquals(getsOfSwitch(), 0);
 
     c.close();
     c = null;
     clock.advance(2000);
     server.clearRequests();
     const off = await run(controller);
-    assert.equal(getsOfSwitch(), 1);
-    assert.equal(off.result.enabled, false);
-    assert.equal(off.result.changed, false);
-    assert.match(off.summary, /Port printing is off/);
-    assert.equal(writes(server).length, 0);
-    assert.deepEqual(dataKeys(server), [port(a), later].sort((x, y) => x - y), "the old content stays");
+    assertEquals(getsOfSwitch(), 1);
+    assertEquals(off.result.enabled, false);
+    assertEquals(off.result.changed, false);
+    assertMatch(off.summary, /Port printing is off/);
+    assertEquals(writes(server).length, 0);
+    assertEquals(dataKeys(server), [port(a), later].sort((x, y) => x - y), "the old content stays");
 
     server.put(configMap("controller-config", { data: { enablePrintPort: "maybe" } }));
     clock.advance(SWITCH_CACHE_MS);
     const on = await run(controller);
-    assert.equal(on.result.enabled, true, "an unknown word means the default, true");
-    assert.equal(on.result.changed, true);
-    assert.deepEqual(dataKeys(server), [port(a)]);
+    assertEquals(on.result.enabled, true, "an unknown word means the default, true");
+    assertEquals(on.result.changed, true);
+    assertEquals(dataKeys(server), [port(a)]);
   } finally {
     c?.close();
     a.close();
@@ -315,19 +315,19 @@ Deno.test("port-usage: --port-ranges overrides the ConfigMap; --dry-run writes n
     const { make } = setup(server, { portRanges: `${port(a)},${port(a) + 1}` });
     const controller = make();
     const dry = await run(controller, true);
-    assert.deepEqual(dry.result.ranges, [[port(a), port(a) + 1]]);
-    assert.deepEqual(dry.result.used, [port(a)]);
-    assert.equal(dry.result.changed, true, "would be written");
-    assert.match(dry.summary, /would be written \(dry run\)$/);
-    assert.equal(writes(server).length, 0);
-    assert.equal(server.get("configmaps", NS, OUT), undefined);
-    assert.equal(server.requests.filter((r) => r.path.includes("polardb4mpd-controller")).length, 0);
+    assertEquals(dry.result.ranges, [[port(a), port(a) + 1]]);
+    assertEquals(dry.result.used, [port(a)]);
+    assertEquals(dry.result.changed, true, "would be written");
+    assertMatch(dry.summary, /would be written \(dry run\)$/);
+    assertEquals(writes(server).length, 0);
+    assertEquals(server.get("configmaps", NS, OUT), undefined);
+    assertEquals(server.requests.filter((r) => r.path.includes("polardb4mpd-controller")).length, 0);
 
-    assert.equal((await run(controller)).result.changed, true);
+    assertEquals((await run(controller)).result.changed, true);
     const dryAgain = await run(controller, true);
-    assert.equal(dryAgain.result.changed, false);
-    assert.match(dryAgain.summary, /unchanged \(dry run\)$/);
-    assert.equal(writes(server).length, 1);
+    assertEquals(dryAgain.result.changed, false);
+    assertMatch(dryAgain.summary, /unchanged \(dry run\)$/);
+    assertEquals(writes(server).length, 1);
   } finally {
     a.close();
     await server.close();
@@ -346,33 +346,34 @@ Deno.test("port-usage: more than 1 MiB of data fails the run, records an event a
     // Every port in use: 1,627,269 bytes. The scanner is injected: no host has 65535 listeners to spare.
     const everything = make({ scan: () => Promise.resolve(new Set(Array.from({ length: 65535 }, (_, i) => i + 1))) });
     server.clearRequests();
-    await assert.rejects(
-      run(everything),
+    await assertRejects(
+      () => run(everything),
+      Error,
       new RegExp(
         `^Error: Cannot write ConfigMap "${OUT}": 65535 used ports take 1627269 bytes, more than the limit of 1048576`,
       ),
     );
-    assert.equal(writes(server).length, 0);
-    assert.deepEqual((server.get("configmaps", NS, OUT) as V1ConfigMap).data, old.data);
-    assert.deepEqual(events.map((e) => [e.type, e.reason]), [["Warning", "PortUsageTooLarge"]]);
-    assert.match(events[0].message, /65535 used ports take 1627269 bytes/);
-    await assert.rejects(run(everything, true), /65535 used ports/);
-    assert.equal(events.length, 1, "a dry run records nothing");
+    assertEquals(writes(server).length, 0);
+    assertEquals((server.get("configmaps", NS, OUT) as V1ConfigMap).data, old.data);
+    assertEquals(events.map((e) => [e.type, e.reason]), [["Warning", "PortUsageTooLarge"]]);
+    assertMatch(events[0].message, /65535 used ports take 1627269 bytes/);
+    await assertRejects(() => run(everything, true), Error, /65535 used ports/);
+    assertEquals(events.length, 1, "a dry run records nothing");
 
     // The byte count is the API server's: 41,943 five-digit ports (25 bytes each) plus one
     // more key of 1 byte fit exactly; one byte more is refused with 422.
     const exact: Record<string, string> = {};
     for (let p = 10000; p < 10000 + 41943; p++) exact[String(p)] = "the port already use";
     exact["x"] = "";
-    assert.equal(Object.keys(exact).length * 25 - 24, CONFIGMAP_MAX_BYTES);
+    assertEquals(Object.keys(exact).length * 25 - 24, CONFIGMAP_MAX_BYTES);
     const kube = deps.kube!;
     const current = await kube.getConfigMap(OUT);
     const fits = await kube.replaceConfigMap({ ...current!, data: exact });
     const refused = await kube.replaceConfigMap({ ...fits, data: { ...exact, x: "!" } }).catch((e) => e);
-    assert.ok(refused instanceof KubeError && refused.status === 422, String(refused));
+    assert(refused instanceof KubeError && refused.status === 422, String(refused));
 
     const fewer = make({ scan: () => Promise.resolve(new Set([22, 5432])) });
-    assert.equal((await run(fewer)).result.changed, true);
+    assertEquals((await run(fewer)).result.changed, true);
   } finally {
     await server.close();
   }
@@ -385,16 +386,16 @@ Deno.test("port-usage in local mode: scans 1-65535, publishes nothing, reports c
     const { make } = setup(null);
     const controller = make();
     const first = await run(controller);
-    assert.deepEqual(first.result.ranges, [[1, 65535]]);
-    assert.ok(first.result.used.includes(port(a)));
-    assert.equal(first.result.changed, true);
-    assert.match(first.summary, /not written \(local mode\)$/);
+    assertEquals(first.result.ranges, [[1, 65535]]);
+    assert(first.result.used.includes(port(a)));
+    assertEquals(first.result.changed, true);
+    assertMatch(first.summary, /not written \(local mode\)$/);
     const ranged = setup(null, { portRanges: `${port(a)}` }).make();
-    assert.deepEqual((await run(ranged)).result.used, [port(a)]);
-    assert.equal((await run(ranged)).result.changed, false);
+    assertEquals((await run(ranged)).result.used, [port(a)]);
+    assertEquals((await run(ranged)).result.changed, false);
     a.close();
     closed = true;
-    assert.equal((await run(ranged)).result.changed, true);
+    assertEquals((await run(ranged)).result.changed, true);
   } finally {
     if (!closed) a.close();
   }
@@ -438,17 +439,17 @@ Deno.test("port-usage: a table that changes between reads never frees a port on 
     const { make } = setup(server);
     const controller = make({ scan });
     const used = async () => (await run(controller)).result.used;
-    assert.deepEqual(await used(), [5001, 5002, 5003]);
-    assert.equal(reads, 2);
+    assertEquals(await used(), [5001, 5002, 5003]);
+    assertEquals(reads, 2);
     server.clearRequests();
-    assert.deepEqual(await used(), [5001, 5002, 5003, 5004], "5002 kept, 5004 added");
-    assert.equal(reads, 4);
-    assert.deepEqual(dataKeys(server), [5001, 5002, 5003, 5004]);
-    assert.deepEqual(await used(), [5001, 5003, 5004], "dropped when two scans agree");
-    assert.equal(reads, 6);
-    assert.deepEqual(await used(), [5001, 5003, 5004, 5005]);
-    assert.equal(reads, 7, "no second scan when nothing went missing");
-    assert.deepEqual(dataKeys(server), [5001, 5003, 5004, 5005]);
+    assertEquals(await used(), [5001, 5002, 5003, 5004], "5002 kept, 5004 added");
+    assertEquals(reads, 4);
+    assertEquals(dataKeys(server), [5001, 5002, 5003, 5004]);
+    assertEquals(await used(), [5001, 5003, 5004], "dropped when two scans agree");
+    assertEquals(reads, 6);
+    assertEquals(await used(), [5001, 5003, 5004, 5005]);
+    assertEquals(reads, 7, "no second scan when nothing went missing");
+    assertEquals(dataKeys(server), [5001, 5003, 5004, 5005]);
   } finally {
     await Deno.remove(dir, { recursive: true });
     await server.close();
@@ -462,49 +463,49 @@ Deno.test("port-usage reports the ephemeral overlap: result, gauge, one Warning 
     const { make, events } = setup(server, { portRanges: "30000-32999,36000-39999" }, sysctl);
     const controller = make({ scan: () => Promise.resolve(new Set<number>()) });
     const first = await run(controller);
-    assert.deepEqual(first.result.ephemeralOverlap, [[30500, 32999], [36000, 36499], [36601, 36999]]);
-    assert.match(first.summary, /^0 used ports in 2 ranges \(3399 ports in the kernel's ephemeral range\); /);
+    assertEquals(first.result.ephemeralOverlap, [[30500, 32999], [36000, 36499], [36601, 36999]]);
+    assertMatch(first.summary, /^0 used ports in 2 ranges \(3399 ports in the kernel's ephemeral range\); /);
     const metrics = createMetrics();
     for (const counter of first.counters ?? []) metrics.jobCounter(counter);
-    assert.match(await metrics.registry.metrics(), new RegExp(`^polarstack_daemon_${OVERLAP_GAUGE} 3399$`, "m"));
-    assert.deepEqual(events.map((e) => [e.type, e.reason]), [["Warning", "EphemeralPortOverlap"]]);
-    assert.match(
+    assertMatch(await metrics.registry.metrics(), new RegExp(`^polarstack_daemon_${OVERLAP_GAUGE} 3399$`, "m"));
+    assertEquals(events.map((e) => [e.type, e.reason]), [["Warning", "EphemeralPortOverlap"]]);
+    assertMatch(
       events[0].message,
       /^Ports 30500-32999,36000-36499,36601-36999 \(3399 ports\) of the scanned ranges are in net\.ipv4\.ip_local_port_range \(30500-36999\) and not in net\.ipv4\.ip_local_reserved_ports: .*add them to sysctl net\.ipv4\.ip_local_reserved_ports \(or run the daemon with --reserve-port-ranges\)$/,
     );
     await run(controller);
-    assert.equal(events.length, 1, "the same overlap is not reported again");
+    assertEquals(events.length, 1, "the same overlap is not reported again");
 
     await Deno.writeTextFile(`${sysctl}/ip_local_port_range`, "32768\t60999\n");
     const second = await run(controller);
-    assert.deepEqual(second.result.ephemeralOverlap, [[32768, 32999], [36000, 36499], [36601, 39999]]);
-    assert.equal(events.length, 2, "a changed overlap is reported");
+    assertEquals(second.result.ephemeralOverlap, [[32768, 32999], [36000, 36499], [36601, 39999]]);
+    assertEquals(events.length, 2, "a changed overlap is reported");
     for (const counter of second.counters ?? []) metrics.jobCounter(counter);
-    assert.match(await metrics.registry.metrics(), new RegExp(`^polarstack_daemon_${OVERLAP_GAUGE} 4131$`, "m"));
+    assertMatch(await metrics.registry.metrics(), new RegExp(`^polarstack_daemon_${OVERLAP_GAUGE} 4131$`, "m"));
     const dry = await run(controller, true);
-    assert.deepEqual(dry.result.ephemeralOverlap, second.result.ephemeralOverlap);
+    assertEquals(dry.result.ephemeralOverlap, second.result.ephemeralOverlap);
 
     // --reserve-port-ranges: the scanned ranges join the entries already there, written once.
     const reserving = setup(server, { portRanges: "30000-32999,36000-39999", reservePortRanges: true }, sysctl);
     const fixer = reserving.make({ scan: () => Promise.resolve(new Set<number>()) });
     const reservedFile = `${sysctl}/ip_local_reserved_ports`;
-    assert.equal((await run(fixer, true)).result.ephemeralOverlap.length, 3, "a dry run reserves nothing");
-    assert.equal(await Deno.readTextFile(reservedFile), "8080,36500-36600\n");
+    assertEquals((await run(fixer, true)).result.ephemeralOverlap.length, 3, "a dry run reserves nothing");
+    assertEquals(await Deno.readTextFile(reservedFile), "8080,36500-36600\n");
     const fixed = await run(fixer);
-    assert.deepEqual(fixed.result.ephemeralOverlap, []);
-    assert.equal(await Deno.readTextFile(reservedFile), "8080,30000-32999,36000-39999\n");
-    assert.deepEqual(fixed.counters?.map((c) => [c.name, c.value, c.kind]), [[OVERLAP_GAUGE, 0, "gauge"]]);
+    assertEquals(fixed.result.ephemeralOverlap, []);
+    assertEquals(await Deno.readTextFile(reservedFile), "8080,30000-32999,36000-39999\n");
+    assertEquals(fixed.counters?.map((c) => [c.name, c.value, c.kind]), [[OVERLAP_GAUGE, 0, "gauge"]]);
     const written = (await Deno.stat(reservedFile)).mtime?.getTime();
     await new Promise((resolve) => setTimeout(resolve, 20)); // lets an mtime differ, were the file written again
     await run(fixer);
-    assert.equal((await Deno.stat(reservedFile)).mtime?.getTime(), written, "unchanged: not written again");
-    assert.deepEqual(reserving.events, [], "nothing left to report");
+    assertEquals((await Deno.stat(reservedFile)).mtime?.getTime(), written, "unchanged: not written again");
+    assertEquals(reserving.events, [], "nothing left to report");
 
     // A sysctl that cannot be read does not stop the ports from being published.
     await Deno.remove(`${sysctl}/ip_local_port_range`);
     const unreadable = await run(controller);
-    assert.deepEqual(unreadable.result.ephemeralOverlap, []);
-    assert.match(unreadable.summary, /^0 used ports in 2 ranges; ConfigMap ".*" unchanged$/);
+    assertEquals(unreadable.result.ephemeralOverlap, []);
+    assertMatch(unreadable.summary, /^0 used ports in 2 ranges; ConfigMap ".*" unchanged$/);
   } finally {
     await Deno.remove(sysctl, { recursive: true });
     await server.close();
@@ -528,9 +529,9 @@ Deno.test("the netlink scanner falls back to /proc when it cannot open or a dump
       },
       procPaths: [path],
     });
-    assert.equal((await broken([[1, 65535]], signal) as Uint8Array)[5432], 1);
-    assert.equal((await broken([[1, 65535]], signal) as Uint8Array)[5432], 1);
-    assert.deepEqual(lines, [
+    assertEquals((await broken([[1, 65535]], signal) as Uint8Array)[5432], 1);
+    assertEquals((await broken([[1, 65535]], signal) as Uint8Array)[5432], 1);
+    assertEquals(lines, [
       "warn Cannot open a NETLINK_SOCK_DIAG socket: Permission denied (errno 13): finding used ports in /proc/net/tcp " +
       "and /proc/net/tcp6 from now on",
     ]);
@@ -548,11 +549,11 @@ Deno.test("the netlink scanner falls back to /proc when it cannot open or a dump
       }),
       procPaths: [path],
     });
-    assert.equal((await failing([[1, 65535]], signal) as Uint8Array)[22], 1, "the dump while it works");
-    assert.equal((await failing([[1, 65535]], signal) as Uint8Array)[5432], 1, "then /proc");
-    assert.equal((await failing([[1, 65535]], signal) as Uint8Array)[5432], 1);
-    assert.equal(dumps, 2, "no dump is tried after one failed");
-    assert.deepEqual(lines, [
+    assertEquals((await failing([[1, 65535]], signal) as Uint8Array)[22], 1, "the dump while it works");
+    assertEquals((await failing([[1, 65535]], signal) as Uint8Array)[5432], 1, "then /proc");
+    assertEquals((await failing([[1, 65535]], signal) as Uint8Array)[5432], 1);
+    assertEquals(dumps, 2, "no dump is tried after one failed");
+    assertEquals(lines, [
       "info Finding used ports with netlink (NETLINK_SOCK_DIAG, --port-scan-method=netlink)",
       "warn Cannot receive the socket dump: No buffer space available (errno 105): finding used ports in " +
       "/proc/net/tcp and /proc/net/tcp6 from now on",

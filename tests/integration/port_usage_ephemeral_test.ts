@@ -3,7 +3,7 @@
  * `once port-usage --json` reports the overlap, `--reserve-port-ranges` closes it (the kernel then hands out none of
  * those ports to a few hundred outgoing connections) and keeps the entries that were there.
  */
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, assertNotMatch } from "../support/assert.ts";
 import type { PortUsageResult } from "../../controllers/port_usage/job.ts";
 import { canMakeNetns, createNetns, type NetNs } from "../support/netns.ts";
 import { hasCommand, skipUnless } from "../support/prereq.ts";
@@ -19,7 +19,7 @@ async function runIn(ns: NetNs, argv: string[]): Promise<{ stdout: string; stder
     .output();
   const decoder = new TextDecoder();
   const result = { stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-  assert.equal(out.code, 0, `${argv.join(" ")}: ${result.stderr}`);
+  assertEquals(out.code, 0, `${argv.join(" ")}: ${result.stderr}`);
   return result;
 }
 
@@ -62,26 +62,26 @@ Deno.test({
       await runIn(ns, ["sysctl", "-w", "net.ipv4.ip_local_reserved_ports=40950,50000-50010"]);
 
       const before = await portUsage(ns);
-      assert.deepEqual(before.result.ephemeralOverlap, [[40100, 40499]]);
-      assert.match(before.log, /"reason":"EphemeralPortOverlap"/);
+      assertEquals(before.result.ephemeralOverlap, [[40100, 40499]]);
+      assertMatch(before.log, /"reason":"EphemeralPortOverlap"/);
       // The trap is real: outgoing connections take ports of the scanned range.
       const taken = (await outgoingPorts(ns, 40000, 300)).filter((p) => p >= 40000 && p <= 40499);
-      assert.ok(taken.length > 0, "without the reservation, the kernel hands out ports of the scanned range");
+      assert(taken.length > 0, "without the reservation, the kernel hands out ports of the scanned range");
 
       const fixed = await portUsage(ns, "--reserve-port-ranges");
-      assert.deepEqual(fixed.result.ephemeralOverlap, []);
-      assert.match(fixed.log, /Added 40000-40499 to net\.ipv4\.ip_local_reserved_ports/);
-      assert.equal(await sysctl(ns, "net.ipv4.ip_local_reserved_ports"), "40000-40499,40950,50000-50010");
+      assertEquals(fixed.result.ephemeralOverlap, []);
+      assertMatch(fixed.log, /Added 40000-40499 to net\.ipv4\.ip_local_reserved_ports/);
+      assertEquals(await sysctl(ns, "net.ipv4.ip_local_reserved_ports"), "40000-40499,40950,50000-50010");
 
       const ports = await outgoingPorts(ns, 40000, 300);
-      assert.equal(ports.length, 300);
-      assert.deepEqual(ports.filter((p) => p < 40500 || p > 40999 || p === 40950), [], "only unreserved ports");
+      assertEquals(ports.length, 300);
+      assertEquals(ports.filter((p) => p < 40500 || p > 40999 || p === 40950), [], "only unreserved ports");
 
       // Already reserved: nothing is written, nothing reported.
       const again = await portUsage(ns, "--reserve-port-ranges");
-      assert.deepEqual(again.result.ephemeralOverlap, []);
-      assert.doesNotMatch(again.log, /Added|EphemeralPortOverlap/);
-      assert.equal(await sysctl(ns, "net.ipv4.ip_local_reserved_ports"), "40000-40499,40950,50000-50010");
+      assertEquals(again.result.ephemeralOverlap, []);
+      assertNotMatch(again.log, /Added|EphemeralPortOverlap/);
+      assertEquals(await sysctl(ns, "net.ipv4.ip_local_reserved_ports"), "40000-40499,40950,50000-50010");
     } finally {
       await ns.remove();
     }

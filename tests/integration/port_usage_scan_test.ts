@@ -3,7 +3,7 @@
  * socket's local port counts, in every state; `ss -Htan` must list exactly the same ports and a bind probe must
  * refuse none that we miss.
  */
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertRejects } from "../support/assert.ts";
 import { readProcLocalPorts } from "../../host/proc_net.ts";
 import { openSockDiag } from "../../host/sock_diag.ts";
 import { type PortRange, usedPortsInRanges } from "../../controllers/port_usage/ranges.ts";
@@ -20,7 +20,7 @@ const ignoreWithoutNetns = skipUnless(
 /** Runs the CLI inside the namespace (the deno binary of this test, its cache: no registry is reached there). */
 async function inNamespace<T>(ns: NetNs, ...args: string[]): Promise<T> {
   const r = await ns.exec([Deno.execPath(), "run", "-A", CLI, ...args]);
-  assert.equal(r.code, 0, r.stderr);
+  assertEquals(r.code, 0, r.stderr);
   return JSON.parse(r.stdout);
 }
 
@@ -49,33 +49,33 @@ Deno.test({
       const { ports } = report;
       // The set-up did what it says: ss sees each socket in the state the case is about.
       const state = (port: number) => report.states.filter(([p]) => p === port).map(([, s]) => s);
-      assert.ok(state(ports.outgoing).includes("ESTAB"), "an outgoing connection");
-      assert.ok(state(ports.accepted).includes("ESTAB") && !state(ports.accepted).includes("LISTEN"), "accepted side");
-      assert.deepEqual(state(ports.timeWait), ["TIME-WAIT"]);
-      assert.deepEqual(state(ports.synSent), ["SYN-SENT"]);
-      assert.deepEqual(state(ports.udp), [], "UDP is not in the TCP tables");
+      assert(state(ports.outgoing).includes("ESTAB"), "an outgoing connection");
+      assert(state(ports.accepted).includes("ESTAB") && !state(ports.accepted).includes("LISTEN"), "accepted side");
+      assertEquals(state(ports.timeWait), ["TIME-WAIT"]);
+      assertEquals(state(ports.synSent), ["SYN-SENT"]);
+      assertEquals(state(ports.udp), [], "UDP is not in the TCP tables");
 
       // Whole port space: both methods list exactly what ss lists.
-      assert.deepEqual(report.netlink, report.ss, "netlink = ss -Htan");
-      assert.deepEqual(report.proc, report.ss, "/proc = ss -Htan");
+      assertEquals(report.netlink, report.ss, "netlink = ss -Htan");
+      assertEquals(report.proc, report.ss, "/proc = ss -Htan");
 
       const used = inRanges(report.netlink, NS_RANGES);
       for (const kind of ["v4", "v6", "dual", "mapped", "wildcard", "outgoing", "accepted", "timeWait", "synSent"]) {
-        assert.ok(used.includes(ports[kind]), `${kind} port ${ports[kind]} is used`);
+        assert(used.includes(ports[kind]), `${kind} port ${ports[kind]} is used`);
       }
-      assert.ok(!used.includes(ports.udp), "a UDP socket does not count");
+      assert(!used.includes(ports.udp), "a UDP socket does not count");
       // Inclusive edges: 20000 and 20099 are in, 19999 and 20100 (listeners too) are not.
-      assert.equal(used[0], 20000);
-      assert.ok(used.includes(20099));
-      assert.ok(!used.includes(19999) && !used.includes(20100));
-      assert.ok(report.netlink.includes(19999) && report.netlink.includes(20100));
-      assert.deepEqual(used, inRanges(report.ss, NS_RANGES));
+      assertEquals(used[0], 20000);
+      assert(used.includes(20099));
+      assert(!used.includes(19999) && !used.includes(20100));
+      assert(report.netlink.includes(19999) && report.netlink.includes(20100));
+      assertEquals(used, inRanges(report.ss, NS_RANGES));
 
       // The bind probe (SO_REUSEADDR on 0.0.0.0 and [::], as a database listens) is refused on a subset of ours.
       const missed = report.bind.filter((port) => !used.includes(port));
-      assert.deepEqual(missed, [], "ports a database could not listen on that the scan missed");
+      assertEquals(missed, [], "ports a database could not listen on that the scan missed");
       for (const kind of ["v4", "v6", "dual", "mapped", "wildcard", "outgoing", "timeWait", "synSent"]) {
-        assert.ok(report.bind.includes(ports[kind]), `the bind probe is refused on ${kind} port ${ports[kind]}`);
+        assert(report.bind.includes(ports[kind]), `the bind probe is refused on ${kind} port ${ports[kind]}`);
       }
     } finally {
       await ns.remove();
@@ -90,9 +90,9 @@ Deno.test({
     const ns = await createNetns();
     try {
       const torn = await inNamespace<{ opened: number; printed: number; reads: number; hidden: number }>(ns, "torn");
-      assert.equal(torn.opened, 8392);
-      assert.ok(torn.hidden > 0, `listeners never printed although open during the whole read: ${torn.hidden}`);
-      assert.equal(torn.printed + torn.hidden, torn.opened);
+      assertEquals(torn.opened, 8392);
+      assert(torn.hidden > 0, `listeners never printed although open during the whole read: ${torn.hidden}`);
+      assertEquals(torn.printed + torn.hidden, torn.opened);
     } finally {
       await ns.remove();
     }
@@ -108,7 +108,7 @@ Deno.test({
       const seen = await inNamespace<Record<string, boolean>>(ns, "bound");
       const [major, minor] = Deno.osRelease().split(".").map(Number);
       const boundInactiveDump = major > 6 || (major === 6 && minor >= 5);
-      assert.deepEqual(seen, { netlink: boundInactiveDump, proc: false, ss: false, bind: true });
+      assertEquals(seen, { netlink: boundInactiveDump, proc: false, ss: false, bind: true });
     } finally {
       await ns.remove();
     }
@@ -141,18 +141,23 @@ Deno.test("the /proc reader streams a huge table through a small buffer, and a m
     await file.write(encoder.encode(chunk.slice(0, -1))); // the last line without a newline still counts
     file.close();
     const small = await readProcLocalPorts({ paths: [path], bufferSize: 4096 });
-    assert.deepEqual(usedPortsInRanges(small.ports, [[1, 65535]]), [...expected].sort((a, b) => a - b));
-    assert.ok(small.reads > 1000, `a 4 KiB buffer takes many reads: ${small.reads}`);
+    assertEquals(usedPortsInRanges(small.ports, [[1, 65535]]), [...expected].sort((a, b) => a - b));
+    assert(small.reads > 1000, `a 4 KiB buffer takes many reads: ${small.reads}`);
     const large = await readProcLocalPorts({ paths: [path] });
-    assert.deepEqual(large.ports, small.ports);
-    assert.ok(large.reads < small.reads / 10, `the default buffer takes few reads of a file: ${large.reads}`);
-    await assert.rejects(
-      readProcLocalPorts({ paths: [path], bufferSize: 64 }),
+    assertEquals(large.ports, small.ports);
+    assert(large.reads < small.reads / 10, `the default buffer takes few reads of a file: ${large.reads}`);
+    await assertRejects(
+      () => readProcLocalPorts({ paths: [path], bufferSize: 64 }),
+      Error,
       /Cannot read socket table ".*tcp6": a line is longer than the buffer/,
     );
     // IPv6 turned off: no tcp6 table, not an error; no tcp table is one.
-    assert.ok(await readProcLocalPorts({ paths: [`${dir}/missing6`] }));
-    await assert.rejects(readProcLocalPorts({ paths: [`${dir}/tcp`] }), /Cannot read socket table ".*\/tcp"/);
+    assert(await readProcLocalPorts({ paths: [`${dir}/missing6`] }));
+    await assertRejects(
+      () => readProcLocalPorts({ paths: [`${dir}/tcp`] }),
+      Error,
+      /Cannot read socket table ".*\/tcp"/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -170,8 +175,8 @@ Deno.test("netlink needs fewer kernel calls than /proc for the same table (fewer
     const bitmap = new Uint8Array(65536);
     const { sockets, receives } = diag.markLocalPorts(bitmap);
     const proc = await readProcLocalPorts();
-    assert.ok(sockets >= 300, `sockets dumped: ${sockets}`);
-    assert.ok(receives < proc.reads, `netlink receives ${receives}, /proc reads ${proc.reads}`);
+    assert(sockets >= 300, `sockets dumped: ${sockets}`);
+    assert(receives < proc.reads, `netlink receives ${receives}, /proc reads ${proc.reads}`);
   } finally {
     diag.close();
     for (const listener of listeners) listener.close();

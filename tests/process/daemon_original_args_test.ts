@@ -6,7 +6,7 @@
  * untouched. The test reads the outcome from the cluster: the port-usage and version ConfigMaps, the Node's
  * conditions, and the log root after the cleanup.
  */
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertMatch, fail } from "../support/assert.ts";
 import { INSTANCE_LABEL } from "../../controllers/log_cleanup/plan.ts";
 import { stopChild } from "../support/child.ts";
 import { daemonCommand, waitFor } from "../support/daemon_process.ts";
@@ -74,7 +74,7 @@ async function mountPoint(path: string): Promise<boolean> {
 
 async function must(argv: string[]): Promise<void> {
   const r = await run(argv);
-  if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr.trim()}`);
+  assert(r.code === 0, `${argv.join(" ")}: ${r.stderr.trim()}`);
 }
 
 async function writeOld(path: string, ageDays: number): Promise<void> {
@@ -189,44 +189,44 @@ Deno.test({
       })();
       const diag = () => `daemon stderr (last part):\n${stderr.slice(-3000)}`;
       const wait = <T>(fn: () => Promise<T>, what: string) =>
-        waitFor(fn, { what, timeoutMs: 45_000 }).catch((e) => assert.fail(`${e.message}\n${diag()}`));
+        waitFor(fn, { what, timeoutMs: 45_000 }).catch((e) => fail(`${e.message}\n${diag()}`));
 
       const ports = await wait(
         () => get(`/_fake/objects/configmaps/kube-system/cloud-provider-port-usage-${NODE}`),
         "port usage",
       );
-      assert.equal(ports.data["8900"], "the port already use", "its own listener on the original's port 8900");
-      assert.match(ports.metadata.annotations.updateTimestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      assertEquals(ports.data["8900"], "the port already use", "its own listener on the original's port 8900");
+      assertMatch(ports.metadata.annotations.updateTimestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
 
       const versions = await wait(
         () => get(`/_fake/objects/configmaps/kube-system/polarstack-daemon-version-availability-${NODE}`),
         "version availability",
       );
-      assert.equal(versions.data.existingVersions, "image-open");
+      assertEquals(versions.data.existingVersions, "image-open");
 
       const conditions = await wait(async () => {
         const node = await get(`/_fake/objects/nodes/${NODE}`);
         const byType = Object.fromEntries((node?.status?.conditions ?? []).map((c: { type: string }) => [c.type, c]));
         return byType.NodeClientIP && byType.NodeRefreshFlag ? byType : null;
       }, "node conditions");
-      assert.deepEqual(
+      assertEquals(
         [conditions.NodeClientIP.status, conditions.NodeClientIP.reason, conditions.NodeClientIP.message],
         ["True", "lo", "127.0.0.1"],
       );
-      assert.deepEqual([conditions.NodeClientNetworkUnavailable.status, conditions.NodeRefreshFlag.status], [
+      assertEquals([conditions.NodeClientNetworkUnavailable.status, conditions.NodeRefreshFlag.status], [
         "False",
         "True",
       ]);
 
       await wait(() => Promise.resolve(!exists(`${logRoot}/gone-ins`)), "the cleanup of /disk1/polardb/");
-      assert.equal(exists(`${logRoot}/active-ins/postgresql-10d.log`), false, "older than 7 days: removed");
-      assert.equal(exists(`${logRoot}/active-ins/postgresql-5d.log`), true, "5 days: kept, the age is 7 days not 3");
-      assert.ok(Deno.statSync(`${view}/kube-log/polardb-net.log`).isFile, "the log file in /kube-log");
+      assertEquals(exists(`${logRoot}/active-ins/postgresql-10d.log`), false, "older than 7 days: removed");
+      assertEquals(exists(`${logRoot}/active-ins/postgresql-5d.log`), true, "5 days: kept, the age is 7 days not 3");
+      assert(Deno.statSync(`${view}/kube-log/polardb-net.log`).isFile, "the log file in /kube-log");
 
       const status = await stopChild(daemon, { killAfterMs: 40_000 });
       daemon = null;
       await reading;
-      assert.equal(status.code, 0, diag());
+      assertEquals(status.code, 0, diag());
     } finally {
       if (daemon) await stopChild(daemon, { killAfterMs: 5000 });
       await docker?.shutdown();

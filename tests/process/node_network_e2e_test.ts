@@ -2,7 +2,7 @@
  * End to end: the daemon (`main.ts`) and the fake API server run as processes inside a network namespace that
  * holds a veth pair named bond1; the test changes the link and reads the Node through the fake server.
  */
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertNotEquals, fail } from "../support/assert.ts";
 import type { NodeCondition } from "../../controllers/node_network/conditions.ts";
 import { addVeth, canMakeNetns, createNetns, type NetNs, type NsProcess, run, startIn } from "../support/netns.ts";
 import { ipmitoolFixture, statusReasonMessage } from "../support/node_network_fixtures.ts";
@@ -40,7 +40,7 @@ class Cluster {
       `Authorization: Bearer ${TOKEN}`,
       `${this.url}${path}`,
     ]);
-    if (r.code !== 0) throw new Error(`Cannot ${method} ${path} on the fake server: ${r.stderr}${r.stdout}`);
+    assert(r.code === 0, `Cannot ${method} ${path} on the fake server: ${r.stderr}${r.stdout}`);
     return r.stdout.trim() ? JSON.parse(r.stdout) : null;
   }
 
@@ -79,8 +79,8 @@ async function expectTransition(
   await want.change();
   const at = await waitFor(() => cluster.patchTime(t0, want), { what: want.what, timeoutMs: 10_000 });
   const got = (await cluster.conditions())[want.type];
-  assert.deepEqual([got.status, got.reason], [want.status, want.reason], want.what);
-  assert.ok(at - t0 <= 2 * PROBE_MS, `${want.what}: written ${at - t0} ms after the change (limit ${2 * PROBE_MS})`);
+  assertEquals([got.status, got.reason], [want.status, want.reason], want.what);
+  assert(at - t0 <= 2 * PROBE_MS, `${want.what}: written ${at - t0} ms after the change (limit ${2 * PROBE_MS})`);
   console.log(`${want.what}: written ${at - t0} ms after the change`);
 }
 
@@ -150,24 +150,24 @@ Deno.test({
         const got = await waitFor(async () => {
           const c = await cluster.conditions();
           return c.NodeOobIP && c.NodeClientNetworkUnavailable ? c : null;
-        }, { what: "the first report", timeoutMs: 30_000 }).catch((e) => assert.fail(`${e.message}\n${diag()}`));
-        assert.deepEqual(
+        }, { what: "the first report", timeoutMs: 30_000 }).catch((e) => fail(`${e.message}\n${diag()}`));
+        assertEquals(
           statusReasonMessage(got.NodeClientNetworkUnavailable),
           ["False", "StateUP", "bond1 StateUP"],
         );
-        assert.deepEqual(statusReasonMessage(got.NodeClientIP), [
+        assertEquals(statusReasonMessage(got.NodeClientIP), [
           "True",
           "bond1",
           "192.0.2.10",
         ]);
-        assert.deepEqual(statusReasonMessage(got.NodeOobIP), [
+        assertEquals(statusReasonMessage(got.NodeOobIP), [
           "True",
           "PowerOn",
           "198.51.100.23",
         ]);
-        assert.equal(got.NodeRefreshFlag.status, "True");
+        assertEquals(got.NodeRefreshFlag.status, "True");
         const log = await cluster.requests();
-        assert.ok(!log.some((r) => r.method === "GET" && r.path === "/api/v1/nodes"), "never a LIST of nodes");
+        assert(!log.some((r) => r.method === "GET" && r.path === "/api/v1/nodes"), "never a LIST of nodes");
       });
 
       await t.step(
@@ -215,7 +215,7 @@ Deno.test({
         const patch = (await cluster.requests()).find((r) =>
           r.method === "PATCH" && r.time >= t0 && r.body.includes("198.51.100.7")
         );
-        assert.ok(patch && patch.time - t0 <= 2 * PROBE_MS, "within 2 probe intervals");
+        assert(patch && patch.time - t0 <= 2 * PROBE_MS, "within 2 probe intervals");
       });
 
       await t.step("steady period: heartbeats once per report period, transition times kept, no LIST", async () => {
@@ -228,16 +228,16 @@ Deno.test({
         const patches = log.filter((r) => r.method === "PATCH");
         const lists = log.filter((r) => r.method === "GET" && r.path === "/api/v1/nodes");
         const nodeGets = log.filter((r) => r.method === "GET" && r.path === `/api/v1/nodes/${NODE}`);
-        assert.equal(lists.length, 0, "no LIST of nodes");
-        assert.equal(nodeGets.length, 0, "the Node is not re-read while writes succeed");
-        assert.ok(
+        assertEquals(lists.length, 0, "no LIST of nodes");
+        assertEquals(nodeGets.length, 0, "the Node is not re-read while writes succeed");
+        assert(
           patches.length >= 2 && patches.length <= Math.ceil(seconds * 1000 / REPORT_MS),
           `${patches.length} PATCHes in ${seconds} s with a ${REPORT_MS} ms report period`,
         );
-        for (const p of patches) assert.equal(JSON.parse(p.body).status.conditions.length, 4);
+        for (const p of patches) assertEquals(JSON.parse(p.body).status.conditions.length, 4);
         for (const type of ["NodeClientNetworkUnavailable", "NodeClientIP", "NodeOobIP", "NodeRefreshFlag"]) {
-          assert.equal(after[type].lastTransitionTime, before[type].lastTransitionTime, `${type} transition kept`);
-          assert.notEqual(after[type].lastHeartbeatTime, before[type].lastHeartbeatTime, `${type} heartbeat moved`);
+          assertEquals(after[type].lastTransitionTime, before[type].lastTransitionTime, `${type} transition kept`);
+          assertNotEquals(after[type].lastHeartbeatTime, before[type].lastHeartbeatTime, `${type} heartbeat moved`);
         }
         console.log(
           `steady ${seconds} s: ${log.length} requests (${patches.length} PATCH, ${
@@ -249,12 +249,12 @@ Deno.test({
       await t.step("GET /api/v1/node-network answers the last probe", async () => {
         const r = await ns.exec(["curl", "-sS", "http://127.0.0.1:18999/api/v1/node-network"]);
         const body = JSON.parse(r.stdout);
-        assert.equal(body.code, "1");
-        assert.deepEqual(
+        assertEquals(body.code, "1");
+        assertEquals(
           [body.data.node, body.data.nic, body.data.state, body.data.ipv4, body.data.oobIp],
           [NODE, "bond1", "UP", "198.51.100.7", "198.51.100.23"],
         );
-        assert.equal(body.data.conditions.length, 4);
+        assertEquals(body.data.conditions.length, 4);
       });
 
       await t.step("interface deleted -> StateUnKnown, NodeClientIP False with the last known IP", async () => {
@@ -266,12 +266,12 @@ Deno.test({
           reason: "StateUnKnown",
         });
         const got = await cluster.conditions();
-        assert.deepEqual(statusReasonMessage(got.NodeClientIP), [
+        assertEquals(statusReasonMessage(got.NodeClientIP), [
           "False",
           "bond1",
           "198.51.100.7",
         ]);
-        assert.equal(got.NodeClientNetworkUnavailable.message, "bond1 StateUnKnown");
+        assertEquals(got.NodeClientNetworkUnavailable.message, "bond1 StateUnKnown");
       });
 
       await t.step("once node-network --json --dry-run: the same shape, no write", async () => {
@@ -288,22 +288,22 @@ Deno.test({
           "--dry-run",
           ...common,
         ]));
-        assert.equal(r.code, 0, r.stderr);
+        assertEquals(r.code, 0, r.stderr);
         const out = JSON.parse(r.stdout);
-        assert.deepEqual(
+        assertEquals(
           [out.node, out.nic, out.state, out.ipv4, out.oobIp],
           [NODE, "bond1", "UNKNOWN", null, "198.51.100.23"],
         );
-        assert.deepEqual(out.conditions.map((c: NodeCondition) => `${c.type}=${c.status}`), [
+        assertEquals(out.conditions.map((c: NodeCondition) => `${c.type}=${c.status}`), [
           "NodeClientNetworkUnavailable=True",
           "NodeClientIP=False",
           "NodeOobIP=True",
           "NodeRefreshFlag=True",
         ]);
-        assert.equal(out.conditions[1].message, "198.51.100.7", "the last known IP, read from the Node");
+        assertEquals(out.conditions[1].message, "198.51.100.7", "the last known IP, read from the Node");
         const log = await cluster.requests();
-        assert.ok(!log.some((q) => q.method !== "GET"), "a dry run writes nothing");
-        assert.ok(!log.some((q) => q.path === "/api/v1/nodes"), "and lists no nodes");
+        assert(!log.some((q) => q.method !== "GET"), "a dry run writes nothing");
+        assert(!log.some((q) => q.path === "/api/v1/nodes"), "and lists no nodes");
       });
     } finally {
       for (const p of processes.reverse()) await p.stop();

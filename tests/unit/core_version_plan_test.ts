@@ -1,5 +1,5 @@
 /** Pure parts of the core-version job: reading version ConfigMaps, normalising references, the availability plan. */
-import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { assertEquals } from "../support/assert.ts";
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { normalizeImageRef } from "../../controllers/core_version/image_ref.ts";
 import { availabilityConfigMapName, planCoreVersion } from "../../controllers/core_version/plan.ts";
@@ -24,7 +24,7 @@ Deno.test("parseVersionConfigMap reads name and every key with Image after its f
     blankImage: "   ",
     other: "ignored",
   }));
-  deepStrictEqual(parsed, {
+  assertEquals(parsed, {
     kind: "version",
     version: {
       name: "image-open",
@@ -42,22 +42,22 @@ Deno.test("parseVersionConfigMap reads name and every key with Image after its f
 
 Deno.test("parseVersionConfigMap lists an image used by two keys once", () => {
   const parsed = parseVersionConfigMap(cm("v", { name: "v1", aImage: "busybox", bImage: "busybox" }));
-  strictEqual(parsed.kind, "version");
-  if (parsed.kind === "version") deepStrictEqual(parsed.version.images, ["busybox"]);
+  assertEquals(parsed.kind, "version");
+  if (parsed.kind === "version") assertEquals(parsed.version.images, ["busybox"]);
 });
 
 Deno.test("parseVersionConfigMap skips a ConfigMap without images, loudly", () => {
-  deepStrictEqual(parseVersionConfigMap(cm("empty", { name: "v1", engineImage: "" })), {
+  assertEquals(parseVersionConfigMap(cm("empty", { name: "v1", engineImage: "" })), {
     kind: "skip",
     configMap: "empty",
     reason: "it has no image keys",
     quiet: false,
   });
-  strictEqual(parseVersionConfigMap({ metadata: { name: "no-data" } }).kind, "skip");
+  assertEquals(parseVersionConfigMap({ metadata: { name: "no-data" } }).kind, "skip");
 });
 
 Deno.test("parseVersionConfigMap skips a ConfigMap with images but no name, loudly", () => {
-  deepStrictEqual(parseVersionConfigMap(cm("anon", { engineImage: "busybox", name: " " })), {
+  assertEquals(parseVersionConfigMap(cm("anon", { engineImage: "busybox", name: " " })), {
     kind: "skip",
     configMap: "anon",
     reason: "it has images but no name",
@@ -66,7 +66,7 @@ Deno.test("parseVersionConfigMap skips a ConfigMap with images but no name, loud
 });
 
 Deno.test("parseVersionConfigMap skips the root ConfigMap quietly", () => {
-  deepStrictEqual(parseVersionConfigMap(cm("postgresql-1-0-minor-version-info-rwo", { latestVersion: "image-open" })), {
+  assertEquals(parseVersionConfigMap(cm("postgresql-1-0-minor-version-info-rwo", { latestVersion: "image-open" })), {
     kind: "skip",
     configMap: "postgresql-1-0-minor-version-info-rwo",
     reason: "it is the root ConfigMap (latestVersion, no images)",
@@ -99,11 +99,11 @@ Deno.test("normalizeImageRef makes every spelling of one image equal", () => {
     [digest, digest],
     ["  busybox:1.36\n", "docker.io/library/busybox:1.36"],
   ];
-  for (const [input, expected] of cases) strictEqual(normalizeImageRef(input), expected, input);
+  for (const [input, expected] of cases) assertEquals(normalizeImageRef(input), expected, input);
   // Different images stay different.
-  strictEqual(normalizeImageRef("busybox:1") === normalizeImageRef("busybox:2"), false);
-  strictEqual(normalizeImageRef("a/b:1") === normalizeImageRef("registry:5000/a/b:1"), false);
-  strictEqual(normalizeImageRef("localhost/a") === normalizeImageRef("a"), false);
+  assertEquals(normalizeImageRef("busybox:1") === normalizeImageRef("busybox:2"), false);
+  assertEquals(normalizeImageRef("a/b:1") === normalizeImageRef("registry:5000/a/b:1"), false);
+  assertEquals(normalizeImageRef("localhost/a") === normalizeImageRef("a"), false);
 });
 
 const now = new Date("2026-03-04T05:06:07.890Z");
@@ -133,7 +133,7 @@ Deno.test("planCoreVersion: partly present versions, digests, the three data key
     previous: null,
     now,
   }, OPTIONS);
-  deepStrictEqual(plan.versions, [
+  assertEquals(plan.versions, [
     {
       name: "v1",
       configMap: "cm-a",
@@ -156,12 +156,12 @@ Deno.test("planCoreVersion: partly present versions, digests, the three data key
       available: true,
     },
   ]);
-  deepStrictEqual(plan.existingVersions, ["v1", "v3"]);
-  strictEqual(plan.data.existingVersions, "v1,v3");
-  strictEqual(plan.data.checkTime, "2026-03-04T05:06:07Z");
-  deepStrictEqual(JSON.parse(plan.data.details), plan.versions);
-  strictEqual(plan.changed, true);
-  strictEqual(plan.write, true);
+  assertEquals(plan.existingVersions, ["v1", "v3"]);
+  assertEquals(plan.data.existingVersions, "v1,v3");
+  assertEquals(plan.data.checkTime, "2026-03-04T05:06:07Z");
+  assertEquals(JSON.parse(plan.data.details), plan.versions);
+  assertEquals(plan.changed, true);
+  assertEquals(plan.write, true);
 });
 
 Deno.test("planCoreVersion: no available version gives an empty string, not a comma", () => {
@@ -171,9 +171,9 @@ Deno.test("planCoreVersion: no available version gives an empty string, not a co
     previous: null,
     now,
   }, OPTIONS);
-  strictEqual(plan.data.existingVersions, "");
-  deepStrictEqual(plan.existingVersions, []);
-  strictEqual(plan.versions.every((v) => !v.available && v.missing.length === v.images.length), true);
+  assertEquals(plan.data.existingVersions, "");
+  assertEquals(plan.existingVersions, []);
+  assertEquals(plan.versions.every((v) => !v.available && v.missing.length === v.images.length), true);
 });
 
 Deno.test("planCoreVersion: a version name listed by two ConfigMaps appears once", () => {
@@ -186,7 +186,7 @@ Deno.test("planCoreVersion: a version name listed by two ConfigMaps appears once
     previous: null,
     now,
   }, OPTIONS);
-  strictEqual(plan.data.existingVersions, "v1");
+  assertEquals(plan.data.existingVersions, "v1");
 });
 
 Deno.test("planCoreVersion writes only when something but checkTime changed, or the last write is old", () => {
@@ -195,12 +195,12 @@ Deno.test("planCoreVersion writes only when something but checkTime changed, or 
   const previous = cm("x", { ...first.data });
 
   const soon = planCoreVersion({ ...base, previous, now: new Date(now.getTime() + hour - 1000) }, OPTIONS);
-  strictEqual(soon.changed, false);
-  strictEqual(soon.write, false);
+  assertEquals(soon.changed, false);
+  assertEquals(soon.write, false);
 
   const late = planCoreVersion({ ...base, previous, now: new Date(now.getTime() + hour) }, OPTIONS);
-  strictEqual(late.changed, false);
-  strictEqual(late.write, true);
+  assertEquals(late.changed, false);
+  assertEquals(late.write, true);
 
   const moreImages = planCoreVersion({
     ...base,
@@ -208,9 +208,9 @@ Deno.test("planCoreVersion writes only when something but checkTime changed, or 
     previous,
     now: new Date(now.getTime() + 60_000),
   }, OPTIONS);
-  strictEqual(moreImages.changed, true);
-  strictEqual(moreImages.write, true);
-  strictEqual(moreImages.data.existingVersions, "v1,v2");
+  assertEquals(moreImages.changed, true);
+  assertEquals(moreImages.write, true);
+  assertEquals(moreImages.data.existingVersions, "v1,v2");
 
   // Only details changed (one more image of a still unavailable version appeared): still a change.
   const withV4 = { ...base, versions: [...versions(), { name: "v4", configMap: "cm-d", images: ["a:1", "b:1"] }] };
@@ -221,18 +221,18 @@ Deno.test("planCoreVersion writes only when something but checkTime changed, or 
     inventory: inventory(["busybox", "polardb/pfsd:1", "a:1"]),
     now: new Date(now.getTime() + 60_000),
   }, OPTIONS);
-  strictEqual(detailOnly.data.existingVersions, first.data.existingVersions);
-  strictEqual(detailOnly.changed, true);
+  assertEquals(detailOnly.data.existingVersions, first.data.existingVersions);
+  assertEquals(detailOnly.changed, true);
 
   const badTime = planCoreVersion(
     { ...base, previous: cm("x", { ...first.data, checkTime: "yesterday" }), now },
     OPTIONS,
   );
-  strictEqual(badTime.write, true);
-  strictEqual(badTime.changed, false);
+  assertEquals(badTime.write, true);
+  assertEquals(badTime.changed, false);
 });
 
 Deno.test("checkTime format and the ConfigMap name", () => {
-  strictEqual(kubeTime(new Date("2026-12-31T23:59:59.999Z")), "2026-12-31T23:59:59Z");
-  strictEqual(availabilityConfigMapName("Node-1"), "polarstack-daemon-version-availability-node-1");
+  assertEquals(kubeTime(new Date("2026-12-31T23:59:59.999Z")), "2026-12-31T23:59:59Z");
+  assertEquals(availabilityConfigMapName("Node-1"), "polarstack-daemon-version-availability-node-1");
 });

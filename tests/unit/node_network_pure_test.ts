@@ -1,5 +1,5 @@
 /** Pure rules of the node-network job: interface state, first IPv4, conditions, the patch plan, ipmitool parsing. */
-import assert from "node:assert/strict";
+import { assert, assertEquals } from "../support/assert.ts";
 import {
   clientNetworkEvent,
   type DesiredCondition,
@@ -43,37 +43,37 @@ Deno.test("interfaceState: every operstate, IFF_UP and carrier combination", () 
     ["testing", 0x1003, 0, "DOWN"],
   ];
   for (const [operstate, flags, carrier, want] of table) {
-    assert.equal(interfaceState({ operstate, flags, carrier }), want, `${operstate} ${flags} ${carrier}`);
+    assertEquals(interfaceState({ operstate, flags, carrier }), want, `${operstate} ${flags} ${carrier}`);
   }
-  assert.equal(interfaceState(null), "UNKNOWN");
+  assertEquals(interfaceState(null), "UNKNOWN");
 });
 
 Deno.test("firstIPv4: first address if IPv4, else the next IPv4 one, else null", () => {
   const v4 = (address: string) => ({ family: "IPv4" as const, address });
   const v6 = (address: string) => ({ family: "IPv6" as const, address });
-  assert.equal(firstIPv4([v4("192.0.2.10"), v4("192.0.2.11")]), "192.0.2.10");
-  assert.equal(firstIPv4([v6("fe80::1"), v4("192.0.2.11")]), "192.0.2.11");
-  assert.equal(firstIPv4([v6("fe80::1"), v6("2001:db8::1"), v4("198.51.100.7")]), "198.51.100.7");
-  assert.equal(firstIPv4([v6("fe80::1")]), null);
-  assert.equal(firstIPv4([]), null);
+  assertEquals(firstIPv4([v4("192.0.2.10"), v4("192.0.2.11")]), "192.0.2.10");
+  assertEquals(firstIPv4([v6("fe80::1"), v4("192.0.2.11")]), "192.0.2.11");
+  assertEquals(firstIPv4([v6("fe80::1"), v6("2001:db8::1"), v4("198.51.100.7")]), "198.51.100.7");
+  assertEquals(firstIPv4([v6("fe80::1")]), null);
+  assertEquals(firstIPv4([]), null);
 });
 
 Deno.test("isInterfaceName refuses path tricks and over-long names", () => {
-  for (const ok of ["bond1", "eth0.100", "veth@if3", "br-x_1"]) assert.ok(isInterfaceName(ok), ok);
+  for (const ok of ["bond1", "eth0.100", "veth@if3", "br-x_1"]) assert(isInterfaceName(ok), ok);
   for (const bad of ["", ".", "..", "../etc", "a/b", "sixteen-chars-xx", "bond 1"]) {
-    assert.ok(!isInterfaceName(bad), bad);
+    assert(!isInterfaceName(bad), bad);
   }
 });
 
 Deno.test("knownAddress and the lenient isCheckOObIP boolean (default true)", () => {
-  assert.equal(knownAddress("192.0.2.1"), "192.0.2.1");
-  assert.equal(knownAddress("0.0.0.0"), null);
-  assert.equal(knownAddress(""), null);
-  assert.equal(knownAddress(undefined), null);
+  assertEquals(knownAddress("192.0.2.1"), "192.0.2.1");
+  assertEquals(knownAddress("0.0.0.0"), null);
+  assertEquals(knownAddress(""), null);
+  assertEquals(knownAddress(undefined), null);
   for (const t of ["true", "1", "t", "TRUE", "True", " true ", "yes", "garbage", ""]) {
-    assert.equal(parseLenientBool(t, true), true, t);
+    assertEquals(parseLenientBool(t, true), true, t);
   }
-  for (const f of ["false", "0", "f", "F", "FALSE", "False"]) assert.equal(parseLenientBool(f, true), false, f);
+  for (const f of ["false", "0", "f", "F", "FALSE", "False"]) assertEquals(parseLenientBool(f, true), false, f);
 });
 
 const base: NodeNetworkObserved = {
@@ -98,7 +98,7 @@ Deno.test("desiredConditions: NodeClientNetworkUnavailable per state", () => {
   ];
   for (const [state, status, reason] of table) {
     const c = byType(desiredConditions({ ...base, nic: "eth9", state })).NodeClientNetworkUnavailable;
-    assert.deepEqual(c, { type: "NodeClientNetworkUnavailable", status, reason, message: `eth9 ${reason}` });
+    assertEquals(c, { type: "NodeClientNetworkUnavailable", status, reason, message: `eth9 ${reason}` });
   }
 });
 
@@ -113,36 +113,36 @@ Deno.test("desiredConditions: NodeClientIP with an address, and the last known o
   ];
   for (const [ipv4, lastIp, status, message] of table) {
     const c = byType(desiredConditions({ ...base, ipv4, lastIp })).NodeClientIP;
-    assert.deepEqual(c, { type: "NodeClientIP", status, reason: "bond1", message }, `${ipv4} ${lastIp}`);
+    assertEquals(c, { type: "NodeClientIP", status, reason: "bond1", message }, `${ipv4} ${lastIp}`);
   }
 });
 
 Deno.test("desiredConditions: NodeOobIP answers, errors, pending and not checked", () => {
   const ok = byType(desiredConditions(base)).NodeOobIP;
-  assert.deepEqual(ok, { type: "NodeOobIP", status: "True", reason: "PowerOn", message: "198.51.100.5" });
+  assertEquals(ok, { type: "NodeOobIP", status: "True", reason: "PowerOn", message: "198.51.100.5" });
   const failed = (lastOobIp: string | null) =>
     byType(desiredConditions({ ...base, oob: { ok: false, error: "ipmitool not found" }, lastOobIp })).NodeOobIP;
-  assert.deepEqual(failed("198.51.100.5"), {
+  assertEquals(failed("198.51.100.5"), {
     type: "NodeOobIP",
     status: "False",
     reason: "error: ipmitool not found",
     message: "198.51.100.5",
   });
-  assert.equal(failed(null).message, "0.0.0.0");
-  assert.equal(failed("0.0.0.0").message, "0.0.0.0");
-  assert.equal(byType(desiredConditions({ ...base, oob: null })).NodeOobIP, undefined, "pending: left out");
-  assert.equal(byType(desiredConditions({ ...base, checkOob: false })).NodeOobIP, undefined, "not checked");
+  assertEquals(failed(null).message, "0.0.0.0");
+  assertEquals(failed("0.0.0.0").message, "0.0.0.0");
+  assertEquals(byType(desiredConditions({ ...base, oob: null })).NodeOobIP, undefined, "pending: left out");
+  assertEquals(byType(desiredConditions({ ...base, checkOob: false })).NodeOobIP, undefined, "not checked");
 });
 
 Deno.test("desiredConditions: NodeRefreshFlag and the order of the conditions", () => {
   const all = desiredConditions(base);
-  assert.deepEqual(all.map((c) => c.type), [
+  assertEquals(all.map((c) => c.type), [
     "NodeClientNetworkUnavailable",
     "NodeClientIP",
     "NodeOobIP",
     "NodeRefreshFlag",
   ]);
-  assert.deepEqual(all[3], { type: "NodeRefreshFlag", status: "True", reason: "Refresh", message: "Refresh" });
+  assertEquals(all[3], { type: "NodeRefreshFlag", status: "True", reason: "Refresh", message: "Refresh" });
 });
 
 const T0 = new Date("2026-01-01T00:00:00.400Z");
@@ -153,32 +153,32 @@ function written(desired: DesiredCondition[], when: Date): NodeCondition[] {
 }
 
 Deno.test("kubeTime writes whole seconds", () => {
-  assert.equal(kubeTime(T0), "2026-01-01T00:00:00Z");
+  assertEquals(kubeTime(T0), "2026-01-01T00:00:00Z");
 });
 
 Deno.test("stampConditions: transition time kept while the status stays, new when it changes", () => {
   const up = desiredConditions(base);
   const first = written(up, T0);
   for (const c of first) {
-    assert.equal(c.lastTransitionTime, "2026-01-01T00:00:00Z");
-    assert.equal(c.lastHeartbeatTime, "2026-01-01T00:00:00Z");
+    assertEquals(c.lastTransitionTime, "2026-01-01T00:00:00Z");
+    assertEquals(c.lastHeartbeatTime, "2026-01-01T00:00:00Z");
   }
   const down = desiredConditions({ ...base, state: "DOWN", ipv4: null, lastIp: "192.0.2.10" });
   const later = byTypeN(stampConditions({ current: first, desired: down, now: at(30) }));
-  assert.equal(later.NodeClientNetworkUnavailable.lastTransitionTime, "2026-01-01T00:00:30Z");
-  assert.equal(later.NodeClientIP.lastTransitionTime, "2026-01-01T00:00:30Z");
-  assert.equal(later.NodeRefreshFlag.lastTransitionTime, "2026-01-01T00:00:00Z", "unchanged status");
-  assert.equal(later.NodeOobIP.lastTransitionTime, "2026-01-01T00:00:00Z");
-  for (const c of Object.values(later)) assert.equal(c.lastHeartbeatTime, "2026-01-01T00:00:30Z");
+  assertEquals(later.NodeClientNetworkUnavailable.lastTransitionTime, "2026-01-01T00:00:30Z");
+  assertEquals(later.NodeClientIP.lastTransitionTime, "2026-01-01T00:00:30Z");
+  assertEquals(later.NodeRefreshFlag.lastTransitionTime, "2026-01-01T00:00:00Z", "unchanged status");
+  assertEquals(later.NodeOobIP.lastTransitionTime, "2026-01-01T00:00:00Z");
+  for (const c of Object.values(later)) assertEquals(c.lastHeartbeatTime, "2026-01-01T00:00:30Z");
   // a reason/message change with the same status keeps the transition time
   const moved = byTypeN(
     stampConditions({ current: first, desired: desiredConditions({ ...base, ipv4: "192.0.2.20" }), now: at(40) }),
   );
-  assert.equal(moved.NodeClientIP.lastTransitionTime, "2026-01-01T00:00:00Z");
-  assert.equal(moved.NodeClientIP.message, "192.0.2.20");
+  assertEquals(moved.NodeClientIP.lastTransitionTime, "2026-01-01T00:00:00Z");
+  assertEquals(moved.NodeClientIP.message, "192.0.2.20");
   // an existing condition without a transition time gets one
   const bare = stampConditions({ current: [{ type: "NodeRefreshFlag", status: "True" }], desired: up, now: at(5) });
-  assert.equal(byTypeN(bare).NodeRefreshFlag.lastTransitionTime, "2026-01-01T00:00:05Z");
+  assertEquals(byTypeN(bare).NodeRefreshFlag.lastTransitionTime, "2026-01-01T00:00:05Z");
 });
 
 function byTypeN(conditions: NodeCondition[]): Record<string, NodeCondition> {
@@ -192,7 +192,7 @@ Deno.test("planConditionPatch: first write carries all four", () => {
     now: T0,
     reportFrequencyMs: 60_000,
   });
-  assert.deepEqual(patch?.status.conditions.map((c) => c.type), [
+  assertEquals(patch?.status.conditions.map((c) => c.type), [
     "NodeClientNetworkUnavailable",
     "NodeClientIP",
     "NodeOobIP",
@@ -204,14 +204,14 @@ Deno.test("planConditionPatch: nothing changed and no heartbeat due -> null; hea
   const desired = desiredConditions(base);
   const current = written(desired, T0);
   for (const s of [1, 3, 30, 59]) {
-    assert.equal(planConditionPatch({ current, desired, now: at(s), reportFrequencyMs: 60_000 }), null, `${s} s`);
+    assertEquals(planConditionPatch({ current, desired, now: at(s), reportFrequencyMs: 60_000 }), null, `${s} s`);
   }
   for (const s of [60, 61, 600]) {
     const patch = planConditionPatch({ current, desired, now: at(s), reportFrequencyMs: 60_000 });
-    assert.equal(patch?.status.conditions.length, 4, `${s} s`);
+    assertEquals(patch?.status.conditions.length, 4, `${s} s`);
     for (const c of patch!.status.conditions) {
-      assert.equal(c.lastHeartbeatTime, kubeTime(at(s)));
-      assert.equal(c.lastTransitionTime, "2026-01-01T00:00:00Z", "transition kept across heartbeats");
+      assertEquals(c.lastHeartbeatTime, kubeTime(at(s)));
+      assertEquals(c.lastTransitionTime, "2026-01-01T00:00:00Z", "transition kept across heartbeats");
     }
   }
 });
@@ -236,7 +236,7 @@ Deno.test("planConditionPatch: a change carries only the changed conditions, bef
       now: at(10),
       reportFrequencyMs: 60_000,
     });
-    assert.deepEqual(patch?.status.conditions.map((c) => c.type) ?? [], types, JSON.stringify(change));
+    assertEquals(patch?.status.conditions.map((c) => c.type) ?? [], types, JSON.stringify(change));
   }
 });
 
@@ -245,7 +245,7 @@ Deno.test("planConditionPatch: status change sets a new transition time only on 
   const current = written(desired, T0);
   const down = desiredConditions({ ...base, state: "DOWN" });
   const patch = planConditionPatch({ current, desired: down, now: at(10), reportFrequencyMs: 60_000 })!;
-  assert.deepEqual(patch.status.conditions, [{
+  assertEquals(patch.status.conditions, [{
     type: "NodeClientNetworkUnavailable",
     status: "True",
     reason: "StateDown",
@@ -259,19 +259,19 @@ Deno.test("planConditionPatch: any of ours due -> all of ours; a future heartbea
   const desired = desiredConditions(base);
   const old = written(desired, T0);
   const mixed = old.map((c) => c.type === "NodeOobIP" ? c : { ...c, lastHeartbeatTime: kubeTime(at(50)) });
-  assert.equal(
+  assertEquals(
     planConditionPatch({ current: mixed, desired, now: at(61), reportFrequencyMs: 60_000 })?.status
       .conditions.length,
     4,
   );
   const future = written(desired, at(7200));
-  assert.equal(
+  assertEquals(
     planConditionPatch({ current: future, desired, now: T0, reportFrequencyMs: 60_000 })?.status
       .conditions.length,
     4,
   );
   const missingTime = old.map((c) => c.type === "NodeRefreshFlag" ? { ...c, lastHeartbeatTime: undefined } : c);
-  assert.equal(
+  assertEquals(
     planConditionPatch({ current: missingTime, desired, now: at(1), reportFrequencyMs: 60_000 })?.status
       .conditions.length,
     4,
@@ -289,24 +289,24 @@ Deno.test("planConditionPatch: other components' conditions are never sent", () 
     lastTransitionTime: kubeTime(T0),
   }];
   const patch = planConditionPatch({ current, desired, now: at(120), reportFrequencyMs: 60_000 });
-  assert.ok(patch!.status.conditions.every((c) => c.type !== "Ready"));
+  assert(patch!.status.conditions.every((c) => c.type !== "Ready"));
 });
 
 Deno.test("planNodeNetwork: the stamped conditions, the patch, and whether anything changed", () => {
   const first = planNodeNetwork(base, { current: [], now: T0, reportFrequencyMs: 60_000 });
-  assert.deepEqual(first.conditions, written(desiredConditions(base), T0));
-  assert.deepEqual(first.patch?.status.conditions, first.conditions);
-  assert.equal(first.changed, true, "nothing of ours on the Node yet");
+  assertEquals(first.conditions, written(desiredConditions(base), T0));
+  assertEquals(first.patch?.status.conditions, first.conditions);
+  assertEquals(first.changed, true, "nothing of ours on the Node yet");
   const steady = planNodeNetwork(base, { current: first.conditions, now: at(3), reportFrequencyMs: 60_000 });
-  assert.deepEqual([steady.patch, steady.changed], [null, false]);
+  assertEquals([steady.patch, steady.changed], [null, false]);
   const beat = planNodeNetwork(base, { current: first.conditions, now: at(60), reportFrequencyMs: 60_000 });
-  assert.deepEqual([beat.patch?.status.conditions.length, beat.changed], [4, false], "a heartbeat is routine");
+  assertEquals([beat.patch?.status.conditions.length, beat.changed], [4, false], "a heartbeat is routine");
   const down = planNodeNetwork({ ...base, state: "DOWN" }, {
     current: first.conditions,
     now: at(3),
     reportFrequencyMs: 60_000,
   });
-  assert.deepEqual([down.patch?.status.conditions.map((c) => c.type), down.changed], [
+  assertEquals([down.patch?.status.conditions.map((c) => c.type), down.changed], [
     ["NodeClientNetworkUnavailable"],
     true,
   ]);
@@ -315,42 +315,42 @@ Deno.test("planNodeNetwork: the stamped conditions, the patch, and whether anyth
 Deno.test("clientNetworkEvent: a Warning when the network goes, a Normal one when it is back, else none", () => {
   const up = written(desiredConditions(base), T0);
   const down = written(desiredConditions({ ...base, state: "DOWN" }), at(3));
-  assert.deepEqual(clientNetworkEvent("node-1", { before: up, written: down }), {
+  assertEquals(clientNetworkEvent("node-1", { before: up, written: down }), {
     job: "node-network",
     type: "Warning",
     reason: "ClientNetworkUnavailable",
     message: 'Client network of Node "node-1": bond1 StateDown',
   });
-  assert.equal(clientNetworkEvent("node-1", { before: [], written: down })?.type, "Warning", "first write down");
-  assert.deepEqual(clientNetworkEvent("node-1", { before: down, written: up }), {
+  assertEquals(clientNetworkEvent("node-1", { before: [], written: down })?.type, "Warning", "first write down");
+  assertEquals(clientNetworkEvent("node-1", { before: down, written: up }), {
     job: "node-network",
     type: "Normal",
     reason: "ClientNetworkAvailable",
     message: 'Client network of Node "node-1": bond1 StateUP',
   });
-  assert.equal(clientNetworkEvent("node-1", { before: [], written: up }), null, "first write up: no event");
-  assert.equal(clientNetworkEvent("node-1", { before: down, written: down }), null, "still down");
-  assert.equal(clientNetworkEvent("node-1", { before: up, written: up.slice(1) }), null, "not among the written");
+  assertEquals(clientNetworkEvent("node-1", { before: [], written: up }), null, "first write up: no event");
+  assertEquals(clientNetworkEvent("node-1", { before: down, written: down }), null, "still down");
+  assertEquals(clientNetworkEvent("node-1", { before: up, written: up.slice(1) }), null, "not among the written");
 });
 
 Deno.test("OOB schedule: an answer sets the next check, keeps the last address; switching off keeps it too", () => {
   const timing = { firstRetryMs: 60_000, holdMs: 3_600_000 };
-  assert.equal(oobCheckDue(OOB_UNCHECKED, 0), true);
+  assertEquals(oobCheckDue(OOB_UNCHECKED, 0), true);
   const ok = afterOobAnswer(OOB_UNCHECKED, { ok: true, ip: "198.51.100.23" }, { startedAt: 1_000, timing });
-  assert.deepEqual(ok, {
+  assertEquals(ok, {
     answer: { ok: true, ip: "198.51.100.23" },
     lastIp: "198.51.100.23",
     nextAt: 3_601_000,
     failures: 0,
   });
-  assert.deepEqual([oobCheckDue(ok, 3_600_999), oobCheckDue(ok, 3_601_000)], [false, true]);
+  assertEquals([oobCheckDue(ok, 3_600_999), oobCheckDue(ok, 3_601_000)], [false, true]);
   const failed = afterOobAnswer(ok, { ok: false, error: "ip is null" }, { startedAt: 5_000_000, timing });
-  assert.deepEqual([failed.lastIp, failed.failures, failed.nextAt], ["198.51.100.23", 1, 5_060_000]);
+  assertEquals([failed.lastIp, failed.failures, failed.nextAt], ["198.51.100.23", 1, 5_060_000]);
   const again = afterOobAnswer(failed, { ok: false, error: "ip is null" }, { startedAt: 5_060_000, timing });
-  assert.deepEqual([again.failures, again.nextAt], [2, 5_180_000]);
+  assertEquals([again.failures, again.nextAt], [2, 5_180_000]);
   const zero = afterOobAnswer(again, { ok: true, ip: "0.0.0.0" }, { startedAt: 6_000_000, timing });
-  assert.deepEqual([zero.lastIp, zero.failures], ["198.51.100.23", 0], "0.0.0.0 is not worth keeping");
-  assert.deepEqual(oobSwitchedOff(again), { ...OOB_UNCHECKED, lastIp: "198.51.100.23" });
+  assertEquals([zero.lastIp, zero.failures], ["198.51.100.23", 0], "0.0.0.0 is not worth keeping");
+  assertEquals(oobSwitchedOff(again), { ...OOB_UNCHECKED, lastIp: "198.51.100.23" });
 });
 
 const LAN_PRINT = `Set in Progress         : Set Complete
@@ -363,13 +363,13 @@ Default Gateway IP      : 198.51.100.1
 `;
 
 Deno.test("parseIpmiLanPrint: the IP Address line, not IP Address Source", () => {
-  assert.deepEqual(parseIpmiLanPrint(LAN_PRINT), { ok: true, ip: "198.51.100.23" });
+  assertEquals(parseIpmiLanPrint(LAN_PRINT), { ok: true, ip: "198.51.100.23" });
   const reversed = LAN_PRINT.split("\n").reverse().join("\n");
-  assert.deepEqual(parseIpmiLanPrint(reversed), { ok: true, ip: "198.51.100.23" });
-  assert.deepEqual(parseIpmiLanPrint("IP Address : 0.0.0.0\n"), { ok: true, ip: "0.0.0.0" });
-  assert.deepEqual(parseIpmiLanPrint("IP Address Source : DHCP\n"), { ok: false, error: "ip is null" });
-  assert.deepEqual(parseIpmiLanPrint(""), { ok: false, error: "ip is null" });
-  assert.deepEqual(parseIpmiLanPrint("IP Address :\n"), { ok: false, error: "ip is null" });
-  assert.deepEqual(parseIpmiLanPrint("IP Address : 999.1.1.1\n"), { ok: false, error: "ip 999.1.1.1 is unavailable" });
-  assert.deepEqual(parseIpmiLanPrint("IP Address  : 198.51.100.23\r\n"), { ok: true, ip: "198.51.100.23" });
+  assertEquals(parseIpmiLanPrint(reversed), { ok: true, ip: "198.51.100.23" });
+  assertEquals(parseIpmiLanPrint("IP Address : 0.0.0.0\n"), { ok: true, ip: "0.0.0.0" });
+  assertEquals(parseIpmiLanPrint("IP Address Source : DHCP\n"), { ok: false, error: "ip is null" });
+  assertEquals(parseIpmiLanPrint(""), { ok: false, error: "ip is null" });
+  assertEquals(parseIpmiLanPrint("IP Address :\n"), { ok: false, error: "ip is null" });
+  assertEquals(parseIpmiLanPrint("IP Address : 999.1.1.1\n"), { ok: false, error: "ip 999.1.1.1 is unavailable" });
+  assertEquals(parseIpmiLanPrint("IP Address  : 198.51.100.23\r\n"), { ok: true, ip: "198.51.100.23" });
 });

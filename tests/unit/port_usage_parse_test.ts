@@ -1,5 +1,5 @@
 /** Pure parts of the port-usage job: range rules, the switch, the plan, /proc line parsing. */
-import assert from "node:assert/strict";
+import { assert, assertEquals, assertThrows } from "../support/assert.ts";
 import {
   ephemeralOverlap,
   mergeRanges,
@@ -24,52 +24,56 @@ import { formatPortList, parseEphemeralRange, parsePortList } from "../../host/s
 import { dumpRequest, walkMessages } from "../../host/sock_diag.ts";
 
 Deno.test("parsePortRange keeps the original's test cases", () => {
-  assert.deepEqual(parsePortRange("1232"), [1232, 1232]);
-  assert.deepEqual(parsePortRange("-9-32"), [9, 32]);
-  assert.deepEqual(parsePortRange("02000-3000"), [2000, 3000]);
-  assert.deepEqual(parsePortRange("32"), [32, 32]);
-  assert.deepEqual(parsePortRange("3000-2000"), [2000, 3000]);
-  assert.throws(() => parsePortRange("04-abcd"), /"abcd" is not a port number/);
+  assertEquals(parsePortRange("1232"), [1232, 1232]);
+  assertEquals(parsePortRange("-9-32"), [9, 32]);
+  assertEquals(parsePortRange("02000-3000"), [2000, 3000]);
+  assertEquals(parsePortRange("32"), [32, 32]);
+  assertEquals(parsePortRange("3000-2000"), [2000, 3000]);
+  assertThrows(() => parsePortRange("04-abcd"), Error, /"abcd" is not a port number/);
 });
 
 Deno.test("parsePortRange: bounds 1..65535, A+K, spaces, malformed values", () => {
-  assert.deepEqual(parsePortRange("1-65535"), [1, 65535]);
-  assert.deepEqual(parsePortRange(" 5400 - 5800 "), [5400, 5800]);
-  assert.deepEqual(parsePortRange("30000+100"), [30000, 30100]);
-  assert.deepEqual(parsePortRange("65535+0"), [65535, 65535]);
-  assert.deepEqual(parsePortRange("5432-"), [5432, 5432]);
-  assert.throws(() => parsePortRange("65535-65536"), /65536 is outside 1\.\.65535/);
-  assert.throws(() => parsePortRange("0"), /0 is outside 1\.\.65535/);
-  assert.throws(() => parsePortRange("0-10"), /0 is outside/);
-  assert.throws(() => parsePortRange("99999999999999999999"), /is outside 1\.\.65535/);
-  assert.throws(() => parsePortRange("65500+100"), /ends at 65600, outside 1\.\.65535/);
-  assert.throws(() => parsePortRange("1-2-3"), /more than two bounds/);
-  assert.throws(() => parsePortRange("1+2+3"), /more than one \+/);
-  assert.throws(() => parsePortRange("5+x"), /"x" is not a port count/);
-  assert.throws(() => parsePortRange("+5"), /"" is not a port number/);
-  assert.throws(() => parsePortRange(""), /empty range/);
-  assert.throws(() => parsePortRange("-"), /no port number/);
-  assert.throws(() => parsePortRange("1.5"), /"1\.5" is not a port number/);
+  assertEquals(parsePortRange("1-65535"), [1, 65535]);
+  assertEquals(parsePortRange(" 5400 - 5800 "), [5400, 5800]);
+  assertEquals(parsePortRange("30000+100"), [30000, 30100]);
+  assertEquals(parsePortRange("65535+0"), [65535, 65535]);
+  assertEquals(parsePortRange("5432-"), [5432, 5432]);
+  assertThrows(() => parsePortRange("65535-65536"), Error, /65536 is outside 1\.\.65535/);
+  assertThrows(() => parsePortRange("0"), Error, /0 is outside 1\.\.65535/);
+  assertThrows(() => parsePortRange("0-10"), Error, /0 is outside/);
+  assertThrows(() => parsePortRange("99999999999999999999"), Error, /is outside 1\.\.65535/);
+  assertThrows(() => parsePortRange("65500+100"), Error, /ends at 65600, outside 1\.\.65535/);
+  assertThrows(() => parsePortRange("1-2-3"), Error, /more than two bounds/);
+  assertThrows(() => parsePortRange("1+2+3"), Error, /more than one \+/);
+  assertThrows(() => parsePortRange("5+x"), Error, /"x" is not a port count/);
+  assertThrows(() => parsePortRange("+5"), Error, /"" is not a port number/);
+  assertThrows(() => parsePortRange(""), Error, /empty range/);
+  assertThrows(() => parsePortRange("-"), Error, /no port number/);
+  assertThrows(() => parsePortRange("1.5"), Error, /"1\.5" is not a port number/);
 });
 
 Deno.test("mergeRanges sorts and merges overlapping, contained and adjacent ranges", () => {
-  assert.deepEqual(mergeRanges([[30000, 32999], [5400, 5800], [5700, 6000], [36000, 39999], [33000, 33000]]), [
+  assertEquals(mergeRanges([[30000, 32999], [5400, 5800], [5700, 6000], [36000, 39999], [33000, 33000]]), [
     [5400, 6000],
     [30000, 33000],
     [36000, 39999],
   ]);
-  assert.deepEqual(mergeRanges([[1, 100], [5, 6]]), [[1, 100]]);
-  assert.deepEqual(mergeRanges([[10, 10], [12, 12]]), [[10, 10], [12, 12]]);
-  assert.deepEqual(mergeRanges([]), []);
+  assertEquals(mergeRanges([[1, 100], [5, 6]]), [[1, 100]]);
+  assertEquals(mergeRanges([[10, 10], [12, 12]]), [[10, 10], [12, 12]]);
+  assertEquals(mergeRanges([]), []);
 });
 
 Deno.test("parseRangeList reads --port-ranges and names the bad item", () => {
-  assert.deepEqual(parseRangeList("1-65535"), [[1, 65535]]);
-  assert.deepEqual(parseRangeList("5400-5800,30000-39999"), [[5400, 5800], [30000, 39999]]);
-  assert.deepEqual(parseRangeList(" 5700-6000 , 5400-5800, "), [[5400, 6000]]);
-  assert.throws(() => parseRangeList("5400-5800,abc"), /Invalid port range "abc" in "5400-5800,abc": "abc" is not/);
-  assert.throws(() => parseRangeList(" , "), /no range/);
-  assert.throws(() => parseRangeList("1-70000"), /70000 is outside/);
+  assertEquals(parseRangeList("1-65535"), [[1, 65535]]);
+  assertEquals(parseRangeList("5400-5800,30000-39999"), [[5400, 5800], [30000, 39999]]);
+  assertEquals(parseRangeList(" 5700-6000 , 5400-5800, "), [[5400, 6000]]);
+  assertThrows(
+    () => parseRangeList("5400-5800,abc"),
+    Error,
+    /Invalid port range "abc" in "5400-5800,abc": "abc" is not/,
+  );
+  assertThrows(() => parseRangeList(" , "), Error, /no range/);
+  assertThrows(() => parseRangeList("1-70000"), Error, /70000 is outside/);
 });
 
 Deno.test("parsePortRanges reads the shipped annotations, skips non-ranges quietly, reports bad ranges", () => {
@@ -87,50 +91,50 @@ Deno.test("parsePortRanges reads the shipped annotations, skips non-ranges quiet
     "list": "40000,40002-40003",
   };
   const parsed = parsePortRanges(annotations);
-  assert.deepEqual(parsed.ranges, [[5400, 5800], [30000, 33010], [36000, 40000], [40002, 40003]]);
-  assert.deepEqual(parsed.invalid, [
+  assertEquals(parsed.ranges, [[5400, 5800], [30000, 33010], [36000, 40000], [40002, 40003]]);
+  assertEquals(parsed.invalid, [
     { key: "too.high", value: "65535-65536", reason: "65536 is outside 1..65535" },
     { key: "typo", value: "04-abcd", reason: '"abcd" is not a port number' },
   ]);
-  assert.deepEqual(parsePortRanges(undefined), { ranges: [], invalid: [] });
-  assert.deepEqual(parsePortRanges({ a: "-9-32" }).ranges, [[9, 32]]);
+  assertEquals(parsePortRanges(undefined), { ranges: [], invalid: [] });
+  assertEquals(parsePortRanges({ a: "-9-32" }).ranges, [[9, 32]]);
 });
 
 Deno.test("parseLenientBool: the original's words, any case, trimmed; anything else is the default", () => {
   for (const word of ["1", "t", "T", "y", "Y", "true", "TRUE", "True", "yes", "YES", " yes "]) {
-    assert.equal(parseLenientBool(word, false), true, word);
+    assertEquals(parseLenientBool(word, false), true, word);
   }
   for (const word of ["0", "f", "F", "n", "N", "false", "FALSE", "no", "No", "\tno\n"]) {
-    assert.equal(parseLenientBool(word, true), false, word);
+    assertEquals(parseLenientBool(word, true), false, word);
   }
   for (const word of ["", "on", "off", "enable", "2", "nope"]) {
-    assert.equal(parseLenientBool(word, true), true, word);
-    assert.equal(parseLenientBool(word, false), false, word);
+    assertEquals(parseLenientBool(word, true), true, word);
+    assertEquals(parseLenientBool(word, false), false, word);
   }
-  assert.equal(parseLenientBool(undefined, true), true);
-  assert.equal(parseLenientBool(undefined, false), false);
+  assertEquals(parseLenientBool(undefined, true), true);
+  assertEquals(parseLenientBool(undefined, false), false);
 });
 
 Deno.test("usedPortsInRanges takes a bitmap or a set and keeps inclusive edges", () => {
   const bitmap = new Uint8Array(65536);
   for (const p of [1, 99, 100, 150, 200, 201, 65535]) bitmap[p] = 1;
   const ranges = [[1, 1], [100, 200], [65535, 65535]] as const;
-  assert.deepEqual(usedPortsInRanges(bitmap, ranges), [1, 100, 150, 200, 65535]);
-  assert.deepEqual(usedPortsInRanges(new Set([1, 99, 100, 150, 200, 201, 65535]), ranges), [1, 100, 150, 200, 65535]);
+  assertEquals(usedPortsInRanges(bitmap, ranges), [1, 100, 150, 200, 65535]);
+  assertEquals(usedPortsInRanges(new Set([1, 99, 100, 150, 200, 201, 65535]), ranges), [1, 100, 150, 200, 65535]);
 });
 
 const NOW = new Date("2026-11-25T08:09:10.987Z");
 
 Deno.test("planPortUsage: the original's keys, value and annotation; created when missing", () => {
   const plan = planPortUsage({ node: "n1", used: [22, 5432], existing: null, now: NOW });
-  assert.equal(plan.name, "cloud-provider-port-usage-n1");
-  assert.equal(plan.changed, true);
-  assert.equal(plan.tooLarge, false);
-  assert.deepEqual(plan.configMap.data, { "22": PORT_USED_VALUE, "5432": PORT_USED_VALUE });
-  assert.equal(PORT_USED_VALUE, "the port already use");
-  assert.deepEqual(plan.configMap.metadata?.annotations, { updateTimestamp: "2026-11-25T08:09:10Z" });
-  assert.equal(plan.sizeBytes, 2 + 20 + 4 + 20);
-  assert.equal(kubeTime(new Date("2026-01-02T03:04:05.000+02:00")), "2026-01-02T01:04:05Z");
+  assertEquals(plan.name, "cloud-provider-port-usage-n1");
+  assertEquals(plan.changed, true);
+  assertEquals(plan.tooLarge, false);
+  assertEquals(plan.configMap.data, { "22": PORT_USED_VALUE, "5432": PORT_USED_VALUE });
+  assertEquals(PORT_USED_VALUE, "the port already use");
+  assertEquals(plan.configMap.metadata?.annotations, { updateTimestamp: "2026-11-25T08:09:10Z" });
+  assertEquals(plan.sizeBytes, 2 + 20 + 4 + 20);
+  assertEquals(kubeTime(new Date("2026-01-02T03:04:05.000+02:00")), "2026-01-02T01:04:05Z");
 });
 
 Deno.test("planPortUsage compares the set of data keys only, and keeps the existing metadata", () => {
@@ -147,29 +151,29 @@ Deno.test("planPortUsage compares the set of data keys only, and keeps the exist
     data: { "5432": "something else", "22": PORT_USED_VALUE },
   };
   const same = planPortUsage({ node: "n1", used: [22, 5432], existing, now: NOW });
-  assert.equal(same.changed, false);
+  assertEquals(same.changed, false);
   const more = planPortUsage({ node: "n1", used: [22, 5432, 8080], existing, now: NOW });
-  assert.equal(more.changed, true);
-  assert.deepEqual(more.configMap.metadata?.labels, { team: "db" });
-  assert.deepEqual(more.configMap.metadata?.annotations, { updateTimestamp: "2026-11-25T08:09:10Z", note: "keep" });
-  assert.equal(more.configMap.metadata?.resourceVersion, "7");
-  assert.equal(planPortUsage({ node: "n1", used: [22, 8080], existing, now: NOW }).changed, true);
-  assert.equal(planPortUsage({ node: "n1", used: [22], existing, now: NOW }).changed, true);
-  assert.equal(planPortUsage({ node: "n1", used: [], existing: { metadata: {} }, now: NOW }).changed, false);
+  assertEquals(more.changed, true);
+  assertEquals(more.configMap.metadata?.labels, { team: "db" });
+  assertEquals(more.configMap.metadata?.annotations, { updateTimestamp: "2026-11-25T08:09:10Z", note: "keep" });
+  assertEquals(more.configMap.metadata?.resourceVersion, "7");
+  assertEquals(planPortUsage({ node: "n1", used: [22, 8080], existing, now: NOW }).changed, true);
+  assertEquals(planPortUsage({ node: "n1", used: [22], existing, now: NOW }).changed, true);
+  assertEquals(planPortUsage({ node: "n1", used: [], existing: { metadata: {} }, now: NOW }).changed, false);
 });
 
 Deno.test("planPortUsage counts bytes as the API server does and flags more than 1 MiB", () => {
   const all = Array.from({ length: 65535 }, (_, i) => i + 1);
   const digits = 9 * 1 + 90 * 2 + 900 * 3 + 9000 * 4 + 55536 * 5;
   const plan = planPortUsage({ node: "n1", used: all, existing: null, now: NOW });
-  assert.equal(plan.sizeBytes, digits + 65535 * PORT_USED_VALUE.length);
-  assert.equal(plan.tooLarge, true);
+  assertEquals(plan.sizeBytes, digits + 65535 * PORT_USED_VALUE.length);
+  assertEquals(plan.tooLarge, true);
   // The largest set that fits: 25 bytes per five-digit port.
   const fits = Array.from({ length: 40000 }, (_, i) => 10000 + i);
-  assert.equal(planPortUsage({ node: "n1", used: fits, existing: null, now: NOW }).sizeBytes, 40000 * 25);
-  assert.equal(planPortUsage({ node: "n1", used: fits, existing: null, now: NOW }).tooLarge, false);
-  assert.equal(CONFIGMAP_MAX_BYTES, 1048576);
-  assert.equal(
+  assertEquals(planPortUsage({ node: "n1", used: fits, existing: null, now: NOW }).sizeBytes, 40000 * 25);
+  assertEquals(planPortUsage({ node: "n1", used: fits, existing: null, now: NOW }).tooLarge, false);
+  assertEquals(CONFIGMAP_MAX_BYTES, 1048576);
+  assertEquals(
     configMapDataSize({ data: { "é": "日本" }, binaryData: { b: "AAAA", c: "AA==" } }),
     2 + 6 + 1 + 3 + 1 + 1,
   );
@@ -192,36 +196,36 @@ const TCP6_LINES = [
 Deno.test("localPortOfLine reads the local port of IPv4 and IPv6 rows in every state, not the remote one", () => {
   const encoder = new TextEncoder();
   const port = (line: string) => localPortOfLine(encoder.encode(line));
-  assert.equal(port(TCP_LINES[0]), -1, "header");
-  assert.equal(port(TCP_LINES[1]), 0xb0c9, "listener");
-  assert.equal(port(TCP_LINES[2]), 2024);
-  assert.equal(port(TCP_LINES[3]), 0xd084, "established: the local port, not the remote 0xB0C9");
-  assert.equal(port(TCP_LINES[4]), 0xdee4, "TIME_WAIT (06)");
-  assert.equal(port(TCP6_LINES[0]), 0xa841);
-  assert.equal(port(TCP6_LINES[1]), 0x846f, "IPv4-mapped");
-  assert.equal(port(TCP6_LINES[2]), 0x9963, "lower-case state");
-  assert.equal(port(TCP6_LINES[3]), 0x16, "IPv6 established");
+  assertEquals(port(TCP_LINES[0]), -1, "header");
+  assertEquals(port(TCP_LINES[1]), 0xb0c9, "listener");
+  assertEquals(port(TCP_LINES[2]), 2024);
+  assertEquals(port(TCP_LINES[3]), 0xd084, "established: the local port, not the remote 0xB0C9");
+  assertEquals(port(TCP_LINES[4]), 0xdee4, "TIME_WAIT (06)");
+  assertEquals(port(TCP6_LINES[0]), 0xa841);
+  assertEquals(port(TCP6_LINES[1]), 0x846f, "IPv4-mapped");
+  assertEquals(port(TCP6_LINES[2]), 0x9963, "lower-case state");
+  assertEquals(port(TCP6_LINES[3]), 0x16, "IPv6 established");
   // SYN_SENT (02) and CLOSE (07) rows count too: their port is taken.
-  assert.equal(
+  assertEquals(
     port("   2: 0100007F:B0CA 0A00FF0A:0050 02 00000000:00000000 01:00000064 00000002     0        0 7 2"),
     0xb0ca,
   );
-  assert.equal(
+  assertEquals(
     port("   2: 0100007F:B0CB 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 7 2"),
     0xb0cb,
   );
   for (const bad of ["", "garbage", "x: 0100007F", "   0: 0100007F:XYZW 00000000:0000 0A", "   0: 01007F:B0C9 0 0A"]) {
-    assert.equal(port(bad), -1, bad);
+    assertEquals(port(bad), -1, bad);
   }
-  assert.equal(port("   0: 0100007F:B0C9"), -1, "no field after the port");
+  assertEquals(port("   0: 0100007F:B0C9"), -1, "no field after the port");
 });
 
 Deno.test("markLocalPorts marks complete lines only and returns where the partial line starts", () => {
   const text = `${[...TCP_LINES, ...TCP6_LINES].join("\n")}\n${TCP6_LINES[0].slice(0, 20)}`;
   const bytes = new TextEncoder().encode(text);
   const ports = new Uint8Array(65536);
-  assert.equal(markLocalPorts(bytes, ports), text.lastIndexOf("\n") + 1);
-  assert.deepEqual(usedPortsInRanges(ports, [[1, 65535]]), [
+  assertEquals(markLocalPorts(bytes, ports), text.lastIndexOf("\n") + 1);
+  assertEquals(usedPortsInRanges(ports, [[1, 65535]]), [
     0x16,
     0x07e8,
     0x846f,
@@ -236,65 +240,65 @@ Deno.test("markLocalPorts marks complete lines only and returns where the partia
 Deno.test("ephemeralOverlap: the scanned ports inside ip_local_port_range and not reserved", () => {
   const shipped = [[5400, 5800], [30000, 32999], [36000, 39999]] as const;
   const linux = { range: [32768, 60999] as const, reserved: [] };
-  assert.deepEqual(ephemeralOverlap(shipped, linux), [[32768, 32999], [36000, 39999]]);
-  assert.equal(rangeSize(ephemeralOverlap(shipped, linux)), 232 + 4000);
+  assertEquals(ephemeralOverlap(shipped, linux), [[32768, 32999], [36000, 39999]]);
+  assertEquals(rangeSize(ephemeralOverlap(shipped, linux)), 232 + 4000);
   // Reserved entries, unsorted and overlapping as a person may write them, cut the overlap.
   const reserved = [[37000, 37999], [32768, 32800], [36500, 36500], [37500, 38100]] as const;
-  assert.deepEqual(ephemeralOverlap(shipped, { range: [32768, 60999], reserved: [...reserved] }), [
+  assertEquals(ephemeralOverlap(shipped, { range: [32768, 60999], reserved: [...reserved] }), [
     [32801, 32999],
     [36000, 36499],
     [36501, 36999],
     [38101, 39999],
   ]);
-  assert.deepEqual(ephemeralOverlap(shipped, { range: [32768, 60999], reserved: [[30000, 39999]] }), []);
-  assert.deepEqual(ephemeralOverlap(shipped, { range: [40000, 60999], reserved: [] }), []);
-  assert.deepEqual(ephemeralOverlap([[100, 200]], { range: [150, 150], reserved: [] }), [[150, 150]]);
-  assert.deepEqual(ephemeralOverlap([], linux), []);
+  assertEquals(ephemeralOverlap(shipped, { range: [32768, 60999], reserved: [[30000, 39999]] }), []);
+  assertEquals(ephemeralOverlap(shipped, { range: [40000, 60999], reserved: [] }), []);
+  assertEquals(ephemeralOverlap([[100, 200]], { range: [150, 150], reserved: [] }), [[150, 150]]);
+  assertEquals(ephemeralOverlap([], linux), []);
 });
 
 Deno.test("planReservation keeps every entry, adds only what is missing, and changes nothing when all is there", () => {
   const ranges = [[30000, 32999], [36000, 39999]] as const;
   const first = planReservation([[8080, 8080], [31000, 31010], [50000, 50010]], ranges);
-  assert.deepEqual(first.reserved, [[8080, 8080], [30000, 32999], [36000, 39999], [50000, 50010]]);
-  assert.deepEqual(first.added, [[30000, 30999], [31011, 32999], [36000, 39999]]);
-  assert.equal(first.changed, true);
+  assertEquals(first.reserved, [[8080, 8080], [30000, 32999], [36000, 39999], [50000, 50010]]);
+  assertEquals(first.added, [[30000, 30999], [31011, 32999], [36000, 39999]]);
+  assertEquals(first.changed, true);
   const again = planReservation(first.reserved, ranges);
-  assert.deepEqual([again.changed, again.added], [false, []]);
-  assert.equal(planReservation([[1, 65535]], ranges).changed, false);
+  assertEquals([again.changed, again.added], [false, []]);
+  assertEquals(planReservation([[1, 65535]], ranges).changed, false);
 });
 
 Deno.test("the sysctls' formats: ip_local_port_range, ip_local_reserved_ports", () => {
-  assert.deepEqual(parseEphemeralRange("32768\t60999\n"), [32768, 60999]);
-  assert.throws(() => parseEphemeralRange("60999 32768"), /"60999 32768" is not two port numbers/);
-  assert.throws(() => parseEphemeralRange("x"), /not two port numbers/);
-  assert.deepEqual(parsePortList("\n"), []);
-  assert.deepEqual(parsePortList("8080,9148-9150\n"), [[8080, 8080], [9148, 9150]]);
-  assert.throws(() => parsePortList("8080,9150-9148"), /"9150-9148" is not a port or a range/);
-  assert.throws(() => parsePortList("1-2-3"), /"1-2-3" is not/);
-  assert.equal(formatPortList([[8080, 8080], [9148, 9150]]), "8080,9148-9150");
-  assert.equal(formatPortList([]), "");
+  assertEquals(parseEphemeralRange("32768\t60999\n"), [32768, 60999]);
+  assertThrows(() => parseEphemeralRange("60999 32768"), Error, /"60999 32768" is not two port numbers/);
+  assertThrows(() => parseEphemeralRange("x"), Error, /not two port numbers/);
+  assertEquals(parsePortList("\n"), []);
+  assertEquals(parsePortList("8080,9148-9150\n"), [[8080, 8080], [9148, 9150]]);
+  assertThrows(() => parsePortList("8080,9150-9148"), Error, /"9150-9148" is not a port or a range/);
+  assertThrows(() => parsePortList("1-2-3"), Error, /"1-2-3" is not/);
+  assertEquals(formatPortList([[8080, 8080], [9148, 9150]]), "8080,9148-9150");
+  assertEquals(formatPortList([]), "");
 });
 
 Deno.test("a port is dropped only when two scans in a row miss it; new ports need no second scan", () => {
-  assert.equal(needsConfirmation(null, [1, 2]), true, "the first run has nothing to compare with: scan twice");
-  assert.equal(needsConfirmation([1, 2], [1, 2, 3]), false, "only additions: published at once");
-  assert.equal(needsConfirmation([1, 2], [2]), true, "1 is missing: a second scan must agree");
-  assert.deepEqual(unionOfScans([1, 3, 5], [2, 3, 6]), [1, 2, 3, 5, 6]);
-  assert.deepEqual(unionOfScans([], [4]), [4]);
-  assert.deepEqual(unionOfScans([4], []), [4]);
+  assertEquals(needsConfirmation(null, [1, 2]), true, "the first run has nothing to compare with: scan twice");
+  assertEquals(needsConfirmation([1, 2], [1, 2, 3]), false, "only additions: published at once");
+  assertEquals(needsConfirmation([1, 2], [2]), true, "1 is missing: a second scan must agree");
+  assertEquals(unionOfScans([1, 3, 5], [2, 3, 6]), [1, 2, 3, 5, 6]);
+  assertEquals(unionOfScans([], [4]), [4]);
+  assertEquals(unionOfScans([4], []), [4]);
 });
 
 Deno.test("the netlink dump request is nlmsghdr + inet_diag_req_v2 (72 bytes), and replies are walked by nlmsg_len", () => {
   const request = dumpRequest(10, 7);
   const view = new DataView(request.buffer);
-  assert.equal(request.length, 72);
-  assert.deepEqual(
+  assertEquals(request.length, 72);
+  assertEquals(
     [view.getUint32(0, true), view.getUint16(4, true), view.getUint16(6, true), view.getUint32(8, true)],
     [72, 20, 0x301, 7],
   );
-  assert.deepEqual([request[16], request[17], request[18], request[19]], [10, 6, 0, 0], "AF_INET6, IPPROTO_TCP");
-  assert.equal(view.getUint32(20, true), 0xffffffff, "every state");
-  assert.ok(request.subarray(24).every((b) => b === 0), "no socket id filter");
+  assertEquals([request[16], request[17], request[18], request[19]], [10, 6, 0, 0], "AF_INET6, IPPROTO_TCP");
+  assertEquals(view.getUint32(20, true), 0xffffffff, "every state");
+  assert(request.subarray(24).every((b) => b === 0), "no socket id filter");
 
   // Two sockets (one with a 4-byte attribute, so the next message starts aligned), then NLMSG_DONE.
   const reply = new Uint8Array(16 + 72 + 8 + 16 + 72 + 20);
@@ -309,16 +313,16 @@ Deno.test("the netlink dump request is nlmsghdr + inet_diag_req_v2 (72 bytes), a
   r.setUint32(184, 20, true);
   r.setUint16(188, 3, true);
   const ports: number[] = [];
-  assert.equal(walkMessages(reply, (offset) => ports.push(r.getUint16(offset + 4, false))), true);
-  assert.deepEqual(ports, [5432, 40001]);
-  assert.equal(walkMessages(reply.subarray(0, 184), () => {}), false, "no NLMSG_DONE yet: receive more");
+  assertEquals(walkMessages(reply, (offset) => ports.push(r.getUint16(offset + 4, false))), true);
+  assertEquals(ports, [5432, 40001]);
+  assertEquals(walkMessages(reply.subarray(0, 184), () => {}), false, "no NLMSG_DONE yet: receive more");
   const error = new Uint8Array(36);
   const e = new DataView(error.buffer);
   e.setUint32(0, 36, true);
   e.setUint16(4, 2, true);
   e.setInt32(16, -13, true);
-  assert.throws(() => walkMessages(error, () => {}), /Cannot read the socket dump: the kernel answered errno 13/);
+  assertThrows(() => walkMessages(error, () => {}), Error, /Cannot read the socket dump: the kernel answered errno 13/);
   const short = new Uint8Array(16);
   new DataView(short.buffer).setUint32(0, 8, true);
-  assert.throws(() => walkMessages(short, () => {}), /a message of 8 bytes at offset 0 is malformed/);
+  assertThrows(() => walkMessages(short, () => {}), Error, /a message of 8 bytes at offset 0 is malformed/);
 });
