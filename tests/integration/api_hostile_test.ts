@@ -5,14 +5,14 @@ import { createTokenReviewAuthorizer } from "../../api/auth.ts";
 import { createMetrics } from "../../api/metrics.ts";
 import { type CronRegistrar, Scheduler } from "../../controllers/scheduler.ts";
 import { type Controller, systemClock } from "../../core/types.ts";
-import { createKubeClient } from "../../k8s/client.ts";
-import { startFakeKubeApiServer } from "../fake_kube/server.ts";
+import { startFakeCluster } from "../support/fake_cluster.ts";
 
 const noCron: CronRegistrar = () => Promise.resolve();
 const JOBS = ["port-usage", "core-version", "log-cleanup", "node-network"];
 
 async function setUp() {
-  const server = await startFakeKubeApiServer({
+  const { server, kube, close } = await startFakeCluster({
+    client: { retries: 0, qps: 1000, burst: 1000 },
     seed: [
       {
         apiVersion: "v1",
@@ -28,7 +28,6 @@ async function setUp() {
     groups: ["system:authenticated"],
     audiences: ["polarstack-daemon"],
   });
-  const kube = createKubeClient(server.connection(), { userAgent: "test", retries: 0, qps: 1000, burst: 1000 });
   const controllers: Controller[] = JOBS.map((name) => ({
     name,
     schedule: { cron: "* * * * *" },
@@ -53,11 +52,11 @@ async function setUp() {
     }),
   });
   await new Promise((r) => setTimeout(r, 20));
-  return { server, app, scheduler };
+  return { server, app, scheduler, close };
 }
 
 Deno.test("POST endpoints: 401 without a token bound to polarstack-daemon, 403 for another user, 200 for the daemon's account; reviews cached", async () => {
-  const { server, app } = await setUp();
+  const { server, app, close } = await setUp();
   try {
     const post = (auth?: string) =>
       app.request("/api/v1/InnerCheckCoreVersion", { method: "POST", headers: auth ? { Authorization: auth } : {} });
@@ -86,12 +85,12 @@ Deno.test("POST endpoints: 401 without a token bound to polarstack-daemon, 403 f
     // GETs stay open.
     assertEquals((await app.request("/api/v1/versions")).status, 200);
   } finally {
-    await server.close();
+    await close();
   }
 });
 
 Deno.test("GetStandByIp reads the StandbyIP condition of the pod's node", async () => {
-  const { server, app } = await setUp();
+  const { server, app, close } = await setUp();
   try {
     let res = await app.request("/api/v1/GetStandByIp?podName=db-0");
     assertEquals(await res.json(), {
@@ -129,7 +128,7 @@ Deno.test("GetStandByIp reads the StandbyIP condition of the pod's node", async 
     assertEquals(res.status, 200, "Unknown is not an error: only False is");
     assertEquals((await res.json()).data, "10.1.2.4");
   } finally {
-    await server.close();
+    await close();
   }
 });
 
@@ -142,7 +141,7 @@ function rng(seed: number) {
 }
 
 Deno.test("fuzz: 10,000 generated requests never get a 5xx of our making, and every answer is JSON", async () => {
-  const { server, app } = await setUp();
+  const { server, app, close } = await setUp();
   const random = rng(20261125);
   const pick = <T>(list: readonly T[]) => list[Math.floor(random() * list.length)];
   const paths = [
@@ -200,7 +199,7 @@ Deno.test("fuzz: 10,000 generated requests never get a 5xx of our making, and ev
       }
     }
   } finally {
-    await server.close();
+    await close();
   }
   assert(count >= 9_000, `requests sent: ${count}`);
   const growth = Deno.memoryUsage().rss - before;
@@ -208,7 +207,7 @@ Deno.test("fuzz: 10,000 generated requests never get a 5xx of our making, and ev
 });
 
 Deno.test("1,000 concurrent connections, slow and half-closed clients: answered, no crash", async () => {
-  const { server, app } = await setUp();
+  const { app, close } = await setUp();
   const http = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
   const port = http.addr.port;
   try {
@@ -231,6 +230,6 @@ Deno.test("1,000 concurrent connections, slow and half-closed clients: answered,
     assertEquals(await res.json(), { status: "ok" });
   } finally {
     await http.shutdown();
-    await server.close();
+    await close();
   }
 });

@@ -8,10 +8,9 @@ import type { FanOutOutcome } from "../../controllers/core_version/fan_out.ts";
 import type { JobDeps } from "../../controllers/deps.ts";
 import { nullEventSink } from "../../core/types.ts";
 import { createCommandRunner } from "../../host/command.ts";
-import { createKubeClient } from "../../k8s/client.ts";
 import { coreVersionOptions } from "../../job_options.ts";
 import { hasDockerd, startDockerDaemon } from "../support/docker_daemon.ts";
-import { startFakeKubeApiServer } from "../fake_kube/server.ts";
+import { startFakeCluster } from "../support/fake_cluster.ts";
 import { isRoot, skipUnless } from "../support/prereq.ts";
 
 const NS = "kube-system";
@@ -55,7 +54,7 @@ Deno.test({
   ignore: skipUnless(isRoot() && hasDockerd(), "needs root and dockerd (Debian package docker.io)"),
   async fn(t) {
     const docker = await startDockerDaemon();
-    const server = await startFakeKubeApiServer({
+    const { server, kube, close } = await startFakeCluster({
       seed: [
         versionCm("postgresql-1-0-minor-version-info-rwo", { latestVersion: "image-open" }),
         versionCm("postgresql-1-0-minor-version-info-rwo-image-a", {
@@ -75,7 +74,6 @@ Deno.test({
         }),
       ],
     });
-    const kube = createKubeClient(server.connection(), { userAgent: "test" });
     const clock = testClock("2026-05-01T10:00:00.250Z");
     const config = defaultConfig({ currentNodeName: "node-a", dockerHost: docker.host, imageStore: "auto" });
     const deps: JobDeps = {
@@ -210,7 +208,7 @@ Deno.test({
         );
       });
     } finally {
-      await server.close();
+      await close();
       await docker.stop();
     }
   },
@@ -267,7 +265,7 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
     listen({ ip: "127.0.0.6", port }, () => new Response("boom", { status: 500 })),
     ...(ipv6 ? [listen({ ip: "::1", port }, () => new Response("OK"))] : []),
   ];
-  const server = await startFakeKubeApiServer({
+  const { server, kube, close } = await startFakeCluster({
     seed: [
       pod("daemon-a", "node-a", { ip: "127.0.0.4" }),
       pod("daemon-b", "node-b", { ip: "127.0.0.2" }),
@@ -279,7 +277,6 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
       ...(ipv6 ? [pod("daemon-h", "node-h", { ip: "::1" })] : []),
     ],
   });
-  const kube = createKubeClient(server.connection(), { userAgent: "test" });
   // The token the fan-out sends, in a file as the kubelet projects it.
   const tokenDir = await Deno.makeTempDir({ prefix: "psd-core-version-" });
   const peerTokenFile = `${tokenDir}/token`;
@@ -357,7 +354,7 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
     });
   } finally {
     release.resolve();
-    await server.close();
+    await close();
     await Promise.all(listeners.map((l) => l.server.shutdown()));
     await Deno.remove(tokenDir, { recursive: true });
   }

@@ -6,13 +6,12 @@ import { applyConfigMap } from "../../k8s/config_maps.ts";
 import { KubeError } from "../../k8s/errors.ts";
 import { createEventSink, uploadBody } from "../../k8s/events.ts";
 import { systemClock } from "../../core/types.ts";
-import { startFakeKubeApiServer } from "../fake_kube/server.ts";
 import { waitFor } from "../support/daemon_process.ts";
+import { startFakeCluster } from "../support/fake_cluster.ts";
 
 Deno.test("a burst of 100 writes spreads over time as the rate limit says", async () => {
-  const server = await startFakeKubeApiServer();
+  const { server, kube, close } = await startFakeCluster({ client: { userAgent: "psd-test/1", qps: 50, burst: 10 } });
   try {
-    const kube = createKubeClient(server.connection(), { userAgent: "psd-test/1", qps: 50, burst: 10 });
     await Promise.all(
       Array.from(
         { length: 100 },
@@ -26,19 +25,16 @@ Deno.test("a burst of 100 writes spreads over time as the rate limit says", asyn
     assert(span >= 1700, `100 writes within ${span} ms`);
     assertEquals(new Set(server.requests.map((r) => r.userAgent)), new Set(["psd-test/1"]));
   } finally {
-    await server.close();
+    await close();
   }
 });
 
 Deno.test("5xx and dropped connections are retried; 429 honours Retry-After; 4xx fail at once with the object named", async () => {
-  const server = await startFakeKubeApiServer();
+  const retries: number[] = [];
+  const { server, kube, close } = await startFakeCluster({
+    client: { userAgent: "t", backoffCapMs: 50, onRetry: ({ delayMs }) => retries.push(delayMs) },
+  });
   try {
-    const retries: number[] = [];
-    const kube = createKubeClient(server.connection(), {
-      userAgent: "t",
-      backoffCapMs: 50,
-      onRetry: ({ delayMs }) => retries.push(delayMs),
-    });
     server.injectFault({
       method: "GET",
       pathPrefix: "/api/v1/namespaces/kube-system/configmaps/",
@@ -62,25 +58,23 @@ Deno.test("5xx and dropped connections are retried; 429 honours Retry-After; 4xx
     );
     assertEquals((error as KubeError).reason, "AlreadyExists");
   } finally {
-    await server.close();
+    await close();
   }
 });
 
 Deno.test("a request with no answer times out with a clear message", async () => {
-  const server = await startFakeKubeApiServer();
+  const { server, kube, close } = await startFakeCluster({ client: { userAgent: "t", timeoutMs: 200, retries: 0 } });
   try {
-    const kube = createKubeClient(server.connection(), { userAgent: "t", timeoutMs: 200, retries: 0 });
     server.injectFault({ method: "GET", pathPrefix: "/api/v1/nodes/", count: 1, delayMs: 1000 });
     await assertRejects(() => kube.getNode("n1"), KubeError, 'Cannot get Node "n1": no answer within 200 ms');
   } finally {
-    await server.close();
+    await close();
   }
 });
 
 Deno.test("applyConfigMap creates, replaces, leaves alone, and re-decides after a conflict", async () => {
-  const server = await startFakeKubeApiServer();
+  const { server, kube, close } = await startFakeCluster({ client: { userAgent: "t", backoffCapMs: 10 } });
   try {
-    const kube = createKubeClient(server.connection(), { userAgent: "t", backoffCapMs: 10 });
     const always = (configMap: V1ConfigMap | null) => () => configMap;
     let result = await applyConfigMap(kube, "cm", { plan: always({ data: { a: "1" } }), desired: (plan) => plan });
     assertEquals([result.written, result.created], [true, true]);
@@ -100,15 +94,14 @@ Deno.test("applyConfigMap creates, replaces, leaves alone, and re-decides after 
     assertEquals(applied.plan.decision, 2, "the result carries the plan it applied");
     assertEquals(server.get("configmaps", "kube-system", "cm")?.data, { a: "other", b: "2" });
   } finally {
-    await server.close();
+    await close();
   }
 });
 
 Deno.test("events: one Event on the Node, a repeat raises its count; the upload carries the original's format", async () => {
-  const server = await startFakeKubeApiServer();
+  const { server, kube, close } = await startFakeCluster({ client: { userAgent: "t" } });
   const uploads: { url: string; headers: Headers; body: unknown }[] = [];
   try {
-    const kube = createKubeClient(server.connection(), { userAgent: "t" });
     const sink = createEventSink({
       kube,
       node: "node-a",
@@ -159,16 +152,16 @@ Deno.test("events: one Event on the Node, a repeat raises its count; the upload 
     assert(body.eventId.startsWith("Polardbstack-Daemon-"));
     assertEquals(body.body, { describe: "Would remove 30 folders" });
   } finally {
-    await server.close();
+    await close();
   }
 });
 
 Deno.test("a run's client stops with the run: a pending retry gives up with its cause, nothing is sent late", async () => {
-  const server = await startFakeKubeApiServer({
+  const { server, kube, close } = await startFakeCluster({
     seed: [{ apiVersion: "v1", kind: "Node", metadata: { name: "node-1" }, status: { conditions: [] } }],
+    client: { userAgent: "t", backoffCapMs: 5000, retries: 5 },
   });
   try {
-    const kube = createKubeClient(server.connection(), { userAgent: "t", backoffCapMs: 5000, retries: 5 });
     const patches = () => server.requests.filter((r) => r.method === "PATCH").length;
 
     // A write failing with 503 waits a second to retry (Retry-After); the run's limit passes meanwhile.
@@ -201,6 +194,6 @@ Deno.test("a run's client stops with the run: a pending retry gives up with its 
     // The daemon's own client is not stopped by a run's signal.
     assertEquals((await kube.getNode("node-1"))?.metadata?.name, "node-1");
   } finally {
-    await server.close();
+    await close();
   }
 });

@@ -1,15 +1,15 @@
 /** The log-cleanup job against the fake API server: the pod listing, a failed listing, the request it makes. */
 import { createLogCleanupController } from "../../controllers/log_cleanup/job.ts";
 import { systemClock } from "../../core/types.ts";
-import { createKubeClient } from "../../k8s/client.ts";
 import { createEventSink } from "../../k8s/events.ts";
 import { assert, assertEquals } from "../support/assert.ts";
-import { startFakeKubeApiServer } from "../fake_kube/server.ts";
+import { startFakeCluster } from "../support/fake_cluster.ts";
 import { getLogger } from "@logtape/logtape";
 import { cleanupDeps, DAY, exists, file, makeTree, pod, recordingSink } from "../support/log_cleanup_tree.ts";
 
 Deno.test("active instances come from the ins_id label of pods in every namespace; a failed listing removes no folder", async () => {
-  const server = await startFakeKubeApiServer({
+  const { server, kube, close } = await startFakeCluster({
+    client: { retries: 0, qps: 1000, burst: 1000 },
     seed: [
       pod("default", "pg-1", { "apsara.metric.ins_id": "ins-a" }),
       pod("tenant-2", "pg-2", { "apsara.metric.ins_id": "ins-b" }),
@@ -19,7 +19,6 @@ Deno.test("active instances come from the ins_id label of pods in every namespac
   });
   const tree = await makeTree();
   try {
-    const kube = createKubeClient(server.connection(), { userAgent: "test", retries: 0, qps: 1000, burst: 1000 });
     const now = Date.now();
     for (const name of ["ins-a", "ins-b", "ins-c", "ins-d"]) await file(`${tree.root}/${name}/old.log`, 9 * DAY, now);
 
@@ -52,15 +51,17 @@ Deno.test("active instances come from the ins_id label of pods in every namespac
     assert(done.result.bytes > 0);
   } finally {
     await tree.cleanup();
-    await server.close();
+    await close();
   }
 });
 
 Deno.test("a run that removed something leaves one Normal Event on the Node", async () => {
-  const server = await startFakeKubeApiServer({ seed: [pod("default", "pg-1", { "apsara.metric.ins_id": "ins-a" })] });
+  const { server, kube, close } = await startFakeCluster({
+    seed: [pod("default", "pg-1", { "apsara.metric.ins_id": "ins-a" })],
+    client: { retries: 0, qps: 1000, burst: 1000 },
+  });
   const tree = await makeTree();
   try {
-    const kube = createKubeClient(server.connection(), { userAgent: "test", retries: 0, qps: 1000, burst: 1000 });
     const events = createEventSink({ kube, node: "node-1", log: getLogger(["test"]), clock: systemClock });
     await file(`${tree.root}/ins-z/old.log`, 9 * DAY, Date.now(), "abc");
     const { deps, options } = cleanupDeps({ root: tree.root, kube, events });
@@ -74,6 +75,6 @@ Deno.test("a run that removed something leaves one Normal Event on the Node", as
     assert(String(stored[0].message).includes(`"${tree.root}" (3 bytes)`), String(stored[0].message));
   } finally {
     await tree.cleanup();
-    await server.close();
+    await close();
   }
 });

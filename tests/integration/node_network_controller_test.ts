@@ -2,9 +2,10 @@
 import { assert, assertEquals, assertMatch, assertRejects } from "../support/assert.ts";
 import type { NodeCondition } from "../../controllers/node_network/conditions.ts";
 import { createNodeNetworkController } from "../../controllers/node_network/job.ts";
-import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
+import type { KubeClient } from "../../k8s/client.ts";
 import type { RunOptions } from "../../host/command.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "../fake_kube/server.ts";
+import type { FakeKubeApiServer } from "../fake_kube/server.ts";
+import { startFakeCluster } from "../support/fake_cluster.ts";
 import {
   type FakeHost,
   fakeHost,
@@ -52,8 +53,10 @@ interface Setup {
 }
 
 async function setup(seed: object[] = [seedNode(), configMap("ccm-config", { NET_CARD_NAME: "bond1" })]) {
-  const server = await startFakeKubeApiServer({ seed });
-  const kube = createKubeClient(server.connection(), { userAgent: "node-network-test", qps: 1e6, burst: 1e6 });
+  const { server, kube, close } = await startFakeCluster({
+    seed,
+    client: { userAgent: "node-network-test", qps: 1e6, burst: 1e6 },
+  });
   const host = await fakeHost();
   await host.setLink("bond1", { operstate: "up" });
   host.setAddresses("bond1", ["192.0.2.10"]);
@@ -65,7 +68,7 @@ async function setup(seed: object[] = [seedNode(), configMap("ccm-config", { NET
     clock,
     async cleanup() {
       await host.cleanup();
-      await server.close();
+      await close();
     },
   } satisfies Setup;
 }

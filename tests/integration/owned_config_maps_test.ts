@@ -11,11 +11,10 @@ import { createPortUsageController } from "../../controllers/port_usage/job.ts";
 import { nodeNetworkOptions, portUsageOptions } from "../../job_options.ts";
 import { createNodeNetworkController } from "../../controllers/node_network/job.ts";
 import { createCommandRunner } from "../../host/command.ts";
-import { createKubeClient } from "../../k8s/client.ts";
 import { createSettingReader } from "../../k8s/config_maps.ts";
-import { startFakeKubeApiServer } from "../fake_kube/server.ts";
 import { configMapObject, nodeObject } from "../support/faults_cluster.ts";
 import { systemClock } from "../../core/types.ts";
+import { startFakeCluster } from "../support/fake_cluster.ts";
 
 /** A logger that keeps `level message` lines, with the properties filled in. */
 function recordingLog(): { log: Logger; lines: string[] } {
@@ -28,9 +27,8 @@ function recordingLog(): { log: Logger; lines: string[] } {
 }
 
 Deno.test("a missing ConfigMap of another owner: one line naming it and the default; a line when it appears", async () => {
-  const server = await startFakeKubeApiServer();
+  const { server, kube, close } = await startFakeCluster({ client: { userAgent: "test", namespace: "kube-system" } });
   try {
-    const kube = createKubeClient(server.connection(), { userAgent: "test", namespace: "kube-system" });
     const { log, lines } = recordingLog();
     const read = createSettingReader(log);
     const nic = { configMap: "ccm-config", key: "NET_CARD_NAME", fallback: "bond1" };
@@ -49,15 +47,17 @@ Deno.test("a missing ConfigMap of another owner: one line naming it and the defa
     assertEquals(await read(kube, nic), undefined);
     assertEquals(lines.length, 3, "missing again: said again, once");
   } finally {
-    await server.close();
+    await close();
   }
 });
 
 Deno.test("port-usage and node-network on a cluster without ccm-config and controller-config say so and use defaults", async () => {
   const node = "node-no-settings";
-  const server = await startFakeKubeApiServer({ seed: [nodeObject(node)] });
+  const { server, kube, close } = await startFakeCluster({
+    seed: [nodeObject(node)],
+    client: { userAgent: "test", namespace: "kube-system" },
+  });
   try {
-    const kube = createKubeClient(server.connection(), { userAgent: "test", namespace: "kube-system" });
     const { log, lines } = recordingLog();
     const config = defaultConfig({ currentNodeName: node, portRanges: "1-2" });
     const deps: JobDeps = {
@@ -80,6 +80,6 @@ Deno.test("port-usage and node-network on a cluster without ccm-config and contr
     ]);
     assert(server.list("configmaps", "kube-system").every((cm) => cm.metadata.name !== "ccm-config"));
   } finally {
-    await server.close();
+    await close();
   }
 });

@@ -17,12 +17,13 @@ import type { Config } from "../../config/config.ts";
 import { portUsageOptions } from "../../job_options.ts";
 import type { DaemonEvent } from "../../core/types.ts";
 import { createCommandRunner } from "../../host/command.ts";
-import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
+import type { KubeClient } from "../../k8s/client.ts";
 import { KubeError } from "../../k8s/errors.ts";
 import { createMetrics } from "../../api/metrics.ts";
 import { readProcLocalPorts } from "../../host/proc_net.ts";
 import { bindFails } from "../../host/bind_scan.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "../fake_kube/server.ts";
+import type { FakeKubeApiServer } from "../fake_kube/server.ts";
+import { startFakeCluster } from "../support/fake_cluster.ts";
 
 const NS = "kube-system";
 const NODE = "n1";
@@ -46,12 +47,9 @@ function sysctlFolder(range = "61000 65000", reserved = ""): string {
   return dir;
 }
 
-function setup(server: FakeKubeApiServer | null, overrides: Partial<Config> = {}, sysctlDir = sysctlFolder()) {
+function setup(kube: KubeClient | null, overrides: Partial<Config> = {}, sysctlDir = sysctlFolder()) {
   const events: DaemonEvent[] = [];
   const clock = testClock("2026-11-25T08:00:00.500Z");
-  const kube: KubeClient | null = server
-    ? createKubeClient(server.connection(), { userAgent: "test", backoffCapMs: 50 })
-    : null;
   const config = defaultConfig({ currentNodeName: NODE, ...overrides });
   const deps: JobDeps = {
     kube,
@@ -101,7 +99,7 @@ Deno.test("port-usage publishes real listeners, writes only on change, retries a
   const later = freePort();
   const idle = freePort();
   // One port per annotation keeps other processes' listeners out of the ranges.
-  const server = await startFakeKubeApiServer({
+  const { server, kube, close } = await startFakeCluster({
     seed: [
       configMap("polardb4mpd-controller", {
         metadata: {
@@ -115,10 +113,11 @@ Deno.test("port-usage publishes real listeners, writes only on change, retries a
         },
       }),
     ],
+    client: { backoffCapMs: 50 },
   });
   let c: Deno.Listener | null = null;
   try {
-    const { make, clock, events } = setup(server);
+    const { make, clock, events } = setup(kube);
     const controller = make();
     assertEquals(controller.name, "port-usage");
     assertEquals(controller.schedule, { cron: "* * * * *" });
@@ -190,7 +189,7 @@ Deno.test("port-usage publishes real listeners, writes only on change, retries a
     c?.close();
     a.close();
     b.close();
-    await server.close();
+    await close();
   }
 });
 
@@ -198,11 +197,12 @@ Deno.test("port-usage: bad annotations are reported once per change and skipped"
   const a = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const mpd = (annotations: Record<string, string>) =>
     configMap("polardb4mpd-controller", { metadata: { annotations } });
-  const server = await startFakeKubeApiServer({
+  const { server, kube, close } = await startFakeCluster({
     seed: [mpd({ good: `${port(a)}`, typo: "04-abcd", high: "65535-65536", json: "{}", empty: "" })],
+    client: { backoffCapMs: 50 },
   });
   try {
-    const { make, events } = setup(server);
+    const { make, events } = setup(kube);
     const controller = make();
     const first = await run(controller);
     assertEquals(first.result.used, [port(a)]);
@@ -253,22 +253,23 @@ Deno.test("port-usage: bad annotations are reported once per change and skipped"
     assertEquals(dataKeys(server), [port(a)]);
   } finally {
     a.close();
-    await server.close();
+    await close();
   }
 });
 
 Deno.test('port-usage: enablePrintPort is lenient, re-read every 30 minutes, and "no" stops writes', async () => {
   const a = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const later = freePort();
-  const server = await startFakeKubeApiServer({
+  const { server, kube, close } = await startFakeCluster({
     seed: [
       configMap("polardb4mpd-controller", { metadata: { annotations: { r: `${port(a)}`, s: `${later}` } } }),
       configMap("controller-config", { data: { isCheckOObIP: "true" } }),
     ],
+    client: { backoffCapMs: 50 },
   });
   let c: Deno.Listener | null = null;
   try {
-    const { make, clock } = setup(server);
+    const { make, clock } = setup(kube);
     const controller = make();
     assertEquals((await run(controller)).result.changed, true, "no enablePrintPort key: on");
 
@@ -301,18 +302,19 @@ Deno.test('port-usage: enablePrintPort is lenient, re-read every 30 minutes, and
   } finally {
     c?.close();
     a.close();
-    await server.close();
+    await close();
   }
 });
 
 Deno.test("port-usage: --port-ranges overrides the ConfigMap; --dry-run writes nothing", async () => {
   // Its neighbour must stay free: both below the ephemeral range.
   const a = Deno.listen({ hostname: "127.0.0.1", port: freePort(2) });
-  const server = await startFakeKubeApiServer({
+  const { server, kube, close } = await startFakeCluster({
     seed: [configMap("polardb4mpd-controller", { metadata: { annotations: { r: "1-10" } } })],
+    client: { backoffCapMs: 50 },
   });
   try {
-    const { make } = setup(server, { portRanges: `${port(a)},${port(a) + 1}` });
+    const { make } = setup(kube, { portRanges: `${port(a)},${port(a) + 1}` });
     const controller = make();
     const dry = await run(controller, true);
     assertEquals(dry.result.ranges, [[port(a), port(a) + 1]]);
@@ -330,7 +332,7 @@ Deno.test("port-usage: --port-ranges overrides the ConfigMap; --dry-run writes n
     assertEquals(writes(server).length, 1);
   } finally {
     a.close();
-    await server.close();
+    await close();
   }
 });
 
@@ -339,10 +341,10 @@ Deno.test("port-usage: more than 1 MiB of data fails the run, records an event a
     metadata: { annotations: { updateTimestamp: "2026-01-01T00:00:00Z" } },
     data: { "5432": "the port already use" },
   });
-  const server = await startFakeKubeApiServer({ seed: [old] });
+  const { server, kube, close } = await startFakeCluster({ seed: [old], client: { backoffCapMs: 50 } });
   try {
     // Every port reserved: no ephemeral overlap Event beside the one this test is about.
-    const { make, events, deps } = setup(server, { portRanges: "1-65535" }, sysctlFolder("32768 60999", "1-65535"));
+    const { make, events } = setup(kube, { portRanges: "1-65535" }, sysctlFolder("32768 60999", "1-65535"));
     // Every port in use: 1,627,269 bytes. The scanner is injected: no host has 65535 listeners to spare.
     const everything = make({ scan: () => Promise.resolve(new Set(Array.from({ length: 65535 }, (_, i) => i + 1))) });
     server.clearRequests();
@@ -366,7 +368,6 @@ Deno.test("port-usage: more than 1 MiB of data fails the run, records an event a
     for (let p = 10000; p < 10000 + 41943; p++) exact[String(p)] = "the port already use";
     exact["x"] = "";
     assertEquals(Object.keys(exact).length * 25 - 24, CONFIGMAP_MAX_BYTES);
-    const kube = deps.kube!;
     const current = await kube.getConfigMap(OUT);
     const fits = await kube.replaceConfigMap({ ...current!, data: exact });
     const refused = await kube.replaceConfigMap({ ...fits, data: { ...exact, x: "!" } }).catch((e) => e);
@@ -375,7 +376,7 @@ Deno.test("port-usage: more than 1 MiB of data fails the run, records an event a
     const fewer = make({ scan: () => Promise.resolve(new Set([22, 5432])) });
     assertEquals((await run(fewer)).result.changed, true);
   } finally {
-    await server.close();
+    await close();
   }
 });
 
@@ -412,8 +413,9 @@ function table(ports: readonly number[]): string {
 }
 
 Deno.test("port-usage: a table that changes between reads never frees a port on one torn read", async () => {
-  const server = await startFakeKubeApiServer({
+  const { server, kube, close } = await startFakeCluster({
     seed: [configMap("polardb4mpd-controller", { metadata: { annotations: { r: "5000-5010" } } })],
+    client: { backoffCapMs: 50 },
   });
   const dir = await Deno.makeTempDir({ prefix: "port_usage_torn_" });
   const path = `${dir}/tcp`;
@@ -436,7 +438,7 @@ Deno.test("port-usage: a table that changes between reads never frees a port on 
   };
   try {
     await Deno.writeTextFile(path, table(versions[0]));
-    const { make } = setup(server);
+    const { make } = setup(kube);
     const controller = make({ scan });
     const used = async () => (await run(controller)).result.used;
     assertEquals(await used(), [5001, 5002, 5003]);
@@ -452,15 +454,15 @@ Deno.test("port-usage: a table that changes between reads never frees a port on 
     assertEquals(dataKeys(server), [5001, 5003, 5004, 5005]);
   } finally {
     await Deno.remove(dir, { recursive: true });
-    await server.close();
+    await close();
   }
 });
 
 Deno.test("port-usage reports the ephemeral overlap: result, gauge, one Warning Event per change naming the sysctl", async () => {
-  const server = await startFakeKubeApiServer();
+  const { kube, close } = await startFakeCluster({ client: { backoffCapMs: 50 } });
   const sysctl = sysctlFolder("30500 36999", "8080,36500-36600");
   try {
-    const { make, events } = setup(server, { portRanges: "30000-32999,36000-39999" }, sysctl);
+    const { make, events } = setup(kube, { portRanges: "30000-32999,36000-39999" }, sysctl);
     const controller = make({ scan: () => Promise.resolve(new Set<number>()) });
     const first = await run(controller);
     assertEquals(first.result.ephemeralOverlap, [[30500, 32999], [36000, 36499], [36601, 36999]]);
@@ -486,7 +488,7 @@ Deno.test("port-usage reports the ephemeral overlap: result, gauge, one Warning 
     assertEquals(dry.result.ephemeralOverlap, second.result.ephemeralOverlap);
 
     // --reserve-port-ranges: the scanned ranges join the entries already there, written once.
-    const reserving = setup(server, { portRanges: "30000-32999,36000-39999", reservePortRanges: true }, sysctl);
+    const reserving = setup(kube, { portRanges: "30000-32999,36000-39999", reservePortRanges: true }, sysctl);
     const fixer = reserving.make({ scan: () => Promise.resolve(new Set<number>()) });
     const reservedFile = `${sysctl}/ip_local_reserved_ports`;
     assertEquals((await run(fixer, true)).result.ephemeralOverlap.length, 3, "a dry run reserves nothing");
@@ -508,7 +510,7 @@ Deno.test("port-usage reports the ephemeral overlap: result, gauge, one Warning 
     assertMatch(unreadable.summary, /^0 used ports in 2 ranges; ConfigMap ".*" unchanged$/);
   } finally {
     await Deno.remove(sysctl, { recursive: true });
-    await server.close();
+    await close();
   }
 });
 

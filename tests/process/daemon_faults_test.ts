@@ -21,9 +21,9 @@ import {
   VERSION_LABELS,
   writeKubeconfig,
 } from "../support/faults_cluster.ts";
-import { createKubeClient } from "../../k8s/client.ts";
 import { createEventSink } from "../../k8s/events.ts";
 import { systemClock } from "../../core/types.ts";
+import { startFakeCluster } from "../support/fake_cluster.ts";
 
 const PORT_USED = "the port already use";
 
@@ -246,9 +246,8 @@ Deno.test("500s, 429 Retry-After, a 409 storm, a 30 s hang, dropped connections:
 });
 
 Deno.test("an Event whose create timed out but landed is counted, not created again", async () => {
-  const server = await startFakeKubeApiServer();
+  const { server, kube, close } = await startFakeCluster({ client: { userAgent: "t", timeoutMs: 300 } });
   try {
-    const kube = createKubeClient(server.connection(), { userAgent: "t", timeoutMs: 300 });
     const sink = createEventSink({ kube, node: "node-e", log: getLogger(["test"]), clock: systemClock });
     const events = "/api/v1/namespaces/default/events";
     // The first POST lands after the client gave up; the retry meets a 500, the next one AlreadyExists.
@@ -264,6 +263,6 @@ Deno.test("an Event whose create timed out but landed is counted, not created ag
     assertEquals(stored.length, 1);
     assertEquals(stored[0].count, 2);
   } finally {
-    await server.close();
+    await close();
   }
 });

@@ -5,10 +5,10 @@ import type { JobDeps } from "../../controllers/deps.ts";
 import type { LogCleanupOptions } from "../../controllers/log_cleanup/job.ts";
 import { INSTANCE_LABEL } from "../../controllers/log_cleanup/plan.ts";
 import type { Clock, DaemonEvent, EventSink } from "../../core/types.ts";
-import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
+import type { KubeClient } from "../../k8s/client.ts";
 import { logCleanupOptions } from "../../job_options.ts";
 import type { CommandRunner } from "../../host/command.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "../fake_kube/server.ts";
+import { type FakeCluster, startFakeCluster } from "./fake_cluster.ts";
 
 /** One day in ms. */
 export const DAY = 86_400_000;
@@ -142,13 +142,12 @@ export function pod(namespace: string, name: string, labels: Record<string, stri
   return { apiVersion: "v1", kind: "Pod", metadata: { namespace, name, labels }, spec: { containers: [] } };
 }
 
-/** A fake API server holding one pod per ins_id value, and a real client for it; close the server when done. */
-export async function podsServer(insIds: string[]): Promise<{ kube: KubeClient; server: FakeKubeApiServer }> {
-  const server = await startFakeKubeApiServer({
+/** A fake cluster holding one pod per ins_id value; close it when done. */
+export function podsServer(insIds: string[]): Promise<FakeCluster> {
+  return startFakeCluster({
     seed: insIds.map((id, i) => pod("default", `pod-${i}`, { [INSTANCE_LABEL]: id })),
+    client: { retries: 0, qps: 1000, burst: 1000 },
   });
-  const kube = createKubeClient(server.connection(), { userAgent: "test", retries: 0, qps: 1000, burst: 1000 });
-  return { kube, server };
 }
 
 /** Whether a path exists (without following a final link). */
