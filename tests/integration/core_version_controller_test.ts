@@ -5,12 +5,12 @@ import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../../config/config.ts";
 import { type CoreVersionResult, createCoreVersionController } from "../../controllers/core_version/job.ts";
 import type { FanOutOutcome } from "../../controllers/core_version/fan_out.ts";
-import type { JobDeps } from "../../controllers/deps.ts";
 import { nullEventSink } from "../../core/types.ts";
 import { createCommandRunner } from "../../host/command.ts";
 import { coreVersionOptions } from "../../job_options.ts";
 import { hasDockerd, startDockerDaemon } from "../support/docker_daemon.ts";
 import { startFakeCluster } from "../support/fake_cluster.ts";
+import { jobDeps, testClock } from "../support/job_deps.ts";
 import { isRoot, skipUnless } from "../support/prereq.ts";
 
 const NS = "kube-system";
@@ -36,11 +36,6 @@ function pod(name: string, node: string, { ip, labels = { app: "polarstack-daemo
     spec: { nodeName: node, containers: [{ name: "daemon", image: "polarstack-daemon:1" }] },
     status: ip ? { podIP: ip, phase: "Running" } : { phase: "Pending" },
   };
-}
-
-function testClock(start: string) {
-  let now = new Date(start);
-  return { now: () => now, advance: (ms: number) => (now = new Date(now.getTime() + ms)) };
 }
 
 function run(controller: { run: (ctx: { signal: AbortSignal; dryRun: boolean }) => Promise<unknown> }, dryRun = false) {
@@ -76,13 +71,13 @@ Deno.test({
     });
     const clock = testClock("2026-05-01T10:00:00.250Z");
     const config = defaultConfig({ currentNodeName: "node-a", dockerHost: docker.host, imageStore: "auto" });
-    const deps: JobDeps = {
+    const deps = jobDeps({
       kube,
       clock,
       events: nullEventSink,
       log: getLogger(["test", "core-version"]),
       runCommand: createCommandRunner(),
-    };
+    });
     const options = coreVersionOptions(config);
     const controller = createCoreVersionController(deps, options);
     const writes = () =>
@@ -282,13 +277,13 @@ Deno.test("fan-out: other daemons are called at <podIP>:<port>, this node and po
   const peerTokenFile = `${tokenDir}/token`;
   await Deno.writeTextFile(peerTokenFile, "peer-token\n");
   const config = defaultConfig({ currentNodeName: "Node-A", port, peerTokenFile });
-  const deps: JobDeps = {
+  const deps = jobDeps({
     kube,
     clock: { now: () => new Date() },
     events: nullEventSink,
     log: getLogger(["test", "core-version"]),
     runCommand: createCommandRunner(),
-  };
+  });
   const options = coreVersionOptions(config);
   const controller = createCoreVersionController(deps, options);
   const listPods = () => server.requests.filter((r) => r.method === "GET" && r.path.endsWith("/pods")).length;

@@ -14,9 +14,9 @@ import {
   makeTree,
   nonUtf8,
   podsServer,
-  recordingSink,
   type TestTree,
 } from "../support/log_cleanup_tree.ts";
+import { recordingSink } from "../support/job_deps.ts";
 
 const OLD = 9 * DAY;
 

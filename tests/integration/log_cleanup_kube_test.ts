@@ -5,7 +5,8 @@ import { createEventSink } from "../../k8s/events.ts";
 import { assert, assertEquals } from "../support/assert.ts";
 import { startFakeCluster } from "../support/fake_cluster.ts";
 import { getLogger } from "@logtape/logtape";
-import { cleanupDeps, DAY, exists, file, makeTree, pod, recordingSink } from "../support/log_cleanup_tree.ts";
+import { cleanupDeps, DAY, exists, file, makeTree, pod } from "../support/log_cleanup_tree.ts";
+import { recordingSink } from "../support/job_deps.ts";
 
 Deno.test("active instances come from the ins_id label of pods in every namespace; a failed listing removes no folder", async () => {
   const { server, kube, close } = await startFakeCluster({

@@ -7,7 +7,8 @@ import { createLogCleanupController } from "../../controllers/log_cleanup/job.ts
 import type { ResolveOptions } from "../../host/log_walk.ts";
 import { assert, assertEquals } from "../support/assert.ts";
 import { waitFor } from "../support/daemon_process.ts";
-import { DAY, podsServer, recordingSink } from "../support/log_cleanup_tree.ts";
+import { DAY, podsServer } from "../support/log_cleanup_tree.ts";
+import { recordingSink } from "../support/job_deps.ts";
 import { cleanupDeps } from "../support/log_cleanup_tree.ts";
 import { hasCommand, isRoot, skipUnless } from "../support/prereq.ts";
 

@@ -10,12 +10,11 @@ import {
   type FakeHost,
   fakeHost,
   ipmitoolRunner,
-  type ManualClock,
-  manualClock,
   statusReasonMessage,
   testDeps,
   testOptions,
 } from "../support/node_network_fixtures.ts";
+import { type ManualClock, testClock } from "../support/job_deps.ts";
 
 const NODE = "node-1";
 
@@ -60,7 +59,7 @@ async function setup(seed: object[] = [seedNode(), configMap("ccm-config", { NET
   const host = await fakeHost();
   await host.setLink("bond1", { operstate: "up" });
   host.setAddresses("bond1", ["192.0.2.10"]);
-  const clock = manualClock();
+  const clock = testClock();
   return {
     server,
     kube,

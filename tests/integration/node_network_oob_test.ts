@@ -5,15 +5,8 @@ import type { Controller } from "../../core/types.ts";
 import type { CommandRunner } from "../../host/command.ts";
 import { readOobAddress } from "../../host/ipmi.ts";
 import { waitFor } from "../support/daemon_process.ts";
-import {
-  type FakeHost,
-  fakeHost,
-  ipmitoolRunner,
-  type ManualClock,
-  manualClock,
-  testDeps,
-  testOptions,
-} from "../support/node_network_fixtures.ts";
+import { type FakeHost, fakeHost, ipmitoolRunner, testDeps, testOptions } from "../support/node_network_fixtures.ts";
+import { type ManualClock, testClock } from "../support/job_deps.ts";
 
 const ctx = () => ({ signal: new AbortController().signal, dryRun: false });
 
@@ -52,7 +45,7 @@ Deno.test("controller: the first run shows the OOB answer; NodeOobIP True/PowerO
   const host = await upHost();
   try {
     const c = createNodeNetworkController(
-      testDeps({ kube: null, clock: manualClock(), runCommand: ipmitoolRunner("ok") }),
+      testDeps({ kube: null, clock: testClock(), runCommand: ipmitoolRunner("ok") }),
       testOptions(),
       host,
     );
@@ -84,7 +77,7 @@ Deno.test("controller: ipmitool failing or missing -> NodeOobIP False with the c
       ] as const
     ) {
       const c = createNodeNetworkController(
-        testDeps({ kube: null, clock: manualClock(), runCommand: ipmitoolRunner(mode) }),
+        testDeps({ kube: null, clock: testClock(), runCommand: ipmitoolRunner(mode) }),
         testOptions(),
         host,
       );
@@ -107,7 +100,7 @@ Deno.test("controller: a hung ipmitool never blocks the probe; NodeOobIP appears
   try {
     const runner = ipmitoolRunner("hang");
     const c: Controller<NodeNetworkResult> = createNodeNetworkController(
-      testDeps({ kube: null, clock: manualClock(), runCommand: runner }),
+      testDeps({ kube: null, clock: testClock(), runCommand: runner }),
       testOptions(),
       { ...host, oobTimeoutMs: 1500, firstOobWaitMs: 200 },
     );
@@ -170,7 +163,7 @@ async function probeFor(
 Deno.test("controller: a successful ipmitool answer holds for an hour", async () => {
   const host = await upHost();
   try {
-    const clock = manualClock();
+    const clock = testClock();
     const ipmi = finishing(ipmitoolRunner("ok"));
     const c = createNodeNetworkController(
       testDeps({ kube: null, clock, runCommand: ipmi.runner }),
@@ -186,7 +179,7 @@ Deno.test("controller: a successful ipmitool answer holds for an hour", async ()
 Deno.test("controller: a failed ipmitool is retried after 1 min, doubling to 1 h", async () => {
   const host = await upHost();
   try {
-    const clock = manualClock();
+    const clock = testClock();
     const ipmi = finishing(ipmitoolRunner("fail"));
     const c = createNodeNetworkController(
       testDeps({ kube: null, clock, runCommand: ipmi.runner }),

@@ -6,7 +6,6 @@
 import { assert, assertEquals } from "../support/assert.ts";
 import type { Logger } from "../../core/types.ts";
 import { defaultConfig } from "../../config/config.ts";
-import type { JobDeps } from "../../controllers/deps.ts";
 import { createPortUsageController } from "../../controllers/port_usage/job.ts";
 import { nodeNetworkOptions, portUsageOptions } from "../../job_options.ts";
 import { createNodeNetworkController } from "../../controllers/node_network/job.ts";
@@ -15,6 +14,7 @@ import { createSettingReader } from "../../k8s/config_maps.ts";
 import { configMapObject, nodeObject } from "../support/faults_cluster.ts";
 import { systemClock } from "../../core/types.ts";
 import { startFakeCluster } from "../support/fake_cluster.ts";
+import { jobDeps } from "../support/job_deps.ts";
 
 /** A logger that keeps `level message` lines, with the properties filled in. */
 function recordingLog(): { log: Logger; lines: string[] } {
@@ -60,13 +60,13 @@ Deno.test("port-usage and node-network on a cluster without ccm-config and contr
   try {
     const { log, lines } = recordingLog();
     const config = defaultConfig({ currentNodeName: node, portRanges: "1-2" });
-    const deps: JobDeps = {
+    const deps = jobDeps({
       kube,
       clock: systemClock,
       events: { record: () => {} },
       log,
       runCommand: createCommandRunner(),
-    };
+    });
     const ctx = () => ({ signal: AbortSignal.timeout(20_000), dryRun: true });
     const ports = await createPortUsageController(deps, portUsageOptions(config)).run(ctx());
     assertEquals((ports.result as { enabled: boolean }).enabled, true);

@@ -3,7 +3,6 @@ import { assert, assertEquals, assertMatch, assertNotMatch, assertRejects } from
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import { defaultConfig } from "../../config/config.ts";
-import type { JobDeps } from "../../controllers/deps.ts";
 import { createPortScanner } from "../../controllers/port_usage/scanner.ts";
 import {
   createPortUsageController,
@@ -15,7 +14,7 @@ import { SWITCH_CACHE_MS } from "../../controllers/port_usage/observe.ts";
 import { CONFIGMAP_MAX_BYTES } from "../../controllers/port_usage/plan.ts";
 import type { Config } from "../../config/config.ts";
 import { portUsageOptions } from "../../job_options.ts";
-import type { DaemonEvent } from "../../core/types.ts";
+import type { DaemonEvent, Logger } from "../../core/types.ts";
 import { createCommandRunner } from "../../host/command.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import { KubeError } from "../../k8s/errors.ts";
@@ -24,6 +23,7 @@ import { readProcLocalPorts } from "../../host/proc_net.ts";
 import { bindFails } from "../../host/bind_scan.ts";
 import type { FakeKubeApiServer } from "../fake_kube/server.ts";
 import { startFakeCluster } from "../support/fake_cluster.ts";
+import { jobDeps, testClock } from "../support/job_deps.ts";
 
 const NS = "kube-system";
 const NODE = "n1";
@@ -32,11 +32,6 @@ const OUT_PATH = `/api/v1/namespaces/${NS}/configmaps/${OUT}`;
 
 function configMap(name: string, fields: Partial<V1ConfigMap>): V1ConfigMap {
   return { apiVersion: "v1", kind: "ConfigMap", ...fields, metadata: { name, namespace: NS, ...fields.metadata } };
-}
-
-function testClock(start: string) {
-  let now = new Date(start);
-  return { now: () => now, advance: (ms: number) => (now = new Date(now.getTime() + ms)) };
 }
 
 /** A folder standing for /proc/sys/net/ipv4 with the two sysctls; by default no test port is ephemeral. */
@@ -51,13 +46,13 @@ function setup(kube: KubeClient | null, overrides: Partial<Config> = {}, sysctlD
   const events: DaemonEvent[] = [];
   const clock = testClock("2026-11-25T08:00:00.500Z");
   const config = defaultConfig({ currentNodeName: NODE, ...overrides });
-  const deps: JobDeps = {
+  const deps = jobDeps({
     kube,
     clock,
     events: { record: (event) => void events.push(event) },
     log: getLogger(["test", "port-usage"]),
     runCommand: createCommandRunner(),
-  };
+  });
   const make = (hooks?: PortUsageHooks) =>
     createPortUsageController(deps, portUsageOptions(config), { sysctlDir, ...hooks });
   return { deps, events, clock, make, sysctlDir };
@@ -519,7 +514,7 @@ Deno.test("the netlink scanner falls back to /proc when it cannot open or a dump
   const record = (level: string) => (message: string, fields: Record<string, unknown> = {}) =>
     void lines.push(`${level} ${message.replace(/\{(\w+)\}/g, (_, key) => String(fields[key]))}`);
   // Only the two calls the scanner makes; everything else of a logger is never reached.
-  const log = { info: record("info"), warn: record("warn") } as unknown as JobDeps["log"];
+  const log = { info: record("info"), warn: record("warn") } as unknown as Logger;
   const dir = await Deno.makeTempDir({ prefix: "port_usage_fallback_" });
   const path = `${dir}/tcp`;
   try {

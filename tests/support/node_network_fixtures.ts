@@ -8,6 +8,7 @@ import { type CommandRunner, createCommandRunner } from "../../host/command.ts";
 import type { InterfaceAddress } from "../../host/net_probe.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import { nodeNetworkOptions } from "../../job_options.ts";
+import { jobDeps } from "./job_deps.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 
@@ -29,18 +30,6 @@ export function ipmitoolRunner(mode: IpmitoolMode): CommandRunner & { calls: num
   }) as CommandRunner & { calls: number };
   runner.calls = 0;
   return runner;
-}
-
-/** A clock the test moves by hand. */
-export interface ManualClock extends Clock {
-  /** Moves the time forward. */
-  advance(ms: number): void;
-}
-
-/** Makes a clock that starts at `start`. */
-export function manualClock(start = new Date("2026-01-01T00:00:00.250Z")): ManualClock {
-  let t = start.getTime();
-  return { now: () => new Date(t), advance: (ms) => (t += ms) };
 }
 
 /** A writable fake of /sys/class/net and the address list, for odd states without a namespace. */
@@ -94,15 +83,7 @@ export function testOptions(config: Partial<Config> = {}): NodeNetworkOptions {
 export function testDeps(
   options: { kube: KubeClient | null; clock: Clock; runCommand: CommandRunner },
 ): JobDeps & { recorded: DaemonEvent[] } {
-  const recorded: DaemonEvent[] = [];
-  return {
-    kube: options.kube,
-    clock: options.clock,
-    events: { record: (event) => recorded.push(event) },
-    log: getLogger(["polarstack-daemon", "test", "node-network"]),
-    runCommand: options.runCommand,
-    recorded,
-  };
+  return jobDeps({ ...options, log: getLogger(["polarstack-daemon", "test", "node-network"]) });
 }
 
 /** A condition's status, reason and message, to compare in one assertion. */
