@@ -5,6 +5,7 @@ import { createTokenReviewAuthorizer } from "../../api/auth.ts";
 import { createMetrics } from "../../api/metrics.ts";
 import { type CronRegistrar, Scheduler } from "../../controllers/scheduler.ts";
 import { type Controller, systemClock } from "../../core/types.ts";
+import { waitFor } from "../support/daemon_process.ts";
 import { startFakeCluster } from "../support/fake_cluster.ts";
 
 const noCron: CronRegistrar = () => Promise.resolve();
@@ -51,7 +52,7 @@ async function setUp() {
       clock: systemClock,
     }),
   });
-  await new Promise((r) => setTimeout(r, 20));
+  await waitFor(() => scheduler.notYetRun().length === 0, { what: "the first run of every job" });
   return { server, app, scheduler, close };
 }
 

@@ -177,6 +177,7 @@ Deno.test("a run's client stops with the run: a pending retry gives up with its 
     assertEquals((error as KubeError).status, 503);
     assert(/patch status of Node "node-1": 503/.test(error.message), error.message);
     assert(error.message.endsWith("(no more retries: the run was stopped)"), error.message);
+    // Past the 1 s Retry-After: a span in which the abandoned retry must not be sent.
     await new Promise((r) => setTimeout(r, 1500));
     assertEquals(patches(), 1, "the retry was never sent");
     assertEquals(server.get("nodes", "", "node-1")?.status?.conditions, []);
@@ -185,6 +186,7 @@ Deno.test("a run's client stops with the run: a pending retry gives up with its 
     server.injectFault({ method: "GET", pathPrefix: "/api/v1/nodes/", count: 1, delayMs: 5000 });
     const slow = new AbortController();
     const reading = kube.withSignal(slow.signal).getNode("node-1");
+    // The run stops while the call is in flight: an action during the call, not a wait.
     setTimeout(() => slow.abort(), 100);
     await assertRejects(() => reading, KubeError, 'Cannot get Node "node-1": the run was stopped');
     const before = server.requests.length;

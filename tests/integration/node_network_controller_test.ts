@@ -9,6 +9,7 @@ import { startFakeCluster } from "../support/fake_cluster.ts";
 import {
   type FakeHost,
   fakeHost,
+  finishing,
   ipmitoolRunner,
   statusReasonMessage,
   testDeps,
@@ -357,8 +358,9 @@ Deno.test("settings: isCheckOObIP false -> no NodeOobIP and no ipmitool; NET_CAR
       },
       { calls: 0 },
     );
+    const ipmi = finishing(runner);
     const c = createNodeNetworkController(
-      testDeps({ kube: s.kube, clock: s.clock, runCommand: runner }),
+      testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmi.runner }),
       testOptions(),
       s.host,
     );
@@ -378,7 +380,7 @@ Deno.test("settings: isCheckOObIP false -> no NodeOobIP and no ipmitool; NET_CAR
     assertEquals(runner.calls, 1);
     assertEquals(result.oobIp, null, "pending: the probe does not wait for ipmitool");
     answered.resolve();
-    await new Promise((r) => setTimeout(r, 500));
+    await ipmi.landed();
     s.clock.advance(3000);
     ({ result } = await c.run(ctx()));
     assertEquals(result.oobIp, "198.51.100.23");

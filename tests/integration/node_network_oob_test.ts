@@ -2,10 +2,15 @@
 import { assert, assertEquals } from "../support/assert.ts";
 import { createNodeNetworkController, type NodeNetworkResult } from "../../controllers/node_network/job.ts";
 import type { Controller } from "../../core/types.ts";
-import type { CommandRunner } from "../../host/command.ts";
 import { readOobAddress } from "../../host/ipmi.ts";
-import { waitFor } from "../support/daemon_process.ts";
-import { type FakeHost, fakeHost, ipmitoolRunner, testDeps, testOptions } from "../support/node_network_fixtures.ts";
+import {
+  type FakeHost,
+  fakeHost,
+  finishing,
+  ipmitoolRunner,
+  testDeps,
+  testOptions,
+} from "../support/node_network_fixtures.ts";
 import { type ManualClock, testClock } from "../support/job_deps.ts";
 
 const ctx = () => ({ signal: new AbortController().signal, dryRun: false });
@@ -98,9 +103,9 @@ Deno.test("controller: ipmitool failing or missing -> NodeOobIP False with the c
 Deno.test("controller: a hung ipmitool never blocks the probe; NodeOobIP appears once it times out", async () => {
   const host = await upHost();
   try {
-    const runner = ipmitoolRunner("hang");
+    const runner = finishing(ipmitoolRunner("hang"));
     const c: Controller<NodeNetworkResult> = createNodeNetworkController(
-      testDeps({ kube: null, clock: testClock(), runCommand: runner }),
+      testDeps({ kube: null, clock: testClock(), runCommand: runner.runner }),
       testOptions(),
       { ...host, oobTimeoutMs: 1500, firstOobWaitMs: 200 },
     );
@@ -116,7 +121,7 @@ Deno.test("controller: a hung ipmitool never blocks the probe; NodeOobIP appears
       assert(performance.now() - t0 < 100, `later run took ${performance.now() - t0} ms`);
       assertEquals(oobCondition(result), undefined);
     }
-    await new Promise((r) => setTimeout(r, 1800));
+    await runner.landed();
     ({ result } = await c.run(ctx()));
     assertEquals(oobCondition(result)?.reason, "error: ipmitool lan print 1 gave no answer within 1500 ms");
     assertEquals(runner.calls, 1, "one ipmitool at a time");
@@ -124,23 +129,6 @@ Deno.test("controller: a hung ipmitool never blocks the probe; NodeOobIP appears
     await host.cleanup();
   }
 });
-
-/** Counts the runs of a runner that have finished, so a test can wait for an answer to land. */
-function finishing(runner: ReturnType<typeof ipmitoolRunner>) {
-  let done = 0;
-  const wrapped = ((argv, options) => runner(argv, options).finally(() => done++)) as CommandRunner;
-  return {
-    runner: wrapped,
-    get calls() {
-      return runner.calls;
-    },
-    // The controller reads the answer in the same turn as the run ends; one timer turn later it is recorded.
-    landed: () =>
-      waitFor(() => done === runner.calls, { what: "the ipmitool answer" }).then(() =>
-        new Promise((r) => setTimeout(r, 0))
-      ),
-  };
-}
 
 /** Probes every 3 s of the manual clock for `seconds`; returns the clock times (s) at which ipmitool ran. */
 async function probeFor(

@@ -493,7 +493,8 @@ Deno.test("port-usage reports the ephemeral overlap: result, gauge, one Warning 
     assertEquals(await Deno.readTextFile(reservedFile), "8080,30000-32999,36000-39999\n");
     assertEquals(fixed.counters?.map((c) => [c.name, c.value, c.kind]), [[OVERLAP_GAUGE, 0, "gauge"]]);
     const written = (await Deno.stat(reservedFile)).mtime?.getTime();
-    await new Promise((resolve) => setTimeout(resolve, 20)); // lets an mtime differ, were the file written again
+    // A span after which a second write would show in the mtime: the assertion is that none happens.
+    await new Promise((resolve) => setTimeout(resolve, 20));
     await run(fixer);
     assertEquals((await Deno.stat(reservedFile)).mtime?.getTime(), written, "unchanged: not written again");
     assertEquals(reserving.events, [], "nothing left to report");

@@ -167,6 +167,7 @@ Deno.test("500s, 429 Retry-After, a 409 storm, a 30 s hang, dropped connections:
       const response = await fetch(`${daemon.url}/healthz`).catch(() => null);
       if (response?.status !== 200) healthFailures++;
       await response?.body?.cancel();
+      // Paces the health watcher, which samples the whole test: not a wait for a state.
       await new Promise((r) => setTimeout(r, 200));
     }
   })();
@@ -181,6 +182,7 @@ Deno.test("500s, 429 Retry-After, a 409 storm, a 30 s hang, dropped connections:
 
     // While the node GET hangs, the probe keeps being run (each run stopped at its limit), never piling up.
     const early = (await jobStatus(daemon.url))["node-network"];
+    // The span whose runs are counted: the assertion is about what happens during it.
     await new Promise((r) => setTimeout(r, 5000));
     const later = (await jobStatus(daemon.url))["node-network"];
     assert(later.runs >= early.runs + 2, `node-network runs ${early.runs} -> ${later.runs} during the hang`);

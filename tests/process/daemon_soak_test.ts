@@ -77,12 +77,14 @@ Deno.test(`soak: ${SECONDS} s of probes, faults and API load with flat memory an
     while (Date.now() < end) {
       const [footprint, jobs] = await Promise.all([processFootprint(pid), jobStatus(daemon.url)]);
       samples.push({ at: Date.now() - t0, ...footprint, jobs });
+      // Paces the soak's sampling: one sample a second.
       await new Promise((r) => setTimeout(r, 1000));
     }
   })();
 
   const faulting = (async () => {
     for (let next = t0 + FAULT_EVERY_MS; next < end - 5000; next += FAULT_EVERY_MS) {
+      // Paces the soak's faults: one every FAULT_EVERY_MS.
       await new Promise((r) => setTimeout(r, next - Date.now()));
       if (faults % 2 === 0) server.injectFault({ pathPrefix: "/api/", count: 15, status: 500 });
       else server.injectFault({ pathPrefix: `/api/v1/nodes/${NODE}`, count: 1, delayMs: 30_000 });
@@ -113,6 +115,7 @@ Deno.test(`soak: ${SECONDS} s of probes, faults and API load with flat memory an
       const allowed503 = path === "/readyz" || (path.startsWith("/api/v1/") && Date.now() - t0 < 10_000);
       if (response.status >= 500 && !(response.status === 503 && allowed503)) unexpected.push(key);
       if (path === "/healthz" && response.status !== 200) unexpected.push(key);
+      // Paces the soak's load: each worker sends a request every 20 ms or so.
       await new Promise((r) => setTimeout(r, 20));
     }
   };
@@ -126,6 +129,7 @@ Deno.test(`soak: ${SECONDS} s of probes, faults and API load with flat memory an
       });
       await response.body?.cancel();
       if (response.status !== 200 && response.status !== 503) unexpected.push(`recheck ${response.status}`);
+      // Paces the soak's re-checks: one every 5 s.
       await new Promise((r) => setTimeout(r, 5000));
     }
   })();

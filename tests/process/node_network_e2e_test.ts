@@ -222,6 +222,7 @@ Deno.test({
         const before = await cluster.conditions();
         await cluster.clearRequests();
         const seconds = 11;
+        // The span whose requests are counted: the assertions are about what happens during it.
         await new Promise((r) => setTimeout(r, seconds * 1000));
         const log = await cluster.requests();
         const after = await cluster.conditions();

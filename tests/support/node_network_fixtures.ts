@@ -9,6 +9,7 @@ import type { InterfaceAddress } from "../../host/net_probe.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import { nodeNetworkOptions } from "../../job_options.ts";
 import { jobDeps } from "./job_deps.ts";
+import { waitFor } from "./daemon_process.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 
@@ -30,6 +31,23 @@ export function ipmitoolRunner(mode: IpmitoolMode): CommandRunner & { calls: num
   }) as CommandRunner & { calls: number };
   runner.calls = 0;
   return runner;
+}
+
+/** Counts the runs of a runner that have finished, so a test can wait for an answer to land. */
+export function finishing(runner: CommandRunner & { calls: number }) {
+  let done = 0;
+  const wrapped = ((argv, options) => runner(argv, options).finally(() => done++)) as CommandRunner;
+  return {
+    runner: wrapped,
+    get calls() {
+      return runner.calls;
+    },
+    // The controller reads the answer in the same turn as the run ends; one timer turn later it is recorded.
+    landed: () =>
+      waitFor(() => done === runner.calls, { what: "the ipmitool answer" }).then(() =>
+        new Promise((r) => setTimeout(r, 0))
+      ),
+  };
 }
 
 /** A writable fake of /sys/class/net and the address list, for odd states without a namespace. */

@@ -42,7 +42,12 @@ function setUp(overrides: Partial<AppDeps> = {}) {
   return { app, scheduler, metrics };
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 20));
+/** Waits until `scheduler` has finished `runs` runs of `job`. */
+function ran(scheduler: Scheduler, job: string, runs: number) {
+  return waitFor(() => scheduler.status().find((j) => j.name === job)?.runs === runs, {
+    what: `run ${runs} of ${job}`,
+  });
+}
 
 Deno.test("GET /healthz answers the original's body", async () => {
   const { app } = setUp();
@@ -62,7 +67,7 @@ Deno.test("/readyz is 503 with the reason until every job has run, and until the
   assertStringIncludes(body.reason, "jobs that have not run yet: port-usage, core-version");
   scheduler.trigger("port-usage");
   scheduler.trigger("core-version");
-  await settle();
+  await waitFor(() => scheduler.notYetRun().length === 0, { what: "a run of every job" });
   res = await app.request("/readyz");
   assertEquals((await res.json()).reason, "cluster not reachable: network error or timeout");
   cluster.reachable = true;
@@ -87,7 +92,7 @@ Deno.test("job routes serve the last result, 503 before the first run", async ()
   assertEquals(err.code, "503");
   assertEquals(err.message, 'Job "port-usage" has not finished a run yet: try again shortly');
   scheduler.trigger("port-usage");
-  await settle();
+  await ran(scheduler, "port-usage", 1);
   res = await app.request("/api/v1/ports");
   assertEquals((await res.json()).data, { node: "n1", used: [5432] });
   const status = await (await app.request("/api/v1/status")).json();
@@ -125,15 +130,13 @@ Deno.test("a job that only failed answers 500 with its error, not 503; later fai
     node: "n1",
     versionsExtra: () => ({ fanOut }),
   });
-  const ran = (job: string, runs: number) =>
-    waitFor(() => scheduler.status().find((j) => j.name === job)?.runs === runs, { what: `run ${runs} of ${job}` });
   let res = await app.request("/api/v1/versions");
   assertEquals(res.status, 503, "before any run, with the fan-out only in data");
   assertEquals((await res.json()).data, { fanOut });
 
   for (const [path, job] of [["/api/v1/versions", "core-version"], ["/api/v1/log-cleanup", "log-cleanup"]]) {
     scheduler.trigger(job);
-    await ran(job, 1);
+    await ran(scheduler, job, 1);
     res = await app.request(path);
     assertEquals(res.status, 500, path);
     const body = await res.json();
@@ -144,12 +147,12 @@ Deno.test("a job that only failed answers 500 with its error, not 503; later fai
 
   fail = false;
   scheduler.trigger("core-version");
-  await ran("core-version", 2);
+  await ran(scheduler, "core-version", 2);
   res = await app.request("/api/v1/versions");
   assertEquals((await res.json()).data, { node: "n1", existingVersions: ["v1"], fanOut });
   fail = true;
   scheduler.trigger("core-version");
-  await ran("core-version", 3);
+  await ran(scheduler, "core-version", 3);
   res = await app.request("/api/v1/versions");
   assertEquals(res.status, 200);
   const { lastRun, ...data } = (await res.json()).data;
@@ -188,11 +191,11 @@ Deno.test("InnerCheckCoreVersion triggers a check here; RequestCheckCoreVersion 
   const { app, scheduler } = setUp({ fanOut: () => fanOuts++ });
   let res = await app.request("/api/v1/InnerCheckCoreVersion", { method: "POST", body: '{"HostName":"n2"}' });
   assertEquals((await res.json()).data, "OK");
-  await settle();
+  await ran(scheduler, "core-version", 1);
   assertEquals(scheduler.status().find((j) => j.name === "core-version")?.runs, 1);
   res = await app.request("/api/v1/RequestCheckCoreVersion", { method: "POST" });
   assertEquals((await res.json()).data, "done");
-  await settle();
+  await ran(scheduler, "core-version", 2);
   assertEquals(fanOuts, 1);
   assertEquals(scheduler.status().find((j) => j.name === "core-version")?.runs, 2);
 });
@@ -257,9 +260,9 @@ Deno.test("/metrics renders job and HTTP counters and process memory", async () 
   });
   s.start();
   s.trigger("x");
-  await settle();
+  await ran(s, "x", 1);
   s.trigger("x");
-  await settle();
+  await ran(s, "x", 2);
   await app.request("/api/v1/TestConn");
   const text = await (await app.request("/metrics")).text();
   assertStringIncludes(text, 'polarstack_daemon_job_runs_total{job="x",outcome="success"} 2');

@@ -52,26 +52,37 @@ function gatedJob(name: string, options: { runAtStart?: boolean; timeoutMs?: num
   };
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 10));
+/** Waits until `scheduler` has finished `runs` runs of its first job. */
+function finished(scheduler: Scheduler, runs: number) {
+  return waitFor(() => scheduler.status()[0].runs === runs, { what: `run ${runs} finished` });
+}
+
+/** Waits until `job` has started `runs` runs. */
+function started(job: { readonly runs: number }, runs: number) {
+  return waitFor(() => job.runs === runs, { what: `run ${runs} started` });
+}
+
+/** A span in which nothing may happen: a test that asserts that no run follows waits this long first. */
+const quietSpan = () => new Promise((r) => setTimeout(r, 20));
 
 Deno.test("a job runs at start, never overlaps itself, and counts skipped ticks", async () => {
   const job = gatedJob("a", { runAtStart: true });
   const { cron, tick } = manualCron();
   const scheduler = new Scheduler([job.controller], { clock: systemClock, log, cron });
   scheduler.start();
-  await settle();
+  await started(job, 1);
   assertEquals(job.runs, 1);
   await tick("a");
   await tick("a");
   assertEquals(scheduler.status()[0].skippedTicks, 2);
   job.release();
-  await settle();
+  await finished(scheduler, 1);
   assertEquals(scheduler.status()[0].runs, 1);
   assertEquals(scheduler.lastResult("a"), { n: 1 });
   await tick("a");
-  await settle();
+  await started(job, 2);
   job.release();
-  await settle();
+  await finished(scheduler, 2);
   assertEquals(job.runs, 2);
   assertEquals(job.maxConcurrent, 1);
   assertEquals(scheduler.notYetRun(), []);
@@ -87,10 +98,11 @@ Deno.test("100 triggers while a run is going leave exactly one more run", async 
   const answers = Array.from({ length: 100 }, () => scheduler.trigger("b"));
   assert(answers.every((a) => a === "queued"));
   job.release();
-  await settle();
+  await started(job, 2);
   assertEquals(job.runs, 2);
   job.release();
-  await settle();
+  await finished(scheduler, 2);
+  await quietSpan();
   assertEquals(job.runs, 2);
   assertEquals(scheduler.status()[0].runs, 2);
   await scheduler.stop(100);
@@ -119,9 +131,9 @@ Deno.test("a failing job is counted, not fatal, and the next run goes on", async
   });
   scheduler.start();
   await tick("flaky");
-  await settle();
+  await finished(scheduler, 1);
   await tick("flaky");
-  await settle();
+  await finished(scheduler, 2);
   const status = scheduler.status()[0];
   assertEquals(seen, ["failure", "success"]);
   assertEquals(status.failures, 1);
@@ -141,6 +153,7 @@ Deno.test("a job past its time limit is abandoned and its signal aborted", async
       return new Promise((resolve) => {
         ctx.signal.addEventListener("abort", () => {
           aborted = true;
+          // A job that finishes late, after its limit: part of the job, not a wait in the test.
           setTimeout(() => resolve({ summary: "late", result: null }), 20);
         });
       });
@@ -193,10 +206,12 @@ Deno.test("interval jobs run on a timer loop", async () => {
   };
   const scheduler = new Scheduler([controller], { clock: systemClock, log, cron: manualCron().cron });
   scheduler.start();
+  // The span whose runs are counted: about 6 of 20 ms each.
   await new Promise((r) => setTimeout(r, 130));
   await scheduler.stop(100);
   const after = runs;
   assert(after >= 4 && after <= 8, `expected about 6 runs, got ${after}`);
+  // A span in which no run may start.
   await new Promise((r) => setTimeout(r, 60));
   assertEquals(runs, after, "no run after stop");
 });
@@ -205,13 +220,14 @@ Deno.test("stop waits for a running job up to the grace time", async () => {
   const job = gatedJob("c", { runAtStart: true });
   const scheduler = new Scheduler([job.controller], { clock: systemClock, log, cron: manualCron().cron });
   scheduler.start();
-  await settle();
+  await started(job, 1);
+  // The job ends 30 ms into stop's grace: an action during the stop, not a wait.
   setTimeout(() => job.release(), 30);
   assertEquals(await scheduler.stop(1000), true);
   const stuck = gatedJob("d", { runAtStart: true });
   const other = new Scheduler([stuck.controller], { clock: systemClock, log, cron: manualCron().cron });
   other.start();
-  await settle();
+  await started(stuck, 1);
   assertEquals(await other.stop(30), false);
   assert(stuck.contexts[0].signal.aborted, "the stuck job is told to stop");
   stuck.release();
