@@ -63,7 +63,6 @@ Deno.test("port-usage and node-network on a cluster without ccm-config and contr
     const deps = jobDeps({
       kube,
       clock: systemClock,
-      events: { record: () => {} },
       log,
       runCommand: createCommandRunner(),
     });

@@ -14,7 +14,7 @@ import { SWITCH_CACHE_MS } from "../../controllers/port_usage/observe.ts";
 import { CONFIGMAP_MAX_BYTES } from "../../controllers/port_usage/plan.ts";
 import type { Config } from "../../config/config.ts";
 import { portUsageOptions } from "../../job_options.ts";
-import type { DaemonEvent, Logger } from "../../core/types.ts";
+import type { Logger } from "../../core/types.ts";
 import { createCommandRunner } from "../../host/command.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import { KubeError } from "../../k8s/errors.ts";
@@ -43,19 +43,12 @@ function sysctlFolder(range = "61000 65000", reserved = ""): string {
 }
 
 function setup(kube: KubeClient | null, overrides: Partial<Config> = {}, sysctlDir = sysctlFolder()) {
-  const events: DaemonEvent[] = [];
   const clock = testClock("2026-11-25T08:00:00.500Z");
   const config = defaultConfig({ currentNodeName: NODE, ...overrides });
-  const deps = jobDeps({
-    kube,
-    clock,
-    events: { record: (event) => void events.push(event) },
-    log: getLogger(["test", "port-usage"]),
-    runCommand: createCommandRunner(),
-  });
+  const deps = jobDeps({ kube, clock, log: getLogger(["test", "port-usage"]), runCommand: createCommandRunner() });
   const make = (hooks?: PortUsageHooks) =>
     createPortUsageController(deps, portUsageOptions(config), { sysctlDir, ...hooks });
-  return { deps, events, clock, make, sysctlDir };
+  return { deps, events: deps.recorded, clock, make, sysctlDir };
 }
 
 function run(controller: ReturnType<typeof createPortUsageController>, dryRun = false) {
