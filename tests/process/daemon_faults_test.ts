@@ -3,7 +3,6 @@
  * storm, a 30-second hang and dropped connections. The daemon stays up, its jobs neither stick nor overlap, and
  * after the faults every ConfigMap and condition converges to the truth, with no duplicate Event and no write lost.
  */
-import { getLogger } from "@logtape/logtape";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../support/assert.ts";
 import { type DaemonProcess, freePort, startDaemon, waitFor } from "../support/daemon_process.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "../fake_kube/server.ts";
@@ -21,9 +20,6 @@ import {
   VERSION_LABELS,
   writeKubeconfig,
 } from "../support/faults_cluster.ts";
-import { createEventSink } from "../../k8s/events.ts";
-import { systemClock } from "../../core/types.ts";
-import { startFakeCluster } from "../support/fake_cluster.ts";
 
 const PORT_USED = "the port already use";
 
@@ -244,27 +240,5 @@ Deno.test("500s, 429 Retry-After, a 409 storm, a 30 s hang, dropped connections:
     listeners.close();
     await server.close();
     await host.close();
-  }
-});
-
-Deno.test("an Event whose create timed out but landed is counted, not created again", async () => {
-  const { server, kube, close } = await startFakeCluster({ client: { userAgent: "t", timeoutMs: 300 } });
-  try {
-    const sink = createEventSink({ kube, node: "node-e", log: getLogger(["test"]), clock: systemClock });
-    const events = "/api/v1/namespaces/default/events";
-    // The first POST lands after the client gave up; the retry meets a 500, the next one AlreadyExists.
-    server.injectFault({ method: "POST", pathPrefix: events, count: 1, delayMs: 330 });
-    server.injectFault({ method: "POST", pathPrefix: events, count: 1, status: 500 });
-    const event = { job: "t", type: "Warning" as const, reason: "Flaky", message: "Something failed" };
-    sink.record(event);
-    await sink.flush();
-    sink.record(event);
-    await sink.flush();
-    const stored = server.list("events", "default");
-    assertEquals(duplicateEvents(stored), []);
-    assertEquals(stored.length, 1);
-    assertEquals(stored[0].count, 2);
-  } finally {
-    await close();
   }
 });
