@@ -14,7 +14,8 @@ import { nodeNetworkOptions } from "../job_options.ts";
 import { kubeTime } from "../k8s/values.ts";
 import { createKubeClient, type KubeClient } from "../k8s/client.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "../tests/fake_kube/server.ts";
-import { fakeHost, ipmitoolRunner, manualClock } from "../tests/support/node_network_fixtures.ts";
+import { fakeHost, ipmitoolRunner } from "../tests/support/node_network_fixtures.ts";
+import { testClock } from "../tests/support/job_deps.ts";
 
 const NODE = "node-1";
 const PROBE_MS = 3000;
@@ -126,7 +127,7 @@ async function playHour(who: "ours" | "original", flap: boolean): Promise<Counts
   const server = await startFakeKubeApiServer({ seed: seed(), rbac: who === "ours" ? "manifests" : false });
   try {
     const kube = createKubeClient(server.connection(), { userAgent: "bench", qps: 1e9, burst: 1e9 });
-    const clock = manualClock();
+    const clock = testClock();
     await host.setLink("bond1", { operstate: "up" });
     host.setAddresses("bond1", ["192.0.2.10"]);
     let up = true;

@@ -21,39 +21,57 @@ export function assertMatch(text: string, pattern: RegExp, message?: string): vo
   nodeAssert.match(text, pattern, message);
 }
 
+/** `text` does not match `pattern`. */
+export function assertNotMatch(text: string, pattern: RegExp, message?: string): void {
+  nodeAssert.doesNotMatch(text, pattern, message);
+}
+
 /** `text` contains `part`. */
 export function assertStringIncludes(text: string, part: string, message?: string): void {
   nodeAssert.ok(text.includes(part), message ?? `Expected ${JSON.stringify(text)} to include ${JSON.stringify(part)}`);
 }
 
-/** `fn` throws an instance of `type` whose message includes `includes`. */
+/** Always fails, with `message`. */
+export function fail(message: string): never {
+  nodeAssert.fail(message);
+}
+
+/** `error` is an instance of `type`; its message includes `expected`, or `String(error)` matches it. */
+function assertError(
+  error: unknown,
+  type: abstract new (...args: never[]) => Error,
+  expected?: string | RegExp,
+): Error {
+  nodeAssert.ok(error instanceof type, `Expected ${type.name}, got ${error}`);
+  if (typeof expected === "string") assertStringIncludes(error.message, expected);
+  else if (expected) assertMatch(String(error), expected);
+  return error;
+}
+
+/** `fn` throws an instance of `type`: its message includes `expected`, or a RegExp matches `Name: message`. */
 export function assertThrows(
   fn: () => unknown,
   type: abstract new (...args: never[]) => Error,
-  includes?: string,
+  expected?: string | RegExp,
 ): Error {
   try {
     fn();
   } catch (error) {
-    nodeAssert.ok(error instanceof type, `Expected ${type.name}, got ${error}`);
-    if (includes) assertStringIncludes((error as Error).message, includes);
-    return error as Error;
+    return assertError(error, type, expected);
   }
   throw new nodeAssert.AssertionError({ message: "Expected the function to throw" });
 }
 
-/** `fn` rejects with an instance of `type` whose message includes `includes`. */
+/** `fn` rejects with an instance of `type`: its message includes `expected`, or a RegExp matches `Name: message`. */
 export async function assertRejects(
   fn: () => Promise<unknown>,
   type: abstract new (...args: never[]) => Error,
-  includes?: string,
+  expected?: string | RegExp,
 ): Promise<Error> {
   try {
     await fn();
   } catch (error) {
-    nodeAssert.ok(error instanceof type, `Expected ${type.name}, got ${error}`);
-    if (includes) assertStringIncludes((error as Error).message, includes);
-    return error as Error;
+    return assertError(error, type, expected);
   }
   throw new nodeAssert.AssertionError({ message: "Expected the promise to reject" });
 }

@@ -8,16 +8,15 @@ import { defaultConfig } from "../../config/config.ts";
 import { createLogCleanupController } from "../../controllers/log_cleanup/job.ts";
 import { nullEventSink, systemClock } from "../../core/types.ts";
 import { logCleanupOptions } from "../../job_options.ts";
+import { jobDeps } from "./job_deps.ts";
 
 const args = JSON.parse(Deno.args[0]) as { root: string; openat2?: boolean; mountIds?: boolean };
 const config = defaultConfig({ dbclusterLogDir: args.root });
-const deps = {
-  kube: null,
+const deps = jobDeps({
   clock: systemClock,
   events: nullEventSink,
   log: getLogger(["polarstack-daemon", "log-cleanup"]),
-  runCommand: () => Promise.reject(new Error("The log-cleanup job runs no command")),
-};
+});
 const controller = createLogCleanupController(deps, logCleanupOptions(config), {
   resolve: { dirFs: { openat2: args.openat2, mountIds: args.mountIds } },
 });

@@ -4,11 +4,11 @@ import { defaultConfig } from "../../config/config.ts";
 import type { JobDeps } from "../../controllers/deps.ts";
 import type { LogCleanupOptions } from "../../controllers/log_cleanup/job.ts";
 import { INSTANCE_LABEL } from "../../controllers/log_cleanup/plan.ts";
-import type { Clock, DaemonEvent, EventSink } from "../../core/types.ts";
-import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
+import type { Clock, EventSink } from "../../core/types.ts";
+import type { KubeClient } from "../../k8s/client.ts";
 import { logCleanupOptions } from "../../job_options.ts";
-import type { CommandRunner } from "../../host/command.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "../fake_kube/server.ts";
+import { type FakeCluster, startFakeCluster } from "./fake_cluster.ts";
+import { jobDeps } from "./job_deps.ts";
 
 /** One day in ms. */
 export const DAY = 86_400_000;
@@ -105,12 +105,6 @@ export function nonUtf8(parent: string, kind: "dir" | "file", prefix: string): v
   }
 }
 
-/** An event sink that keeps the events. */
-export function recordingSink(): EventSink & { events: DaemonEvent[] } {
-  const events: DaemonEvent[] = [];
-  return { events, record: (event) => events.push(event) };
-}
-
 /** JobDeps and options for the log-cleanup controller in a test, built from a config as the daemon does. */
 export function cleanupDeps(options: {
   root: string;
@@ -121,19 +115,17 @@ export function cleanupDeps(options: {
   events?: EventSink;
 }): { deps: JobDeps; options: LogCleanupOptions } {
   const clock: Clock = { now: () => new Date(options.nowMs ?? Date.now()) };
-  const runCommand: CommandRunner = () => Promise.reject(new Error("The log-cleanup job runs no command"));
   const config = defaultConfig({
     dbclusterLogDir: options.root,
     insFolderOverdueDays: options.days ?? 3,
     logCleanupMaxFolders: options.maxFolders ?? 20,
   });
-  const deps: JobDeps = {
+  const deps = jobDeps({
     kube: options.kube,
     clock,
-    events: options.events ?? recordingSink(),
+    ...(options.events ? { events: options.events } : {}),
     log: getLogger(["polarstack-daemon", "test", "log-cleanup"]),
-    runCommand,
-  };
+  });
   return { deps, options: logCleanupOptions(config) };
 }
 
@@ -142,13 +134,12 @@ export function pod(namespace: string, name: string, labels: Record<string, stri
   return { apiVersion: "v1", kind: "Pod", metadata: { namespace, name, labels }, spec: { containers: [] } };
 }
 
-/** A fake API server holding one pod per ins_id value, and a real client for it; close the server when done. */
-export async function podsServer(insIds: string[]): Promise<{ kube: KubeClient; server: FakeKubeApiServer }> {
-  const server = await startFakeKubeApiServer({
+/** A fake cluster holding one pod per ins_id value; close it when done. */
+export function podsServer(insIds: string[]): Promise<FakeCluster> {
+  return startFakeCluster({
     seed: insIds.map((id, i) => pod("default", `pod-${i}`, { [INSTANCE_LABEL]: id })),
+    client: { retries: 0, qps: 1000, burst: 1000 },
   });
-  const kube = createKubeClient(server.connection(), { userAgent: "test", retries: 0, qps: 1000, burst: 1000 });
-  return { kube, server };
 }
 
 /** Whether a path exists (without following a final link). */

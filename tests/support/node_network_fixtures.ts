@@ -8,6 +8,8 @@ import { type CommandRunner, createCommandRunner } from "../../host/command.ts";
 import type { InterfaceAddress } from "../../host/net_probe.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import { nodeNetworkOptions } from "../../job_options.ts";
+import { jobDeps } from "./job_deps.ts";
+import { waitFor } from "./daemon_process.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 
@@ -31,16 +33,21 @@ export function ipmitoolRunner(mode: IpmitoolMode): CommandRunner & { calls: num
   return runner;
 }
 
-/** A clock the test moves by hand. */
-export interface ManualClock extends Clock {
-  /** Moves the time forward. */
-  advance(ms: number): void;
-}
-
-/** Makes a clock that starts at `start`. */
-export function manualClock(start = new Date("2026-01-01T00:00:00.250Z")): ManualClock {
-  let t = start.getTime();
-  return { now: () => new Date(t), advance: (ms) => (t += ms) };
+/** Counts the runs of a runner that have finished, so a test can wait for an answer to land. */
+export function finishing(runner: CommandRunner & { calls: number }) {
+  let done = 0;
+  const wrapped = ((argv, options) => runner(argv, options).finally(() => done++)) as CommandRunner;
+  return {
+    runner: wrapped,
+    get calls() {
+      return runner.calls;
+    },
+    // The controller reads the answer in the same turn as the run ends; one timer turn later it is recorded.
+    landed: () =>
+      waitFor(() => done === runner.calls, { what: "the ipmitool answer" }).then(() =>
+        new Promise((r) => setTimeout(r, 0))
+      ),
+  };
 }
 
 /** A writable fake of /sys/class/net and the address list, for odd states without a namespace. */
@@ -94,15 +101,7 @@ export function testOptions(config: Partial<Config> = {}): NodeNetworkOptions {
 export function testDeps(
   options: { kube: KubeClient | null; clock: Clock; runCommand: CommandRunner },
 ): JobDeps & { recorded: DaemonEvent[] } {
-  const recorded: DaemonEvent[] = [];
-  return {
-    kube: options.kube,
-    clock: options.clock,
-    events: { record: (event) => recorded.push(event) },
-    log: getLogger(["polarstack-daemon", "test", "node-network"]),
-    runCommand: options.runCommand,
-    recorded,
-  };
+  return jobDeps({ ...options, log: getLogger(["polarstack-daemon", "test", "node-network"]) });
 }
 
 /** A condition's status, reason and message, to compare in one assertion. */
