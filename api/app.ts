@@ -64,12 +64,12 @@ const JOB_ROUTES: Record<string, JobName> = Object.fromEntries(Object.values(JOB
 const innerCheckBody = z.object({ HostName: z.string().max(253).optional() }).passthrough();
 
 /** The original's envelope for a success. */
-export function ok(c: Context<Env>, data: unknown) {
+function ok(c: Context<Env>, data: unknown) {
   return c.json({ code: "1", data, message: "", requestId: c.get("requestId") });
 }
 
 /** The original's envelope for an error: `code` is the HTTP status as a string. */
-export function fail(c: Context<Env>, status: number, message: string) {
+function fail(c: Context<Env>, status: number, message: string) {
   return failWith(c, status, { message, data: null });
 }
 
