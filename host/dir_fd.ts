@@ -155,7 +155,12 @@ export function openDirFs(options: DirFsOptions = {}): DirFs {
   const statMask = STATX_BASIC | (options.mountIds === false ? 0 : STATX_MNT_ID);
   const empty = new Uint8Array(1);
 
+  // A name from `list` is a view whose next byte is the kernel's NUL: pass a view with it, copy nothing.
   const cString = (name: Uint8Array) => {
+    const end = name.byteOffset + name.length;
+    if (end < name.buffer.byteLength && new Uint8Array(name.buffer, end, 1)[0] === 0) {
+      return new Uint8Array(name.buffer, name.byteOffset, name.length + 1);
+    }
     const out = new Uint8Array(name.length + 1);
     out.set(name);
     return out;
@@ -213,13 +218,15 @@ export function openDirFs(options: DirFsOptions = {}): DirFs {
       for (;;) {
         const read = retrying("getdents64", () => Number(c.getdents64(dirFd, listBuffer, BigInt(listBuffer.length))));
         if (read === 0) return names;
+        // One copy per read: each name is a view into it, followed by its NUL.
+        const chunk = listBuffer.slice(0, read);
         for (let offset = 0; offset < read;) {
           const length = list.getUint16(offset + 16, true);
           const type = listBuffer[offset + 18];
           const start = offset + 19;
-          const end = listBuffer.indexOf(0, start);
+          const end = chunk.indexOf(0, start);
           offset += length;
-          const bytes = listBuffer.slice(start, end);
+          const bytes = chunk.subarray(start, end);
           if (bytes.length === 1 && bytes[0] === 0x2e) continue;
           if (bytes.length === 2 && bytes[0] === 0x2e && bytes[1] === 0x2e) continue;
           let text: string | null;
