@@ -211,7 +211,10 @@ interface LeaseView {
 }
 
 /** The holder and the expiry of a Lease, as this node may rely on them. */
-function viewLease(lease: LeaseObserved | null, me: string, now: Date, fallbackSeconds: number): LeaseView {
+function viewLease(
+  lease: LeaseObserved | null,
+  { me, now, fallbackSeconds }: { me: string; now: Date; fallbackSeconds: number },
+): LeaseView {
   const holder = lease?.holderIdentity ? lease.holderIdentity : null;
   if (lease === null || holder === null) return { holder: null, ours: false, expiresAt: null, live: false };
   const d = lease.leaseDurationSeconds;
@@ -263,7 +266,7 @@ function leaseWrite(
 }
 
 function leaseOf(run: Run, c: ClusterObserved): LeaseView {
-  return viewLease(c.lease, run.me, run.observed.now, run.options.leaseDurationSeconds);
+  return viewLease(c.lease, { me: run.me, now: run.observed.now, fallbackSeconds: run.options.leaseDurationSeconds });
 }
 
 /** Our Lease's renewal when it is due (its renewTime is old, unreadable, ahead of us, or it lapsed). */
