@@ -269,7 +269,7 @@ function leaseOf(run: Run, c: ClusterObserved): LeaseView {
   return viewLease(c.lease, { me: run.me, now: run.observed.now, fallbackSeconds: run.options.leaseDurationSeconds });
 }
 
-/** Our Lease's renewal when it is due (its renewTime is old, unreadable, ahead of us, or it lapsed). */
+/** Our Lease's renewal when it is due: lapsed, old, unreadable, or ahead of our clock. */
 function renewal(run: Run, c: ClusterObserved): LeaseWrite[] {
   const now = run.observed.now.getTime();
   const renewedAt = c.lease?.renewTime?.getTime() ?? NaN;

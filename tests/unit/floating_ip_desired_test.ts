@@ -1,6 +1,6 @@
 /** The desired floating IP of one MPDCluster: which address, which shape, which node, or why none. */
 import { assert, assertEquals } from "../support/assert.ts";
-import { desiredFloatingIp, type DesiredFloatingIp } from "../../controllers/floating_ip/desired.ts";
+import { type DesiredFloatingIp, desiredFloatingIp } from "../../controllers/floating_ip/desired.ts";
 
 const NIC = { clientNic: "bond1" };
 
@@ -25,7 +25,8 @@ function cluster(parts: { spec?: unknown; status?: Record<string, unknown> } = {
 
 function summary(d: DesiredFloatingIp): string {
   if (d.kind === "refuse") return `refuse ${d.reason} leader=${d.leader}`;
-  const ip = `${d.ip.address}/${d.ip.mask} ${d.ip.mode} ${d.ip.nic} ${d.ip.cfgType} gw=${d.ip.gateway} from ${d.ip.source}`;
+  const ip =
+    `${d.ip.address}/${d.ip.mask} ${d.ip.mode} ${d.ip.nic} ${d.ip.cfgType} gw=${d.ip.gateway} from ${d.ip.source}`;
   return d.kind === "assign" ? `assign ${ip} to ${d.leader}` : `keep ${ip} ${d.reason}`;
 }
 
@@ -33,7 +34,11 @@ const MANUAL = { ipAddressCfgType: "manual", ipAddress: "192.0.2.50", mask: 24 }
 
 Deno.test("desiredFloatingIp: the address, its shape and its source, case by case", () => {
   const table: Array<[string, unknown, string]> = [
-    ["manual, defaults", cluster({ spec: MANUAL }), "assign 192.0.2.50/24 VirtualIF bond1 manual gw=null from spec to h1"],
+    [
+      "manual, defaults",
+      cluster({ spec: MANUAL }),
+      "assign 192.0.2.50/24 VirtualIF bond1 manual gw=null from spec to h1",
+    ],
     [
       "every field",
       cluster({ spec: { ...MANUAL, gateWay: "192.0.2.1", basedNetIf: "eth7", ipMode: "MultiIP" } }),
@@ -99,10 +104,18 @@ Deno.test("desiredFloatingIp: the address, its shape and its source, case by cas
     ],
     ["no leaderFloatingIP", cluster(), "refuse NotConfigured leader=h1"],
     ["leaderFloatingIP is a string", cluster({ spec: "192.0.2.50" }), "refuse NotConfigured leader=h1"],
-    ["unknown cfgType", cluster({ spec: { ...MANUAL, ipAddressCfgType: "dhcp" } }), "refuse InvalidConfigType leader=h1"],
+    [
+      "unknown cfgType",
+      cluster({ spec: { ...MANUAL, ipAddressCfgType: "dhcp" } }),
+      "refuse InvalidConfigType leader=h1",
+    ],
     ["IPv6", cluster({ spec: { ...MANUAL, ipAddress: "2001:db8::5" } }), "refuse InvalidAddress leader=h1"],
     ["leading zero", cluster({ spec: { ...MANUAL, ipAddress: "192.0.2.050" } }), "refuse InvalidAddress leader=h1"],
-    ["address with a prefix", cluster({ spec: { ...MANUAL, ipAddress: "192.0.2.5/24" } }), "refuse InvalidAddress leader=h1"],
+    [
+      "address with a prefix",
+      cluster({ spec: { ...MANUAL, ipAddress: "192.0.2.5/24" } }),
+      "refuse InvalidAddress leader=h1",
+    ],
     ["spaces", cluster({ spec: { ...MANUAL, ipAddress: " 192.0.2.5" } }), "refuse InvalidAddress leader=h1"],
     ["number", cluster({ spec: { ...MANUAL, ipAddress: 3221226034 } }), "refuse InvalidAddress leader=h1"],
     ["missing", cluster({ spec: { mask: 24 } }), "refuse InvalidAddress leader=h1"],
@@ -111,7 +124,11 @@ Deno.test("desiredFloatingIp: the address, its shape and its source, case by cas
     ["multicast", cluster({ spec: { ...MANUAL, ipAddress: "224.0.0.18" } }), "refuse InvalidAddress leader=h1"],
     ["broadcast", cluster({ spec: { ...MANUAL, ipAddress: "255.255.255.255" } }), "refuse InvalidAddress leader=h1"],
     ["subnet's network", cluster({ spec: { ...MANUAL, ipAddress: "192.0.2.0" } }), "refuse InvalidAddress leader=h1"],
-    ["subnet's broadcast", cluster({ spec: { ...MANUAL, ipAddress: "192.0.2.255" } }), "refuse InvalidAddress leader=h1"],
+    [
+      "subnet's broadcast",
+      cluster({ spec: { ...MANUAL, ipAddress: "192.0.2.255" } }),
+      "refuse InvalidAddress leader=h1",
+    ],
     ["mask 33", cluster({ spec: { ...MANUAL, mask: 33 } }), "refuse InvalidMask leader=h1"],
     ["mask 0", cluster({ spec: { ...MANUAL, mask: 0 } }), "refuse InvalidMask leader=h1"],
     ["mask -8", cluster({ spec: { ...MANUAL, mask: -8 } }), "refuse InvalidMask leader=h1"],
@@ -134,16 +151,28 @@ Deno.test("desiredFloatingIp: the leader only when leaderInstanceHost and the rw
   const table: Array<[string, Record<string, unknown>, string]> = [
     ["agree", { leaderInstanceHost: "h2", dbInstanceStatus: { a: rw("h2"), b: rw("h1", "ro") } }, "assign to h2"],
     ["agree in another case", { leaderInstanceHost: "H2", dbInstanceStatus: { a: rw("h2") } }, "assign to h2"],
-    ["two rw entries on one node", { leaderInstanceHost: "h2", dbInstanceStatus: { a: rw("h2"), b: rw("h2") } }, "assign to h2"],
+    [
+      "two rw entries on one node",
+      { leaderInstanceHost: "h2", dbInstanceStatus: { a: rw("h2"), b: rw("h2") } },
+      "assign to h2",
+    ],
     ["as a list", { leaderInstanceHost: "h3", dbInstanceStatus: [rw("h3")] }, "assign to h3"],
     ["disagree", { leaderInstanceHost: "h1", dbInstanceStatus: { a: rw("h2") } }, "keep LeaderDisagrees"],
-    ["two rw nodes", { leaderInstanceHost: "h1", dbInstanceStatus: { a: rw("h1"), b: rw("h2") } }, "keep LeaderDisagrees"],
+    [
+      "two rw nodes",
+      { leaderInstanceHost: "h1", dbInstanceStatus: { a: rw("h1"), b: rw("h2") } },
+      "keep LeaderDisagrees",
+    ],
     ["no host", { dbInstanceStatus: { a: rw("h2") } }, "keep LeaderUnknown"],
     ["empty host", { leaderInstanceHost: "", dbInstanceStatus: { a: rw("h2") } }, "keep LeaderUnknown"],
     ["host a number", { leaderInstanceHost: 7, dbInstanceStatus: { a: rw("h2") } }, "keep LeaderUnknown"],
     ["no rw entry", { leaderInstanceHost: "h1", dbInstanceStatus: { a: rw("h1", "ro") } }, "keep LeaderUnknown"],
     ["rw without a node", { leaderInstanceHost: "h1", dbInstanceStatus: { a: rw(null) } }, "keep LeaderUnknown"],
-    ["entries not objects", { leaderInstanceHost: "h1", dbInstanceStatus: { a: "rw", b: null, c: 5 } }, "keep LeaderUnknown"],
+    [
+      "entries not objects",
+      { leaderInstanceHost: "h1", dbInstanceStatus: { a: "rw", b: null, c: 5 } },
+      "keep LeaderUnknown",
+    ],
     ["dbInstanceStatus a string", { leaderInstanceHost: "h1", dbInstanceStatus: "rw" }, "keep LeaderUnknown"],
     ["no dbInstanceStatus", { leaderInstanceHost: "h1" }, "keep LeaderUnknown"],
   ];
