@@ -527,6 +527,14 @@ Deno.test("plan: 1,000 clusters, one address each, on one node", () => {
   const released = plan.actions.filter((a) => a.kind === "release");
   assert(released.every((a) => a.remove.length === 1 && a.remove[0].address === a.address));
   assertEquals(released.filter((a) => a.leases.length === 1).length, 125);
+  // the answer does not depend on the order the cache lists the clusters in
+  const reversed = planFloatingIps(
+    observe({ clusters: [...clusters].reverse(), tagged: [...held].reverse() }),
+    OPTIONS,
+  );
+  assertEquals(reversed.actions, plan.actions);
+  const byName = (p: typeof plan) => p.conditions.map((c) => c.cluster.name).sort();
+  assertEquals(byName(reversed), byName(plan));
 });
 
 // ---- a simulation: three nodes, one Lease store, one wire ----
