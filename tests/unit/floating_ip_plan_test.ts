@@ -1,16 +1,16 @@
 /** The floating-IP plan: per address, what this node does; the safety rules, each on its own and in a simulation. */
 import { assert, assertEquals } from "../support/assert.ts";
 import { desiredFloatingIp } from "../../controllers/floating_ip/desired.ts";
-import {
-  type ClusterObserved,
-  type FloatingIpAction,
-  type FloatingIpObserved,
-  type FloatingIpPlanOptions,
-  type LeaseObserved,
-  planFloatingIps,
-  type ProbeResult,
-  type TaggedAddress,
-} from "../../controllers/floating_ip/plan.ts";
+import { planFloatingIps } from "../../controllers/floating_ip/plan.ts";
+import type {
+  ClusterObserved,
+  FloatingIpAction,
+  FloatingIpObserved,
+  FloatingIpPlanOptions,
+  LeaseObserved,
+  ProbeResult,
+  TaggedAddress,
+} from "../../controllers/floating_ip/types.ts";
 
 const NOW = new Date("2026-12-01T10:00:00.000Z");
 const OPTIONS: FloatingIpPlanOptions = {
