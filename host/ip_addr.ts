@@ -282,11 +282,15 @@ export function addCommands(f: FloatingAddress): string[][] {
   ];
 }
 
-/** The command that removes something tagged: the labelled address, or the whole macvlan. */
-export function removeCommand(t: TaggedAddress): string[] {
-  if (t.mode === "VirtualIF") return ["ip", "link", "del", t.device];
-  // With the label, the kernel itself deletes only an address that carries it.
-  return ["ip", "addr", "del", `${t.ip}/${t.prefix}`, "dev", t.device, "label", multiIpLabel(t.device)!];
+/** The commands that remove something tagged: the labelled address, or the whole macvlan. */
+export function removeCommands(t: TaggedAddress): string[][] {
+  if (t.mode === "VirtualIF") return [["ip", "link", "del", t.device]];
+  return [
+    // Deleting the first address of a subnet deletes the others of that subnet too, unless they are promoted.
+    ["sysctl", "-q", "-w", `net/ipv4/conf/${t.device}/promote_secondaries=1`],
+    // With the label, the kernel itself deletes only an address that carries it.
+    ["ip", "addr", "del", `${t.ip}/${t.prefix}`, "dev", t.device, "label", multiIpLabel(t.device)!],
+  ];
 }
 
 /**
@@ -319,5 +323,5 @@ export async function removeTagged(runCommand: CommandRunner, t: TaggedAddress, 
   if (t.mode === "MultiIP" && (t.ip === null || t.prefix === null || multiIpLabel(t.device) === null)) {
     throw new Error(`${what}: no tagged address`);
   }
-  await runOrThrow(runCommand, removeCommand(t), { options, what });
+  for (const argv of removeCommands(t)) await runOrThrow(runCommand, argv, { options, what });
 }

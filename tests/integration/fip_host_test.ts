@@ -239,6 +239,21 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "removing a floating IP that is first in its subnet keeps a hand-added address of that subnet",
+        async () => {
+          const other: FloatingAddress = { ip: "198.51.100.5", prefix: 24, nic: "bond1", mode: "MultiIP" };
+          await addFloatingAddress(h1, other, OPTS);
+          await lan.h1.ip("addr", "add", "198.51.100.6/24", "dev", "bond1");
+          const tagged = taggedAddresses(await listInterfaces(h1, OPTS));
+          assertEquals(tagged.map((x) => x.ip), [other.ip]);
+          await removeTagged(h1, tagged[0], OPTS);
+          const left = ipv4Addresses(await listInterfaces(h1, OPTS)).map((a) => a.ip);
+          assert(left.includes("198.51.100.6") && !left.includes(other.ip), JSON.stringify(left));
+          await lan.h1.ip("addr", "del", "198.51.100.6/24", "dev", "bond1");
+        },
+      );
+
       await t.step("the kernel refuses to delete an address whose label is not ours", async () => {
         await assertRejects(
           () =>
