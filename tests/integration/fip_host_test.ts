@@ -98,6 +98,19 @@ async function linkMac(ns: NetNs, dev: string): Promise<string> {
   return (JSON.parse(r.stdout) as { address: string }[])[0].address;
 }
 
+/** Starts a TCP listener on all addresses of `ns` that writes `greeting` to every connection; returns its port. */
+async function listen(ns: NetNs, greeting: string, processes: NsProcess[]): Promise<number> {
+  const listener = await startIn(ns, [
+    Deno.execPath(),
+    "eval",
+    `const l = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+     console.log("listening " + l.addr.port);
+     for await (const c of l) { await c.write(new TextEncoder().encode("${greeting}")); c.close(); }`,
+  ], { ready: /listening (\d+)/ });
+  processes.push(listener.process);
+  return Number(listener.match![1]);
+}
+
 function names(interfaces: readonly HostInterface[]): string[] {
   return interfaces.map((i) => i.name).sort();
 }
@@ -178,15 +191,7 @@ Deno.test({
       await t.step(
         "the client connects over TCP and resolves the VirtualIF address afresh to the derived MAC",
         async () => {
-          const listener = await startIn(lan.h1, [
-            Deno.execPath(),
-            "eval",
-            `const l = Deno.listen({ hostname: "0.0.0.0", port: 0 });
-           console.log("listening " + l.addr.port);
-           for await (const c of l) { await c.write(new TextEncoder().encode("h1")); c.close(); }`,
-          ], { ready: /listening (\d+)/ });
-          processes.push(listener.process);
-          const port = Number(listener.match![1]);
+          const port = await listen(lan.h1, "h1", processes);
           await lan.c.ip("neigh", "flush", "dev", "bond1");
           assertEquals(await tcpConnect(lan.c, MULTI.ip, port), "h1");
           assertEquals(await tcpConnect(lan.c, VIRTUAL.ip, port), "h1");
@@ -293,6 +298,25 @@ Deno.test({
           'Cannot announce 192.0.2.50 on "bond9" with arping -U',
         );
       });
+
+      await t.step(
+        "a VirtualIF move: h2 derives the same MAC, the client's entry stays valid, TCP reaches h2",
+        async () => {
+          await addFloatingAddress(h1, VIRTUAL, OPTS);
+          const port1 = await listen(lan.h1, "h1", processes);
+          await lan.c.ip("neigh", "flush", "dev", "bond1");
+          assertEquals(await tcpConnect(lan.c, VIRTUAL.ip, port1), "h1");
+          for (const r of taggedAddresses(await listInterfaces(h1, OPTS))) await removeTagged(h1, r, OPTS);
+          await addFloatingAddress(h2, VIRTUAL, OPTS);
+          assertEquals(await linkMac(lan.h2, virtualIfName(VIRTUAL.ip)), virtualIfMac(VIRTUAL.ip));
+          await announceAddress(h2, { device: virtualIfName(VIRTUAL.ip), ip: VIRTUAL.ip }, OPTS);
+          const port2 = await listen(lan.h2, "h2", processes);
+          assertEquals(await tcpConnect(lan.c, VIRTUAL.ip, port2), "h2");
+          assertEquals(await neighbourMac(lan.c, VIRTUAL.ip), virtualIfMac(VIRTUAL.ip));
+          for (const r of taggedAddresses(await listInterfaces(h2, OPTS))) await removeTagged(h2, r, OPTS);
+          assertEquals(taggedAddresses(await listInterfaces(h2, OPTS)), []);
+        },
+      );
     } finally {
       for (const p of processes) await p.stop();
       for (const ns of lan.all) await ns.remove();
