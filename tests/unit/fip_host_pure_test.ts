@@ -3,6 +3,7 @@ import { assertEquals, assertThrows } from "../support/assert.ts";
 import {
   addCommands,
   type FloatingAddress,
+  holds,
   type HostInterface,
   invalidFloatingAddress,
   isOurVirtualIf,
@@ -102,6 +103,9 @@ Deno.test("to remove: every tag that does not match an entitled address in mode,
   assertEquals(tagsToRemove(tagged, [{ ...entitled[0], prefix: 25 }, { ...entitled[1], mode: "MultiIP" }]), tagged);
   assertEquals(tagsToRemove(tagged, [{ ...entitled[0], nic: "bond2" }, entitled[1]]), [multi, orphan]);
   assertEquals(tagsToRemove([], entitled), []);
+  assertEquals(entitled.map((f) => holds(tagged, f)), [true, true]);
+  assertEquals(holds([orphan], { ip: "192.0.2.61", prefix: 24, nic: "bond1", mode: "VirtualIF" }), false);
+  assertEquals(holds(tagged, { ...entitled[1], prefix: 32 }), false);
 });
 
 Deno.test("the add and remove commands: argument arrays, the label on delete, the whole macvlan removed", () => {
