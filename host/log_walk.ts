@@ -13,6 +13,9 @@ import { readMountPointsBelow } from "./mount_points.ts";
 
 export type { EntryKind } from "./dir_fd.ts";
 
+/** The DaemonSet's volume that mounts the host's log root. */
+export const LOG_ROOT_VOLUME = "dbcluster-log";
+
 /** The default depth limit of the walk (levels below the root). */
 export const DEFAULT_MAX_DEPTH = 64;
 
@@ -68,7 +71,9 @@ export async function resolveLogRoot(dir: string, options: ResolveOptions = {}):
     path = await Deno.realPath(dir);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      throw new Error(`Cannot clean logs in "${dir}": it does not exist; mount the host's log folder at that path`);
+      throw new Error(
+        `Cannot clean logs in "${dir}": it does not exist (in a pod, mount the host's folder there: volume "${LOG_ROOT_VOLUME}")`,
+      );
     }
     throw new Error(`Cannot clean logs in "${dir}": ${(error as Error).message}`);
   }
