@@ -248,7 +248,8 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
   }
 
   async function run(signal: AbortSignal): Promise<void> {
-    let needList = true;
+    // After a stop, a start resumes from where the cache is; a 410 lists again.
+    let needList = !synced;
     let justListed = false;
     while (!signal.aborted) {
       try {
