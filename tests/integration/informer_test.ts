@@ -110,7 +110,10 @@ Deno.test("informer: lists, watches from the list's resourceVersion with bookmar
 
     const latencies: number[] = [];
     for (let i = 0; i < 5; i++) {
-      const seen = nextChange(informer, (c) => c.type === "MODIFIED" && c.object.status?.leaderInstanceHost === `n${i}`);
+      const seen = nextChange(
+        informer,
+        (c) => c.type === "MODIFIED" && c.object.status?.leaderInstanceHost === `n${i}`,
+      );
       const t0 = performance.now();
       server.put(cluster("db1", "a", `n${i}`));
       latencies.push(await seen - t0);
@@ -143,14 +146,21 @@ Deno.test("informer: lists, watches from the list's resourceVersion with bookmar
 Deno.test("informer: bookmarks move its resourceVersion past writes of other kinds", async () => {
   await withInformer(async ({ server, informer }) => {
     await waitFor(() => informer.state().watching, { what: "the informer to watch" });
-    const other = server.put({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x", namespace: "kube-system" } });
+    const other = server.put({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "x", namespace: "kube-system" },
+    });
     await waitFor(() => informer.state().resourceVersion === other.metadata.resourceVersion, {
       what: "a bookmark with the ConfigMap's resourceVersion",
     });
     // A resumed watch starts from the bookmark's version, not the last MPDCluster's.
     server.dropWatches();
     await waitFor(() => watchCalls(server).length === 2 && informer.state().watching, { what: "the watch again" });
-    assertEquals(new URLSearchParams(watchCalls(server)[1].query).get("resourceVersion"), other.metadata.resourceVersion);
+    assertEquals(
+      new URLSearchParams(watchCalls(server)[1].query).get("resourceVersion"),
+      other.metadata.resourceVersion,
+    );
   }, { bookmarkIntervalMs: 50 });
 });
 
