@@ -40,8 +40,23 @@ export interface KubeClient {
   createEvent(event: CoreV1Event): Promise<CoreV1Event>;
   /** Merge-patches an Event (to raise its count). */
   patchEvent(name: string, namespace: string, patch: unknown): Promise<CoreV1Event>;
-  /** Performs a raw request (for APIs outside CoreV1, e.g. TokenReview); returns the parsed JSON body. */
-  request(method: string, path: string, options: { body?: unknown; what: string }): Promise<unknown>;
+  /**
+   * Performs a raw request (for APIs outside CoreV1, e.g. TokenReview); returns the parsed JSON body. `retries`
+   * overrides the client's count (0: the caller backs off itself).
+   */
+  request(
+    method: string,
+    path: string,
+    options: { body?: unknown; what: string; query?: Record<string, string | undefined>; retries?: number },
+  ): Promise<unknown>;
+  /**
+   * Opens a GET whose answer is a stream of JSON lines (a watch), sent once: see `OpenStream`. `signal` stops it, as
+   * the client's own signal does.
+   */
+  openStream(
+    path: string,
+    options: { what: string; query?: Record<string, string | undefined>; signal?: AbortSignal },
+  ): Promise<AsyncIterableIterator<unknown>>;
   /**
    * The same client for one job run: when `signal` aborts (the run's time limit), a call in flight is cancelled and a
    * call waiting to retry gives up with its last error, so an abandoned run writes nothing late.
@@ -57,7 +72,7 @@ const seg = encodeURIComponent;
 /** Creates the client for one connection. */
 export function createKubeClient(connection: ClusterConnection, options: KubeClientOptions): KubeClient {
   const namespace = options.namespace ?? "kube-system";
-  const send = createTransport(connection, options);
+  const { send, stream } = createTransport(connection, options);
 
   async function orNull<T>(promise: Promise<T>): Promise<T | null> {
     try {
@@ -145,8 +160,12 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
           what: `patch Event "${name}"`,
         });
       },
-      request(method, path, { body, what }) {
-        return call({ method: method as Call["method"], path, body, what });
+      request(method, path, { body, what, query, retries }) {
+        return call({ method: method as Call["method"], path, body, what, query, retries });
+      },
+      openStream(path, { what, query, signal }) {
+        const both = signal && stop ? AbortSignal.any([stop, signal]) : signal ?? stop;
+        return stream({ method: "GET", path, query, what }, both);
       },
       withSignal: (signal) => forRun(stop ? AbortSignal.any([stop, signal]) : signal),
     };

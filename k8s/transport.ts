@@ -1,7 +1,9 @@
 /**
  * Sending one call to the API server: the rate limit, the bearer token, a timeout, retries with backoff on network
  * errors, 5xx and 429, and the API server's Retry-After. A Retry-After holds every call of the client until it passes,
- * not only the retry of the call that got it: a run stopped meanwhile must not let the next run ask sooner.
+ * not only the retry of the call that got it: a run stopped meanwhile must not let the next run ask sooner. A
+ * streaming call (a watch) goes through the same token, TLS client, rate limit and hold, and its answer is read as
+ * JSON lines until it ends or is stopped.
  */
 import { backoffDelay, isRetryableStatus, parseRetryAfter } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
@@ -39,6 +41,8 @@ export interface Call {
   readonly contentType?: string;
   /** Names the call in errors: `get ConfigMap "x"`. */
   readonly what: string;
+  /** How many times a retryable failure of this call is retried; the client's `retries` when absent. */
+  readonly retries?: number;
 }
 
 /** The URL path and query of a call, with every name escaped. */
@@ -51,8 +55,27 @@ export function callUrl(server: string, path: string, query: Record<string, stri
 /** Sends calls for one connection; `stop` is the run's signal. */
 export type Send = <T>(call: Call, stop?: AbortSignal) => Promise<T>;
 
-/** Creates the sender for one connection. */
-export function createTransport(connection: ClusterConnection, options: KubeClientOptions): Send {
+/**
+ * Opens a call whose answer is a stream of JSON values, one per line (a watch), once: no retry, the caller resumes.
+ * It resolves when the answer's head arrived (within the client's timeout) with a status below 400, and rejects with
+ * the KubeError of any other answer. The values end when the server ends the stream; reading rejects with a KubeError
+ * when the connection breaks or `stop` aborts, which is also how a reader stops it.
+ */
+export type OpenStream = (call: Call, stop?: AbortSignal) => Promise<AsyncIterableIterator<unknown>>;
+
+/** The calls of one connection: single answers and streams. */
+export interface Transport {
+  /** Sends a call and parses its JSON answer, retrying what is worth retrying. */
+  readonly send: Send;
+  /** Opens a streaming call. */
+  readonly stream: OpenStream;
+}
+
+// A line longer than this is no watch event the daemon can use: the stream is refused rather than buffered.
+const MAX_LINE_CHARS = 16 * 1024 * 1024;
+
+/** Creates the calls for one connection. */
+export function createTransport(connection: ClusterConnection, options: KubeClientOptions): Transport {
   const limiter = new RateLimiter({ qps: options.qps ?? 5, burst: options.burst ?? 10 });
   const httpClient = connection.caCert || connection.clientCert
     ? Deno.createHttpClient({
@@ -83,7 +106,8 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
     return token;
   }
 
-  async function sendOnce(call: Call, stop?: AbortSignal): Promise<unknown> {
+  /** Waits for the Retry-After hold and the rate limit; returns the request's headers. */
+  async function prepare(call: Call, stop?: AbortSignal): Promise<Record<string, string>> {
     if (stop?.aborted) throw new KubeError(`Cannot ${call.what}: the run was stopped`, { status: 0, stopped: true });
     const held = heldUntil - performance.now();
     if (held > 0 && !await delay(held, stop)) {
@@ -97,6 +121,35 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
     const auth = bearer();
     if (auth) headers.Authorization = `Bearer ${auth}`;
     if (call.body !== undefined) headers["Content-Type"] = call.contentType ?? "application/json";
+    return headers;
+  }
+
+  /** The error of an answer with status 400 or above; a retryable one with Retry-After holds every later call. */
+  function failureOf(call: Call, response: Response, text: string): KubeError {
+    let reason = "";
+    let detail = "";
+    try {
+      const status = JSON.parse(text) as { reason?: string; message?: string };
+      reason = status.reason ?? "";
+      detail = status.message ?? "";
+    } catch {
+      detail = text.slice(0, 200);
+    }
+    const head = `${response.status} ${response.statusText || reason}`.trim();
+    const retryAfter = response.headers.get("retry-after");
+    const asked = isRetryableStatus(response.status) ? parseRetryAfter(retryAfter, new Date()) : null;
+    if (asked !== null) heldUntil = Math.max(heldUntil, performance.now() + Math.min(backoffCapMs, asked));
+    return Object.assign(
+      new KubeError(`Cannot ${call.what}: ${head}${detail ? `: ${detail}` : ""}`, {
+        status: response.status,
+        reason,
+      }),
+      { retryAfter },
+    );
+  }
+
+  async function sendOnce(call: Call, stop?: AbortSignal): Promise<unknown> {
+    const headers = await prepare(call, stop);
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = stop ? AbortSignal.any([timeout, stop]) : timeout;
     let response: Response;
@@ -121,28 +174,7 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
       throw new KubeError(`Cannot ${call.what}: ${cause}`, { status: 0, stopped: stop?.aborted });
     }
     options.onResponse?.({ method: call.method, status: response.status });
-    if (response.status >= 400) {
-      let reason = "";
-      let detail = "";
-      try {
-        const status = JSON.parse(text) as { reason?: string; message?: string };
-        reason = status.reason ?? "";
-        detail = status.message ?? "";
-      } catch {
-        detail = text.slice(0, 200);
-      }
-      const head = `${response.status} ${response.statusText || reason}`.trim();
-      const retryAfter = response.headers.get("retry-after");
-      const asked = isRetryableStatus(response.status) ? parseRetryAfter(retryAfter, new Date()) : null;
-      if (asked !== null) heldUntil = Math.max(heldUntil, performance.now() + Math.min(backoffCapMs, asked));
-      throw Object.assign(
-        new KubeError(`Cannot ${call.what}: ${head}${detail ? `: ${detail}` : ""}`, {
-          status: response.status,
-          reason,
-        }),
-        { retryAfter },
-      );
-    }
+    if (response.status >= 400) throw failureOf(call, response, text);
     try {
       return text ? JSON.parse(text) : null;
     } catch {
@@ -150,12 +182,57 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
     }
   }
 
+  async function stream(call: Call, stop?: AbortSignal): Promise<AsyncIterableIterator<unknown>> {
+    const headers = await prepare(call, stop);
+    // The client's timeout bounds the wait for the answer's head only: a watch's body lasts as long as the server
+    // keeps it open.
+    const cancel = new AbortController();
+    const onStop = () => cancel.abort();
+    stop?.addEventListener("abort", onStop, { once: true });
+    if (stop?.aborted) cancel.abort();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      cancel.abort();
+    }, timeoutMs);
+    let response: Response;
+    try {
+      response = await fetch(callUrl(connection.server, call.path, call.query), {
+        method: call.method,
+        headers,
+        body: call.body === undefined ? undefined : JSON.stringify(call.body),
+        signal: cancel.signal,
+        client: httpClient,
+      });
+    } catch (error) {
+      stop?.removeEventListener("abort", onStop);
+      const cause = stop?.aborted
+        ? "the run was stopped"
+        : timedOut
+        ? `no answer within ${timeoutMs} ms`
+        : networkCause(error);
+      if (!stop?.aborted) options.onResponse?.({ method: call.method, status: 0 });
+      throw new KubeError(`Cannot ${call.what}: ${cause}`, { status: 0, stopped: stop?.aborted });
+    } finally {
+      clearTimeout(timer);
+    }
+    options.onResponse?.({ method: call.method, status: response.status });
+    if (response.status >= 400 || !response.body) {
+      const text = await response.text().catch(() => "");
+      stop?.removeEventListener("abort", onStop);
+      throw failureOf(call, response, text);
+    }
+    return jsonLines(response.body, call, { stop, onEnd: () => stop?.removeEventListener("abort", onStop) });
+  }
+
   async function send<T>(call: Call, stop?: AbortSignal): Promise<T> {
     for (let attempt = 0;; attempt++) {
       try {
         return await sendOnce(call, stop) as T;
       } catch (error) {
-        if (!(error instanceof KubeError) || !isRetryableStatus(error.status) || attempt >= retries) throw error;
+        if (!(error instanceof KubeError) || !isRetryableStatus(error.status) || attempt >= (call.retries ?? retries)) {
+          throw error;
+        }
         if (stop?.aborted) throw error;
         const asked = parseRetryAfter((error as KubeError & { retryAfter?: string }).retryAfter, new Date());
         const delayMs = Math.min(backoffCapMs, asked ?? backoffDelay(attempt, { capMs: backoffCapMs }));
@@ -171,7 +248,50 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
     }
   }
 
-  return send;
+  return { send, stream };
+}
+
+/** The JSON values of a stream, one per line; a broken or stopped stream rejects with a KubeError. */
+async function* jsonLines(
+  body: ReadableStream<Uint8Array>,
+  call: Call,
+  options: { stop?: AbortSignal; onEnd: () => void },
+): AsyncIterableIterator<unknown> {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  const parse = (line: string) => {
+    try {
+      return JSON.parse(line);
+    } catch {
+      throw new KubeError(`Cannot ${call.what}: a line of the stream is not JSON`, { status: 200 });
+    }
+  };
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<string>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        const stopped = options.stop?.aborted ?? false;
+        const cause = stopped ? "the run was stopped" : `the stream broke: ${networkCause(error)}`;
+        throw new KubeError(`Cannot ${call.what}: ${cause}`, { status: 0, stopped });
+      }
+      if (chunk.done) break;
+      const parts = chunk.value.split("\n");
+      parts[0] = pending + parts[0];
+      pending = parts.pop()!;
+      if (pending.length > MAX_LINE_CHARS) {
+        throw new KubeError(`Cannot ${call.what}: a line of the stream is longer than ${MAX_LINE_CHARS} characters`, {
+          status: 200,
+        });
+      }
+      for (const line of parts) if (line.trim()) yield parse(line);
+    }
+    if (pending.trim()) yield parse(pending);
+  } finally {
+    options.onEnd();
+    await reader.cancel().catch(() => {});
+  }
 }
 
 /** Waits `ms`; false when `signal` aborted first. */

@@ -1,8 +1,13 @@
-/** How values are written in the cluster's objects: times in whole UTC seconds, the original's lenient booleans. */
+/** How values are written in the cluster's objects: times (whole seconds, MicroTime), the original's lenient booleans. */
 
 /** A time as Kubernetes and the original daemon write it: `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds). */
 export function kubeTime(date: Date): string {
   return `${date.toISOString().slice(0, 19)}Z`;
+}
+
+/** A MicroTime as the API server parses it: RFC 3339 in UTC with exactly 6 fraction digits. */
+export function microTime(date: Date): string {
+  return `${date.toISOString().slice(0, 23)}000Z`;
 }
 
 const TRUE_WORDS = new Set(["1", "t", "y", "true", "yes"]);

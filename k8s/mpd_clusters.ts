@@ -1,0 +1,191 @@
+/**
+ * The operator's MPDClusters (`mpd.polardb.aliyun.com/v1`): the informer's source across all namespaces, and the one
+ * status write the daemon makes, the `LeaderIPReady` condition, conflict-safe and touching nothing else.
+ */
+import type { V1ObjectMeta } from "@kubernetes/client-node";
+import type { Clock } from "../core/types.ts";
+import type { KubeClient } from "./client.ts";
+import { KubeError } from "./errors.ts";
+import type { ListWatch } from "./informer.ts";
+import { collectionSource } from "./list_watch.ts";
+import { kubeTime } from "./values.ts";
+
+/** A floating IP as `spec.netCfg.leaderFloatingIP` and `status.floatingIP` hold it (unchecked: the operator's data). */
+export interface FloatingIpConfig {
+  /** `manual` or `auto`. */
+  readonly ipAddressCfgType?: string;
+  /** The IPv4 address. */
+  readonly ipAddress?: string;
+  /** The prefix length. */
+  readonly mask?: number;
+  /** The gateway (recorded, not routed). */
+  readonly gateWay?: string;
+  /** The physical NIC. */
+  readonly basedNetIf?: string;
+  /** `VirtualIF` (the default) or `MultiIP`. */
+  readonly ipMode?: string;
+}
+
+/** One entry of `status.dbInstanceStatus`. */
+export interface DbInstanceStatus {
+  /** The node the instance runs on. */
+  readonly nodeName?: string;
+  /** `leader`, `follower` or `logger`. */
+  readonly role?: string;
+  /** `rw`, `ro` or `tempro`. */
+  readonly insType?: string;
+}
+
+/** One item of `status.conditions`. */
+export interface ClusterCondition {
+  /** The condition's type, e.g. `LeaderIPReady`. */
+  readonly type?: string;
+  /** `True`, `False` or `Unknown`. */
+  readonly status?: string;
+  /** When it was last probed. */
+  readonly lastProbeTime?: string;
+  /** When `status` last changed. */
+  readonly lastTransitionTime?: string;
+  /** A CamelCase reason. */
+  readonly reason?: string;
+  /** A sentence. */
+  readonly message?: string;
+}
+
+/** An MPDCluster, with the fields the daemon reads; the others are kept as they are. */
+export interface MPDCluster {
+  /** `mpd.polardb.aliyun.com/v1`. */
+  readonly apiVersion?: string;
+  /** `MPDCluster`. */
+  readonly kind?: string;
+  /** Name, namespace, resourceVersion. */
+  readonly metadata?: V1ObjectMeta;
+  /** The operator's spec. */
+  readonly spec?: { readonly netCfg?: { readonly leaderFloatingIP?: FloatingIpConfig } };
+  /** The operator's status, with the conditions the daemon writes one of. */
+  readonly status?: {
+    readonly leaderInstanceHost?: string;
+    readonly leaderInstanceId?: string;
+    readonly floatingIP?: FloatingIpConfig;
+    readonly dbInstanceStatus?: Readonly<Record<string, DbInstanceStatus>>;
+    readonly conditions?: readonly ClusterCondition[];
+  };
+}
+
+/** The condition the floating-IP job owns. */
+export const LEADER_IP_READY = "LeaderIPReady";
+
+/** What a condition should say. */
+export interface WantedCondition {
+  /** `True`, `False` or `Unknown`. */
+  readonly status: "True" | "False" | "Unknown";
+  /** A CamelCase reason, e.g. `IPConflict`. */
+  readonly reason: string;
+  /** A sentence that names the object and the cause. */
+  readonly message: string;
+}
+
+/** Options of `writeLeaderIpReady`. */
+export interface ConditionWriteOptions {
+  /** What `LeaderIPReady` should say. */
+  readonly condition: WantedCondition;
+  /** The time of the write. */
+  readonly clock: Clock;
+  /** How many PUTs a 409 may cost before the error surfaces (default 5). */
+  readonly attempts?: number;
+}
+
+/** What `writeLeaderIpReady` did. */
+export interface ConditionWriteResult {
+  /** Whether a PUT was sent and accepted. */
+  readonly written: boolean;
+  /** The MPDCluster as the server has it now; null when it does not exist. */
+  readonly cluster: MPDCluster | null;
+}
+
+const GROUP_VERSION = "/apis/mpd.polardb.aliyun.com/v1";
+const seg = encodeURIComponent;
+
+/** The informer's source: every MPDCluster in every namespace. */
+export function mpdClusterSource(kube: KubeClient): ListWatch<MPDCluster> {
+  return collectionSource<MPDCluster>(kube, {
+    path: `${GROUP_VERSION}/mpdclusters`,
+    what: "MPDClusters in all namespaces",
+  });
+}
+
+/**
+ * The conditions with one of `type` set as `wanted`, or null when it already says that (status, reason, message).
+ * Every other item is kept as it is, at its place; `lastTransitionTime` changes only when the status does.
+ */
+export function withCondition(
+  conditions: readonly ClusterCondition[],
+  type: string,
+  options: { wanted: WantedCondition; now: Date },
+): ClusterCondition[] | null {
+  const { wanted, now } = options;
+  const index = conditions.findIndex((c) => c?.type === type);
+  const current = index < 0 ? undefined : conditions[index];
+  if (
+    current?.status === wanted.status && current.reason === wanted.reason && current.message === wanted.message
+  ) return null;
+  const stamp = kubeTime(now);
+  const next: ClusterCondition = {
+    type,
+    status: wanted.status,
+    lastProbeTime: stamp,
+    lastTransitionTime: current?.status === wanted.status && current.lastTransitionTime
+      ? current.lastTransitionTime
+      : stamp,
+    reason: wanted.reason,
+    message: wanted.message,
+  };
+  return index < 0 ? [...conditions, next] : conditions.map((c, i) => (i === index ? next : c));
+}
+
+/**
+ * Sets `LeaderIPReady` on an MPDCluster's status: GET, then PUT of `/status` with the resourceVersion read, the
+ * status as read but for that one condition. A 409 reads again and applies again; nothing is written when the
+ * condition already says so, or when the MPDCluster does not exist.
+ */
+export async function writeLeaderIpReady(
+  kube: KubeClient,
+  target: { readonly namespace: string; readonly name: string },
+  options: ConditionWriteOptions,
+): Promise<ConditionWriteResult> {
+  const path = `${GROUP_VERSION}/namespaces/${seg(target.namespace)}/mpdclusters/${seg(target.name)}`;
+  const id = `MPDCluster "${target.namespace}/${target.name}"`;
+  const attempts = options.attempts ?? 5;
+  for (let attempt = 1;; attempt++) {
+    let cluster: MPDCluster;
+    try {
+      cluster = await kube.request("GET", path, { what: `get ${id}` }) as MPDCluster;
+    } catch (error) {
+      if (error instanceof KubeError && error.status === 404) return { written: false, cluster: null };
+      throw error;
+    }
+    const conditions = cluster.status?.conditions ?? [];
+    if (!Array.isArray(conditions)) {
+      throw new KubeError(`Cannot set ${LEADER_IP_READY} on ${id}: its status.conditions is not a list`, {
+        status: 0,
+      });
+    }
+    const next = withCondition(conditions, LEADER_IP_READY, {
+      wanted: options.condition,
+      now: options.clock.now(),
+    });
+    if (next === null) return { written: false, cluster };
+    const body = { ...cluster, status: { ...cluster.status, conditions: next } };
+    try {
+      const written = await kube.request("PUT", `${path}/status`, {
+        body,
+        what: `set ${LEADER_IP_READY} on ${id}`,
+      }) as MPDCluster;
+      return { written: true, cluster: written };
+    } catch (error) {
+      // 409: the operator (or another daemon) wrote meanwhile; 404: deleted meanwhile. Read again and decide again.
+      if (error instanceof KubeError && (error.status === 409 || error.status === 404) && attempt < attempts) continue;
+      throw error;
+    }
+  }
+}
