@@ -8,6 +8,7 @@ import type { V1ObjectMeta } from "@kubernetes/client-node";
 import type { Clock, Logger } from "../core/types.ts";
 import { backoffDelay } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
+import { delay } from "./transport.ts";
 
 /** What the informer needs of an object: its metadata. */
 export interface KubeObjectLike {
@@ -276,7 +277,7 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
           capMs: options.backoffCapMs ?? 30_000,
           random: random(),
         });
-        await wait(delayMs, signal);
+        await delay(delayMs, signal);
       }
     }
   }
@@ -315,17 +316,4 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
       running = null;
     },
   };
-}
-
-/** Waits `ms`, or less when `signal` aborts. */
-function wait(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

@@ -295,7 +295,7 @@ async function* jsonLines(
 }
 
 /** Waits `ms`; false when `signal` aborted first. */
-function delay(ms: number, signal?: AbortSignal): Promise<boolean> {
+export function delay(ms: number, signal?: AbortSignal): Promise<boolean> {
   if (signal?.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const done = (finished: boolean) => {
