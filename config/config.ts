@@ -9,9 +9,10 @@ export type Config = { readonly [F in Flag as F["key"]]: ReturnType<F["parse"]> 
 /**
  * V8 flags the daemon runs with (`deno task start`, the compiled binary, the tests' daemon processes). A 1 MB
  * semi-space keeps the young generation small: under a steady HTTP load the resident memory stays flat at about
- * 87 MB instead of swinging between 89 and 136 MB, for the same throughput.
+ * 87 MB instead of swinging between 89 and 136 MB, for the same throughput. `--optimize-for-size` takes about 5 MB off
+ * the soak's ~135 requests a second (98 MB instead of 103 MB, same request count).
  */
-export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=1"];
+export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=1", "--optimize-for-size"];
 
 /** Environment used for defaults decided at start. */
 export interface ConfigEnv {
