@@ -148,6 +148,29 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
     );
   }
 
+  function fetchCall(call: Call, init: { headers: Record<string, string>; signal: AbortSignal }): Promise<Response> {
+    return fetch(callUrl(connection.server, call.path, call.query), {
+      method: call.method,
+      headers: init.headers,
+      body: call.body === undefined ? undefined : JSON.stringify(call.body),
+      signal: init.signal,
+      client: httpClient,
+    });
+  }
+
+  /** The error of a call that got no answer: stopped by its run, timed out, or the network's. */
+  function noAnswer(call: Call, error: unknown, why: { stop?: AbortSignal; timedOut: boolean }): KubeError {
+    const stopped = why.stop?.aborted;
+    const cause = stopped
+      ? "the run was stopped"
+      : why.timedOut
+      ? `no answer within ${timeoutMs} ms`
+      : networkCause(error);
+    // A call the run cancelled says nothing about the API server.
+    if (!stopped) options.onResponse?.({ method: call.method, status: 0 });
+    return new KubeError(`Cannot ${call.what}: ${cause}`, { status: 0, stopped });
+  }
+
   async function sendOnce(call: Call, stop?: AbortSignal): Promise<unknown> {
     const headers = await prepare(call, stop);
     const timeout = AbortSignal.timeout(timeoutMs);
@@ -155,23 +178,10 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
     let response: Response;
     let text: string;
     try {
-      response = await fetch(callUrl(connection.server, call.path, call.query), {
-        method: call.method,
-        headers,
-        body: call.body === undefined ? undefined : JSON.stringify(call.body),
-        signal,
-        client: httpClient,
-      });
+      response = await fetchCall(call, { headers, signal });
       text = await response.text();
     } catch (error) {
-      const cause = stop?.aborted
-        ? "the run was stopped"
-        : timeout.aborted
-        ? `no answer within ${timeoutMs} ms`
-        : networkCause(error);
-      // A call the run cancelled says nothing about the API server.
-      if (!stop?.aborted) options.onResponse?.({ method: call.method, status: 0 });
-      throw new KubeError(`Cannot ${call.what}: ${cause}`, { status: 0, stopped: stop?.aborted });
+      throw noAnswer(call, error, { stop, timedOut: timeout.aborted });
     }
     options.onResponse?.({ method: call.method, status: response.status });
     if (response.status >= 400) throw failureOf(call, response, text);
@@ -197,22 +207,10 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
     }, timeoutMs);
     let response: Response;
     try {
-      response = await fetch(callUrl(connection.server, call.path, call.query), {
-        method: call.method,
-        headers,
-        body: call.body === undefined ? undefined : JSON.stringify(call.body),
-        signal: cancel.signal,
-        client: httpClient,
-      });
+      response = await fetchCall(call, { headers, signal: cancel.signal });
     } catch (error) {
       stop?.removeEventListener("abort", onStop);
-      const cause = stop?.aborted
-        ? "the run was stopped"
-        : timedOut
-        ? `no answer within ${timeoutMs} ms`
-        : networkCause(error);
-      if (!stop?.aborted) options.onResponse?.({ method: call.method, status: 0 });
-      throw new KubeError(`Cannot ${call.what}: ${cause}`, { status: 0, stopped: stop?.aborted });
+      throw noAnswer(call, error, { stop, timedOut });
     } finally {
       clearTimeout(timer);
     }
