@@ -52,6 +52,15 @@ interface Setup {
   cleanup(): Promise<void>;
 }
 
+/** The job on the setup's cluster, clock and host, with a BMC that answers. */
+function controllerWithBmc(s: Setup) {
+  return createNodeNetworkController(
+    testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
+    testOptions(),
+    s.host,
+  );
+}
+
 async function setup(seed: object[] = [seedNode(), configMap("ccm-config", { NET_CARD_NAME: "bond1" })]) {
   const { server, kube, close } = await startFakeCluster({
     seed,
@@ -150,11 +159,7 @@ Deno.test("first run: reads its own Node (never lists) and writes the four condi
 Deno.test("steady state: no write until the report frequency, then one PATCH of all four; transition kept", async () => {
   const s = await setup();
   try {
-    const c = createNodeNetworkController(
-      testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
-      testOptions(),
-      s.host,
-    );
+    const c = controllerWithBmc(s);
     await c.run(ctx());
     const first = nodeConditions(s.server);
     s.server.clearRequests();
@@ -268,20 +273,12 @@ Deno.test("restart: a fresh Node state is not rewritten; the last known IP comes
   const s = await setup([seedNode(ours), configMap("ccm-config", { NET_CARD_NAME: "bond1" })]);
   try {
     s.clock.advance(10_000);
-    const c = createNodeNetworkController(
-      testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
-      testOptions(),
-      s.host,
-    );
+    const c = controllerWithBmc(s);
     const { result } = await c.run(ctx());
     assertEquals(counts(s.server).patches, 0, "nothing changed and the heartbeats are fresh");
     assertEquals(result.written, false);
 
-    const s2 = createNodeNetworkController(
-      testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
-      testOptions(),
-      s.host,
-    );
+    const s2 = controllerWithBmc(s);
     await s.host.removeLink("bond1");
     await s2.run(ctx());
     const got = nodeConditions(s.server);
@@ -296,11 +293,7 @@ Deno.test("restart: a fresh Node state is not rewritten; the last known IP comes
 Deno.test("own Node missing: a clear error, no write, and the next run tries again", async () => {
   const s = await setup([configMap("ccm-config", { NET_CARD_NAME: "bond1" })]);
   try {
-    const c = createNodeNetworkController(
-      testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
-      testOptions(),
-      s.host,
-    );
+    const c = controllerWithBmc(s);
     assertEquals(
       (await assertRejects(() => c.run(ctx()), Error)).message,
       'Node "node-1" not found: check --current-node-name',
@@ -319,11 +312,7 @@ Deno.test("own Node missing: a clear error, no write, and the next run tries aga
 Deno.test("a failed write re-reads the Node and writes again at the next probe", async () => {
   const s = await setup();
   try {
-    const c = createNodeNetworkController(
-      testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
-      testOptions(),
-      s.host,
-    );
+    const c = controllerWithBmc(s);
     s.server.injectFault({ method: "PATCH", pathPrefix: `/api/v1/nodes/${NODE}/status`, count: 1, status: 403 });
     await assertRejects(() => c.run(ctx()), Error, /Node "node-1".*403/);
     s.server.clearRequests();
@@ -422,11 +411,7 @@ Deno.test("settings: --net-card-name overrides ccm-config; missing ConfigMaps me
 Deno.test("dry run and local mode: everything computed, nothing written", async () => {
   const s = await setup();
   try {
-    const c = createNodeNetworkController(
-      testDeps({ kube: s.kube, clock: s.clock, runCommand: ipmitoolRunner("ok") }),
-      testOptions(),
-      s.host,
-    );
+    const c = controllerWithBmc(s);
     const { result, summary } = await c.run(ctx(true));
     assertEquals(counts(s.server).patches, 0);
     assertEquals(result.written, false);
