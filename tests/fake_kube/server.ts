@@ -173,6 +173,12 @@ export function fakeKubeApiServerCommand(flags: readonly string[]): string[] {
   return [Deno.execPath(), "run", "-A", new URL("./cli.ts", import.meta.url).pathname, ...flags];
 }
 
+/** The flags of a process seeded from `<dir>/seed.json` that writes `<dir>/kubeconfig`, on a free port. */
+export function seededServerFlags(dir: string, options: { token?: string } = {}): string[] {
+  const token = options.token === undefined ? [] : ["--token", options.token];
+  return ["--port", "0", "--seed", `${dir}/seed.json`, "--kubeconfig-out", `${dir}/kubeconfig`, ...token];
+}
+
 /** Starts a fake API server on a free port (or `options.port`) and waits until it listens. */
 export async function startFakeKubeApiServer(options: FakeKubeApiServerOptions = {}): Promise<FakeKubeApiServer> {
   const hostname = options.hostname ?? "127.0.0.1";

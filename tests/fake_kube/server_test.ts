@@ -8,6 +8,7 @@ import {
   DEFAULT_USER,
   type FakeKubeApiServer,
   fakeKubeApiServerCommand,
+  seededServerFlags,
   startFakeKubeApiServer,
 } from "./server.ts";
 import { hasCommand, skipUnless } from "../support/prereq.ts";
@@ -631,14 +632,7 @@ Deno.test(
   "as its own process: --seed, --kubeconfig-out, the /_fake/ control endpoints, SIGTERM",
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "fake-kube-test-" });
-    const [exe, ...args] = fakeKubeApiServerCommand([
-      "--port",
-      "0",
-      "--seed",
-      `${dir}/seed.json`,
-      "--kubeconfig-out",
-      `${dir}/kubeconfig`,
-    ]);
+    const [exe, ...args] = fakeKubeApiServerCommand(seededServerFlags(dir));
     const child = new Deno.Command(exe, {
       args,
       stdout: "piped",

@@ -10,7 +10,7 @@ import { assert, assertEquals, assertMatch, fail } from "../support/assert.ts";
 import { INSTANCE_LABEL } from "../../controllers/log_cleanup/plan.ts";
 import { stopChild } from "../support/child.ts";
 import { daemonCommand, waitFor } from "../support/daemon_process.ts";
-import { fakeKubeApiServerCommand } from "../fake_kube/server.ts";
+import { fakeKubeApiServerCommand, seededServerFlags } from "../fake_kube/server.ts";
 import { configMapObject, nodeObject, VERSION_LABELS } from "../support/faults_cluster.ts";
 import { canMakeNetns, createNetns, type NsProcess, run, startIn } from "../support/netns.ts";
 import { hasCommand, skipUnless } from "../support/prereq.ts";
@@ -135,16 +135,7 @@ Deno.test({
       await Deno.writeTextFile(`${dir}/seed.json`, JSON.stringify(seed));
       const started = await startIn(
         ns,
-        fakeKubeApiServerCommand([
-          "--port",
-          "0",
-          "--seed",
-          `${dir}/seed.json`,
-          "--kubeconfig-out",
-          `${dir}/kubeconfig`,
-          "--token",
-          TOKEN,
-        ]),
+        fakeKubeApiServerCommand(seededServerFlags(dir, { token: TOKEN })),
         { cwd: ROOT, ready: /listening on (https:\/\/\S+)/ },
       );
       fake = started.process;

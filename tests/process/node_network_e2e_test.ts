@@ -8,7 +8,7 @@ import { addVeth, canMakeNetns, createNetns, type NetNs, type NsProcess, run, st
 import { ipmitoolFixture, statusReasonMessage } from "../support/node_network_fixtures.ts";
 import { hasCommand, skipUnless } from "../support/prereq.ts";
 import { daemonCommand, waitFor } from "../support/daemon_process.ts";
-import { fakeKubeApiServerCommand } from "../fake_kube/server.ts";
+import { fakeKubeApiServerCommand, seededServerFlags } from "../fake_kube/server.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const CA = `${ROOT}tests/fake_kube/certs/ca.pem`;
@@ -115,16 +115,7 @@ Deno.test({
       await Deno.symlink(ipmitoolFixture("ok"), `${dir}/bin/ipmitool`);
       const fake = await startIn(
         ns,
-        fakeKubeApiServerCommand([
-          "--port",
-          "0",
-          "--seed",
-          `${dir}/seed.json`,
-          "--kubeconfig-out",
-          `${dir}/kubeconfig`,
-          "--token",
-          TOKEN,
-        ]),
+        fakeKubeApiServerCommand(seededServerFlags(dir, { token: TOKEN })),
         { cwd: ROOT, ready: /listening on (https:\/\/\S+)/ },
       );
       processes.push(fake.process);
