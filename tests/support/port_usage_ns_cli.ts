@@ -70,23 +70,30 @@ async function sockets() {
   closerServer.close();
   await waitForState(timeWait, "TIME-WAIT");
 
-  // A connect that is never answered: SYN_SENT until the process exits.
-  const before = new Set((await ssTcpSockets("all")).map((s) => s.port));
-  Deno.connect({ hostname: BLACKHOLE, port: 80 }).catch(() => {});
-  let synSent = 0;
-  for (let i = 0; i < 500 && synSent === 0; i++) {
-    synSent = (await ssTcpSockets("all")).find((s) => s.state === "SYN-SENT" && !before.has(s.port))?.port ?? 0;
-    if (synSent === 0) await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-
   const udp = dgram.createSocket("udp4");
   await new Promise<void>((resolve) => udp.bind(20060, "0.0.0.0", resolve));
 
-  const diag = openSockDiag();
-  const netlinkBitmap = new Uint8Array(65536);
-  diag.markLocalPorts(netlinkBitmap);
-  const proc = bitmapPorts((await readProcLocalPorts()).ports);
-  const all = await ssTcpSockets("all");
+  // A connect that is never answered: SYN_SENT until it gives up. On a loaded machine one was seen gone by the time the
+  // tables were read (1 full suite in 6): the tables are read again, with a new connect, until they hold one.
+  let synSent = 0;
+  let netlinkBitmap = new Uint8Array(65536);
+  let proc: number[] = [];
+  let all: Awaited<ReturnType<typeof ssTcpSockets>> = [];
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const before = new Set((await ssTcpSockets("all")).map((s) => s.port));
+    Deno.connect({ hostname: BLACKHOLE, port: 80 }).catch(() => {});
+    synSent = 0;
+    for (let i = 0; i < 500 && synSent === 0; i++) {
+      synSent = (await ssTcpSockets("all")).find((s) => s.state === "SYN-SENT" && !before.has(s.port))?.port ?? 0;
+      if (synSent === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const diag = openSockDiag();
+    netlinkBitmap = new Uint8Array(65536);
+    diag.markLocalPorts(netlinkBitmap);
+    proc = bitmapPorts((await readProcLocalPorts()).ports);
+    all = await ssTcpSockets("all");
+    if (all.some((s) => s.port === synSent && s.state === "SYN-SENT")) break;
+  }
   const bind: number[] = [];
   for (const [start, end] of NS_RANGES) {
     for (let port = start; port <= end; port++) {
