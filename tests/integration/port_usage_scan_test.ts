@@ -26,7 +26,7 @@ async function inNamespace<T>(ns: NetNs, ...args: string[]): Promise<T> {
 
 interface SocketsReport {
   ports: Record<string, number>;
-  states: [number, string][];
+  states: [number, string, string][];
   netlink: number[];
   proc: number[];
   ss: number[];
@@ -47,12 +47,15 @@ Deno.test({
       await ns.ip("route", "add", `${BLACKHOLE.replace(/\.\d+$/, ".0")}/24`, "dev", "lo", "src", "127.0.0.1");
       const report = await inNamespace<SocketsReport>(ns, "sockets");
       const { ports } = report;
-      // The set-up did what it says: ss sees each socket in the state the case is about.
-      const state = (port: number) => report.states.filter(([p]) => p === port).map(([, s]) => s);
-      assert(state(ports.outgoing).includes("ESTAB"), "an outgoing connection");
-      assert(state(ports.accepted).includes("ESTAB") && !state(ports.accepted).includes("LISTEN"), "accepted side");
-      assertEquals(state(ports.timeWait), ["TIME-WAIT"]);
-      assertEquals(state(ports.synSent), ["SYN-SENT"]);
+      // The set-up did what it says: ss sees each socket in the state the case is about. A socket is its local port
+      // and its peer, because the kernel lets connections to different peers share a local port.
+      const state = (port: number, peer?: string) =>
+        report.states.filter(([p, , q]) => p === port && (peer === undefined || q === peer)).map(([, s]) => s);
+      assertEquals(state(ports.outgoing, "127.0.0.1:20000"), ["ESTAB"], "an outgoing connection");
+      assertEquals(state(ports.accepted, `127.0.0.1:${ports.acceptedClient}`), ["ESTAB"], "accepted side");
+      assert(!state(ports.accepted).includes("LISTEN"), "the accepted side's listener is gone");
+      assertEquals(state(ports.timeWait, "127.0.0.1:20000"), ["TIME-WAIT"]);
+      assertEquals(state(ports.synSent, `${BLACKHOLE}:80`), ["SYN-SENT"]);
       assertEquals(state(ports.udp), [], "UDP is not in the TCP tables");
 
       // Whole port space: both methods list exactly what ss lists.

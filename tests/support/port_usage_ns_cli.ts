@@ -80,11 +80,13 @@ async function sockets() {
   let proc: number[] = [];
   let all: Awaited<ReturnType<typeof ssTcpSockets>> = [];
   for (let attempt = 0; attempt < 5; attempt++) {
-    const before = new Set((await ssTcpSockets("all")).map((s) => s.port));
+    // Connects to different peers may share a local port: a socket is known by its local port and its peer.
+    const blackholed = (s: { state: string; peer: string }) => s.state === "SYN-SENT" && s.peer === `${BLACKHOLE}:80`;
+    const before = new Set((await ssTcpSockets("all")).filter(blackholed).map((s) => s.port));
     Deno.connect({ hostname: BLACKHOLE, port: 80 }).catch(() => {});
     synSent = 0;
     for (let i = 0; i < 500 && synSent === 0; i++) {
-      synSent = (await ssTcpSockets("all")).find((s) => s.state === "SYN-SENT" && !before.has(s.port))?.port ?? 0;
+      synSent = (await ssTcpSockets("all")).find((s) => blackholed(s) && !before.has(s.port))?.port ?? 0;
       if (synSent === 0) await new Promise((resolve) => setTimeout(resolve, 10));
     }
     const diag = openSockDiag();
@@ -92,7 +94,7 @@ async function sockets() {
     diag.markLocalPorts(netlinkBitmap);
     proc = bitmapPorts((await readProcLocalPorts()).ports);
     all = await ssTcpSockets("all");
-    if (all.some((s) => s.port === synSent && s.state === "SYN-SENT")) break;
+    if (all.some((s) => s.port === synSent && blackholed(s))) break;
   }
   const bind: number[] = [];
   for (const [start, end] of NS_RANGES) {
@@ -111,7 +113,7 @@ async function sockets() {
       synSent,
       udp: 20060,
     },
-    states: all.map((s) => [s.port, s.state]),
+    states: all.map((s) => [s.port, s.state, s.peer]),
     netlink: bitmapPorts(netlinkBitmap),
     proc,
     ss: [...new Set(all.map((s) => s.port))].sort((a, b) => a - b),

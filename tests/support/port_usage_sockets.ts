@@ -8,6 +8,8 @@ export interface SsSocket {
   readonly address: string;
   /** Local port. */
   readonly port: number;
+  /** Peer address and port as ss prints them (`127.0.0.1:20000`, `*:*`): two connections may share a local port. */
+  readonly peer: string;
 }
 
 /** The TCP sockets `ss -Hltn` (listening) or `ss -Hatn` (all) lists, from its Local Address:Port column. */
@@ -22,7 +24,7 @@ export async function ssTcpSockets(which: "listening" | "all"): Promise<SsSocket
     const local = columns[3];
     const colon = local.lastIndexOf(":");
     const address = local.slice(0, colon).replace(/^\[|\]$/g, "").replace(/%.*$/, "");
-    sockets.push({ state: columns[0], address, port: Number(local.slice(colon + 1)) });
+    sockets.push({ state: columns[0], address, port: Number(local.slice(colon + 1)), peer: columns[4] });
   }
   return sockets;
 }
