@@ -182,9 +182,14 @@ Deno.test("cluster mode: kubeconfig, user agent, readiness, and the client-side 
     assert(span >= (times.length - 1) * 250 - 150, `${times.length} requests within ${span} ms`);
     assert(!server.requests.some((r) => r.method === "GET" && r.path === "/api/v1/nodes"), "never lists all nodes");
     // No image store here, so core-version fails: one Warning Event on the Node says so.
-    const failed = await waitFor(() => server.list("events", "default").find((e) => e.reason === "JobFailed"), {
-      what: "a JobFailed Event",
-    });
+    // (At QPS 4 another job may also miss its limit while it waits for the rate limit: its Event is not this one.)
+    const failed = await waitFor(
+      () =>
+        server.list("events", "default").find((e) =>
+          e.reason === "JobFailed" && String(e.message).includes('Job "core-version"')
+        ),
+      { what: "a JobFailed Event of core-version" },
+    );
     assertEquals(failed.type, "Warning");
     assertEquals(failed.involvedObject.name, "node-a");
     assertStringIncludes(failed.message, 'Job "core-version" failed: Cannot list images');
