@@ -39,8 +39,12 @@ Deno.test("bad flags exit 2 with one line that names the flag", async () => {
     [["--port=abc"], /^Invalid value for --port: "abc" is not a whole number$/],
     [["--ins-folder-overdue-days=-1"], /^Invalid value for --ins-folder-overdue-days: -1 is out of range/],
     [["--net-probe-interval=fast"], /^Invalid value for --net-probe-interval: "fast" is not a duration/],
-    [["--no-such-flag"], /unknown option '--no-such-flag'/],
-    [["once", "everything"], /value 'everything' is invalid for argument 'task'/],
+    [["--no-such-flag"], /^Unknown flag --no-such-flag: see --help$/],
+    [["--port"], /^Flag --port needs a value$/],
+    [["once", "everything"], /^Unknown task "everything": the tasks are port-usage, core-version, /],
+    [["once"], /^The command once needs a task: one of port-usage, /],
+    [["once", "port-usage", "extra"], /^Unexpected word "extra" after once port-usage$/],
+    [["--dry-run"], /^Unknown flag --dry-run: see --help$/],
     [["once", "port-usage", "--dry-run=perhaps"], /^Invalid value for --dry-run/],
   ];
   for (const [args, pattern] of cases) {
