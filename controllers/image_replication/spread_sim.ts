@@ -52,14 +52,14 @@ export function simulateSpread(model: SpreadModel): SpreadResult {
   let rounds = 0;
   const limit = Math.max(1, model.exportConcurrency);
   while (waiting.length > 0 || active.length > 0) {
-    for (let i = 0; i < waiting.length;) {
+    // Receivers start in name order while some source has a free stream.
+    while (waiting.length > 0) {
       const sources = (model.strategy === "star" ? [origin] : holders).filter((h) => (load.get(h) ?? 0) < limit);
       if (sources.length === 0) break;
-      const receiver = waiting[i];
+      const receiver = waiting.shift()!;
       const source = rankPeers(sources, receiver, { load })[0];
       load.set(source, (load.get(source) ?? 0) + 1);
       active.push({ source, receiver, remaining: model.bytes });
-      waiting.splice(i, 1);
     }
     const rate = (t: Transfer) => model.linkBytesPerSecond / load.get(t.source)!;
     const step = Math.min(...active.map((t) => t.remaining / rate(t)));
