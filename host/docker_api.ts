@@ -16,6 +16,11 @@ export interface DockerApiClient {
   apiVersion(): Promise<string>;
   /** GET of an Engine API path (e.g. `/v1.41/images/json`). Throws when the daemon cannot be reached. */
   get(path: string): Promise<DockerResponse>;
+  /**
+   * Any call, its body unread (for streams): only `init.signal` limits it, since an image takes minutes. Throws
+   * when the daemon cannot be reached.
+   */
+  send(path: string, init: DockerSendInit): Promise<Response>;
   /** Releases the HTTP client. */
   close(): void;
 }
@@ -25,6 +30,18 @@ export interface DockerApiOptions {
   /** Time limit of each request in milliseconds (default 20 s). */
   readonly timeoutMs?: number;
   /** Aborts every request. */
+  readonly signal?: AbortSignal;
+}
+
+/** A streaming call of `send`. */
+export interface DockerSendInit {
+  /** HTTP method (default GET). */
+  readonly method?: string;
+  /** Request body, streamed. */
+  readonly body?: ReadableStream<Uint8Array>;
+  /** Request headers. */
+  readonly headers?: Record<string, string>;
+  /** Ends the call, body included. */
   readonly signal?: AbortSignal;
 }
 
@@ -75,6 +92,21 @@ export function createDockerApiClient(host: string, options: DockerApiOptions = 
     return { status: response.status, body };
   }
 
+  async function send(path: string, init: DockerSendInit): Promise<Response> {
+    const signals = [init.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
+    try {
+      return await fetch(`${base}${path}`, {
+        client,
+        method: init.method ?? "GET",
+        body: init.body,
+        headers: init.headers,
+        signal: signals.length > 0 ? AbortSignal.any(signals) : undefined,
+      });
+    } catch (error) {
+      throw new Error(connectionCause(error, false, timeoutMs));
+    }
+  }
+
   async function negotiate(): Promise<string> {
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
@@ -101,6 +133,7 @@ export function createDockerApiClient(host: string, options: DockerApiOptions = 
       return version;
     },
     get,
+    send,
     close() {
       client?.close();
     },
