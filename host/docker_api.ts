@@ -140,24 +140,29 @@ export function createDockerApiClient(host: string, options: DockerApiOptions = 
   };
 }
 
-/**
- * Lists every image reference of the daemon: every image's `Id` and all its `RepoTags` and `RepoDigests` of
- * `GET /images/json`, in one call (an inspect finds an image by its ID as well as by its names).
- */
-export async function listDockerImageRefs(docker: DockerApiClient): Promise<string[]> {
+/** One image of the daemon: its ID and its tags and digests. */
+export interface DockerImageRefs {
+  /** The image ID, `sha256:<64 hex>` (null when the Engine gives none). */
+  readonly id: string | null;
+  /** Its `RepoTags` and `RepoDigests` (dangling `<none>` entries left out). */
+  readonly names: string[];
+}
+
+/** Lists every image of the daemon with its names, in one `GET /images/json`. */
+export async function listDockerImages(docker: DockerApiClient): Promise<DockerImageRefs[]> {
   const version = await docker.apiVersion();
   const answer = await docker.get(`/v${version}/images/json`);
   if (answer.status !== 200 || !Array.isArray(answer.body)) {
     throw new Error(`GET /v${version}/images/json answered ${answer.status}: ${describeBody(answer.body)}`);
   }
-  const refs: string[] = [];
+  const images: DockerImageRefs[] = [];
   for (const image of answer.body as DockerImageSummary[]) {
-    for (const ref of [image.Id, ...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])]) {
-      // Dangling images are listed as `<none>:<none>` and `<none>@<none>`.
-      if (typeof ref === "string" && !ref.startsWith("<none>")) refs.push(ref);
-    }
+    // Dangling images are listed as `<none>:<none>` and `<none>@<none>`.
+    const names = [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])]
+      .filter((ref): ref is string => typeof ref === "string" && !ref.startsWith("<none>"));
+    images.push({ id: typeof image.Id === "string" ? image.Id : null, names });
   }
-  return refs;
+  return images;
 }
 
 function describeBody(body: unknown): string {

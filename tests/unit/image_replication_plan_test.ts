@@ -1,6 +1,8 @@
 /** Pure parts of image replication: peers' holdings, what to copy, which peer, retries, disk check, progress, spread. */
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+import { normalizeImageRef } from "../../controllers/core_version/image_ref.ts";
+import { planCoreVersion } from "../../controllers/core_version/plan.ts";
 import { checkDisk } from "../../controllers/image_replication/disk.ts";
 import {
   type PeerHoldings,
@@ -46,6 +48,25 @@ Deno.test("readPeerHoldings keeps available versions whose every image has an ID
   assertEquals(read.peers.map((p) => p.node), ["node-a", "node-b"]);
   assertEquals([...read.peers[0].versions.keys()], ["v1"]);
   assertEquals(read.peers[0].versions.get("v1"), [{ ref: "engine:1", id: ID_A }, { ref: "pfsd:1", id: ID_B }]);
+});
+
+Deno.test("readPeerHoldings reads the ConfigMap that the core-version check writes", () => {
+  const ids = new Map([[normalizeImageRef("engine:1"), ID_A], [normalizeImageRef("pfsd:1"), ID_B]]);
+  const written = planCoreVersion({
+    versions: [
+      { name: "v1", configMap: "cm-v1", images: ["engine:1", "pfsd:1"] },
+      { name: "v2", configMap: "cm-v2", images: ["engine:1", "absent:2"] },
+    ],
+    inventory: new Set(ids.keys()),
+    imageIds: ids,
+    previous: null,
+    now: new Date("2026-12-01T00:00:00Z"),
+  }, { node: "Node-A", reportIntervalMs: 3_600_000 }).configMap;
+  const read = readPeerHoldings([written], "node-b");
+  assertEquals(read.problems, []);
+  assertEquals(read.peers.map((p) => [p.node, [...p.versions.entries()]]), [
+    ["node-a", [["v1", [{ ref: "engine:1", id: ID_A }, { ref: "pfsd:1", id: ID_B }]]]],
+  ]);
 });
 
 Deno.test("readPeerHoldings reports details that are not JSON, not a list, or lack an image's ID", () => {
