@@ -17,7 +17,7 @@ const MIB = 1024 * 1024;
 const SIZE_MB = Number(Deno.env.get("PD_BENCH_IMAGE_MB") ?? "256");
 const ROUNDS = 3;
 const REF = "registry.local:5000/polardb/engine:bench";
-const CLI = new URL("./image_copy_cli.ts", import.meta.url).pathname;
+const CLI = new URL("../tests/support/image_copy_cli.ts", import.meta.url).pathname;
 
 const [a, b] = await Promise.all([startDockerDaemon(), startDockerDaemon()]);
 const clientB = createDockerApiClient(b.host);

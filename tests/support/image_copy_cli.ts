@@ -1,15 +1,16 @@
 /**
- * One side of the image copy benchmark, in a process of its own so that its RSS is measured alone.
+ * One side of an image copy (the benchmark, the peer fault tests), in a process of its own: its RSS is measured
+ * alone, and a test can kill it in the middle of a stream.
  * `serve <docker-host> <ref>`: the export endpoint on the daemon's HTTP server; prints `{"port": N}`.
  * `receive <url> <docker-host>`: for every `copy` line on stdin, GET the url and stream the body into
  * `POST /images/load`; prints `{"seconds", "bytes", "id"}` per copy.
  */
 import { getLogger } from "@logtape/logtape";
-import { createImageExport } from "../api/image_export.ts";
-import { serveApp } from "../api/server.ts";
-import { createDockerApiClient } from "../host/docker_api.ts";
-import { dockerImageInfo, exportDockerImage, loadDockerImage } from "../host/image_stream.ts";
-import { limitStream } from "../host/stream_limits.ts";
+import { createImageExport } from "../../api/image_export.ts";
+import { serveApp } from "../../api/server.ts";
+import { createDockerApiClient } from "../../host/docker_api.ts";
+import { dockerImageInfo, exportDockerImage, loadDockerImage } from "../../host/image_stream.ts";
+import { limitStream } from "../../host/stream_limits.ts";
 
 const [role, first, second] = Deno.args;
 
