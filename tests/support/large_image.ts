@@ -107,3 +107,31 @@ export function cutStream(input: ReadableStream<Uint8Array>, bytes: number): Rea
     cancel: (reason) => reader.cancel(reason),
   }, { highWaterMark: 0 });
 }
+
+/**
+ * Reads a tar archive whole (a test's image is small) and gives its first `bytes` up to the first entry boundary at
+ * or past half of it, then fails: there a plain tar reader sees a clean end of archive, the hardest cut to notice.
+ */
+export async function cutAtEntryBoundary(
+  archive: ReadableStream<Uint8Array>,
+): Promise<{ stream: ReadableStream<Uint8Array>; at: number; total: number }> {
+  const whole = new Uint8Array(await new Response(archive).arrayBuffer());
+  const decoder = new TextDecoder();
+  let at = 0;
+  while (at + 512 <= whole.length && at < whole.length / 2) {
+    const header = whole.subarray(at, at + 512);
+    if (header.every((b) => b === 0)) break;
+    const size = parseInt(decoder.decode(header.subarray(124, 136)).replace(/\0.*$/, "").trim(), 8) || 0;
+    at += 512 + Math.ceil(size / 512) * 512;
+  }
+  const head = whole.subarray(0, at);
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(head);
+    },
+    pull(controller) {
+      controller.error(new Error(`connection reset after ${at} bytes`));
+    },
+  });
+  return { stream, at, total: whole.length };
+}
