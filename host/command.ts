@@ -70,3 +70,108 @@ export function createCommandRunner(
     };
   };
 }
+
+/** How a streaming command ended. */
+export interface StreamedResult {
+  /** Exit code, or null when it was killed. */
+  readonly code: number | null;
+  /** The end of its standard error (at most 4 KiB), decoded as UTF-8. */
+  readonly stderr: string;
+  /** Whether the timeout killed it. */
+  readonly timedOut: boolean;
+  /** The error of the input stream, when it failed: the command was killed before it could see an end of input. */
+  readonly inputError: Error | null;
+}
+
+/** A running command whose output is read as it comes. */
+export interface StreamingRun {
+  /** Its standard output; read it to the end or cancel it, or the command blocks. */
+  readonly stdout: ReadableStream<Uint8Array>;
+  /** Resolves when the command has exited. */
+  readonly finished: Promise<StreamedResult>;
+}
+
+/** Options of one streaming run. */
+export interface StreamRunOptions extends RunOptions {
+  /** Fed to its standard input, chunk by chunk (none: standard input is empty). */
+  readonly stdin?: ReadableStream<Uint8Array>;
+}
+
+/** Starts `argv[0]` with its output as a stream (an image export or import); throws when it cannot be started. */
+export type StreamingCommandRunner = (argv: readonly string[], options: StreamRunOptions) => StreamingRun;
+
+/** Makes the real streaming runner on `Deno.Command`: the same prefix and abort rules as `createCommandRunner`. */
+export function createStreamingCommandRunner(options: CommandRunnerOptions = {}): StreamingCommandRunner {
+  const prefix = options.prefix ?? [];
+  return function runStreaming(argv, { timeoutMs, signal, stdin }) {
+    const full = [...prefix, ...argv];
+    if (full.length === 0) throw new Error("Cannot run a command: empty argument list");
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signals = [timeout, signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(full[0], {
+        args: full.slice(1),
+        stdin: stdin ? "piped" : "null",
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.any(signals),
+      }).spawn();
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) throw new Error(`Cannot run "${full[0]}": command not found`);
+      throw new Error(`Cannot run "${full[0]}": ${(error as Error).message}`);
+    }
+    let inputError: Error | null = null;
+    const fed = stdin ? feed(child, stdin).then((error) => void (inputError = error)) : Promise.resolve();
+    const stderr = (async () => {
+      const decoder = new TextDecoder();
+      let tail = "";
+      for await (const chunk of child.stderr) tail = (tail + decoder.decode(chunk, { stream: true })).slice(-4096);
+      return tail;
+    })();
+    const finished = (async (): Promise<StreamedResult> => {
+      const status = await child.status;
+      await fed;
+      return {
+        code: status.signal === null ? status.code : null,
+        stderr: await stderr,
+        timedOut: timeout.aborted,
+        inputError,
+      };
+    })();
+    return { stdout: child.stdout, finished };
+  };
+}
+
+/**
+ * Copies `input` to the child's standard input. When `input` fails, the child is killed first and its input closed
+ * after, so it never takes a cut stream for a whole one; resolves with that failure, or null.
+ */
+async function feed(child: Deno.ChildProcess, input: ReadableStream<Uint8Array>): Promise<Error | null> {
+  const writer = child.stdin.getWriter();
+  const reader = input.getReader();
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
+        await writer.abort().catch(() => {});
+        return error instanceof Error ? error : new Error(String(error));
+      }
+      if (chunk.done) break;
+      await writer.write(chunk.value);
+    }
+    await writer.close();
+    return null;
+  } catch {
+    // The child closed its input (it exited): its exit code tells why.
+    await reader.cancel().catch(() => {});
+    return null;
+  }
+}

@@ -16,6 +16,11 @@ export interface DockerApiClient {
   apiVersion(): Promise<string>;
   /** GET of an Engine API path (e.g. `/v1.41/images/json`). Throws when the daemon cannot be reached. */
   get(path: string): Promise<DockerResponse>;
+  /**
+   * Any call, its body unread (for streams): only `init.signal` limits it, since an image takes minutes. Throws
+   * when the daemon cannot be reached.
+   */
+  send(path: string, init: DockerSendInit): Promise<Response>;
   /** Releases the HTTP client. */
   close(): void;
 }
@@ -25,6 +30,18 @@ export interface DockerApiOptions {
   /** Time limit of each request in milliseconds (default 20 s). */
   readonly timeoutMs?: number;
   /** Aborts every request. */
+  readonly signal?: AbortSignal;
+}
+
+/** A streaming call of `send`. */
+export interface DockerSendInit {
+  /** HTTP method (default GET). */
+  readonly method?: string;
+  /** Request body, streamed. */
+  readonly body?: ReadableStream<Uint8Array>;
+  /** Request headers. */
+  readonly headers?: Record<string, string>;
+  /** Ends the call, body included. */
   readonly signal?: AbortSignal;
 }
 
@@ -75,6 +92,21 @@ export function createDockerApiClient(host: string, options: DockerApiOptions = 
     return { status: response.status, body };
   }
 
+  async function send(path: string, init: DockerSendInit): Promise<Response> {
+    const signals = [init.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
+    try {
+      return await fetch(`${base}${path}`, {
+        client,
+        method: init.method ?? "GET",
+        body: init.body,
+        headers: init.headers,
+        signal: signals.length > 0 ? AbortSignal.any(signals) : undefined,
+      });
+    } catch (error) {
+      throw new Error(connectionCause(error, false, timeoutMs));
+    }
+  }
+
   async function negotiate(): Promise<string> {
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
@@ -101,30 +133,36 @@ export function createDockerApiClient(host: string, options: DockerApiOptions = 
       return version;
     },
     get,
+    send,
     close() {
       client?.close();
     },
   };
 }
 
-/**
- * Lists every image reference of the daemon: every image's `Id` and all its `RepoTags` and `RepoDigests` of
- * `GET /images/json`, in one call (an inspect finds an image by its ID as well as by its names).
- */
-export async function listDockerImageRefs(docker: DockerApiClient): Promise<string[]> {
+/** One image of the daemon: its ID and its tags and digests. */
+export interface DockerImageRefs {
+  /** The image ID, `sha256:<64 hex>` (null when the Engine gives none). */
+  readonly id: string | null;
+  /** Its `RepoTags` and `RepoDigests` (dangling `<none>` entries left out). */
+  readonly names: string[];
+}
+
+/** Lists every image of the daemon with its names, in one `GET /images/json`. */
+export async function listDockerImages(docker: DockerApiClient): Promise<DockerImageRefs[]> {
   const version = await docker.apiVersion();
   const answer = await docker.get(`/v${version}/images/json`);
   if (answer.status !== 200 || !Array.isArray(answer.body)) {
     throw new Error(`GET /v${version}/images/json answered ${answer.status}: ${describeBody(answer.body)}`);
   }
-  const refs: string[] = [];
+  const images: DockerImageRefs[] = [];
   for (const image of answer.body as DockerImageSummary[]) {
-    for (const ref of [image.Id, ...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])]) {
-      // Dangling images are listed as `<none>:<none>` and `<none>@<none>`.
-      if (typeof ref === "string" && !ref.startsWith("<none>")) refs.push(ref);
-    }
+    // Dangling images are listed as `<none>:<none>` and `<none>@<none>`.
+    const names = [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])]
+      .filter((ref): ref is string => typeof ref === "string" && !ref.startsWith("<none>"));
+    images.push({ id: typeof image.Id === "string" ? image.Id : null, names });
   }
-  return refs;
+  return images;
 }
 
 function describeBody(body: unknown): string {

@@ -1,6 +1,6 @@
 /** The local image store: every image reference on this host, in one listing (Docker Engine API or containerd's `ctr`). */
 import type { CommandRunner } from "./command.ts";
-import { createDockerApiClient, listDockerImageRefs } from "./docker_api.ts";
+import { createDockerApiClient, type DockerImageRefs, listDockerImages } from "./docker_api.ts";
 
 /** Which store answered. */
 export type ImageStoreKind = "docker" | "containerd";
@@ -15,6 +15,8 @@ export interface ImageListing {
   readonly refs: string[];
   /** How many calls the listing took (API requests or commands). */
   readonly calls: number;
+  /** Each image's ID with its names, when the store lists IDs (Docker); containerd's `ls -q` does not. */
+  readonly images?: readonly DockerImageRefs[];
 }
 
 /** Options of a listing. */
@@ -88,8 +90,9 @@ async function listDocker(options: ImageStoreOptions): Promise<ImageListing> {
   try {
     await docker.apiVersion();
     try {
-      const refs = await listDockerImageRefs(docker);
-      return { store: "docker", source: options.dockerHost, refs, calls: 2 };
+      const images = await listDockerImages(docker);
+      const refs = images.flatMap((image) => (image.id ? [image.id, ...image.names] : image.names));
+      return { store: "docker", source: options.dockerHost, refs, calls: 2, images };
     } catch (error) {
       throw new AnsweredError((error as Error).message);
     }

@@ -95,7 +95,8 @@ export function createCoreVersionController(deps: JobDeps, options: CoreVersionO
       signal,
     });
     const inventory = new Set(listing.refs.map(normalizeImageRef));
-    return { observed: { versions, inventory, now: deps.clock.now() }, listing };
+    const imageIds = listing.images ? idsByRef(listing.images) : undefined;
+    return { observed: { versions, inventory, imageIds, now: deps.clock.now() }, listing };
   }
 
   async function apply(
@@ -135,6 +136,17 @@ export function createCoreVersionController(deps: JobDeps, options: CoreVersionO
     },
     whenFanOutIdle: () => fanOut.whenIdle(),
   };
+}
+
+/** Each normalised name's image ID (and each ID as its own), from a listing that gives IDs. */
+function idsByRef(images: NonNullable<ImageListing["images"]>): Map<string, string> {
+  const ids = new Map<string, string>();
+  for (const { id, names } of images) {
+    if (id === null) continue;
+    ids.set(normalizeImageRef(id), id);
+    for (const name of names) ids.set(normalizeImageRef(name), id);
+  }
+  return ids;
 }
 
 /** The versions of the listed ConfigMaps; each skipped ConfigMap is logged with the reason. */

@@ -2,7 +2,7 @@
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { nodeKey } from "../../core/addresses.ts";
 import { kubeTime } from "../../k8s/values.ts";
-import { inventoryHolds, inventoryIds } from "./image_ref.ts";
+import { inventoryHolds, inventoryIds, normalizeImageRef } from "./image_ref.ts";
 import type { VersionSpec } from "./versions.ts";
 
 /** What the job observed, for `planCoreVersion`. */
@@ -11,6 +11,8 @@ export interface CoreVersionObserved {
   readonly versions: readonly VersionSpec[];
   /** The local store's references, normalised with `normalizeImageRef`. */
   readonly inventory: ReadonlySet<string>;
+  /** Each normalised reference's image ID, when the store lists IDs (the Docker Engine does); absent: none known. */
+  readonly imageIds?: ReadonlyMap<string, string>;
   /** The availability ConfigMap as it is now, or null. */
   readonly previous: V1ConfigMap | null;
   /** The time of the check. */
@@ -37,6 +39,11 @@ export interface VersionAvailability {
   readonly missing: string[];
   /** Whether every image is in the local store. */
   readonly available: boolean;
+  /**
+   * The ID (config digest) of each image found here, keyed as written in the ConfigMap, so that a peer copying the
+   * version knows what to expect; only when the store lists IDs.
+   */
+  readonly imageIds?: Record<string, string>;
 }
 
 /** The data keys of the availability ConfigMap. */
@@ -76,13 +83,30 @@ function byConfigMap(a: VersionSpec, b: VersionSpec): number {
   return a.configMap < b.configMap ? -1 : a.configMap > b.configMap ? 1 : 0;
 }
 
+/** The IDs of the images the store lists under their name (or as their full ID). */
+function idsOf(images: readonly string[], known: ReadonlyMap<string, string>): Record<string, string> {
+  const found: Record<string, string> = {};
+  for (const image of images) {
+    const id = known.get(normalizeImageRef(image));
+    if (id) found[image] = id;
+  }
+  return found;
+}
+
 /** Decides which versions are available and whether the availability ConfigMap must be written. */
 export function planCoreVersion(observed: CoreVersionObserved, options: CoreVersionPlanOptions): CoreVersionPlan {
   const { inventory, previous, now } = observed;
   const ids = inventoryIds(inventory);
   const versions = [...observed.versions].sort(byConfigMap).map((v): VersionAvailability => {
     const missing = v.images.filter((image) => !inventoryHolds(inventory, image, { ids }));
-    return { name: v.name, configMap: v.configMap, images: [...v.images], missing, available: missing.length === 0 };
+    const version = {
+      name: v.name,
+      configMap: v.configMap,
+      images: [...v.images],
+      missing,
+      available: !missing.length,
+    };
+    return observed.imageIds ? { ...version, imageIds: idsOf(v.images, observed.imageIds) } : version;
   });
   const existingVersions = [...new Set(versions.filter((v) => v.available).map((v) => v.name))];
   const data: AvailabilityData = {

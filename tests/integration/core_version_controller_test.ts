@@ -83,7 +83,7 @@ Deno.test({
     const writes = () =>
       server.requests.filter((r) => (r.method === "PUT" || r.method === "POST") && r.path.includes("/configmaps"));
     try {
-      await docker.importImage(["busybox:latest", "polardb-engine:1.0"]);
+      const firstId = await docker.importImage(["busybox:latest", "polardb-engine:1.0"]);
 
       await t.step("the contract: name, schedule, start", () => {
         assertEquals(controller.name, "core-version");
@@ -103,6 +103,8 @@ Deno.test({
               images: ["busybox", "docker.io/library/polardb-engine:1.0", "registry:5000/polardb/manager:1"],
               missing: ["registry:5000/polardb/manager:1"],
               available: false,
+              // The IDs of the images found, for the peers that copy the version.
+              imageIds: { "busybox": firstId, "docker.io/library/polardb-engine:1.0": firstId },
             },
             {
               name: "image-b",
@@ -110,6 +112,7 @@ Deno.test({
               images: ["busybox:latest", "index.docker.io/library/polardb-engine:2.0"],
               missing: ["index.docker.io/library/polardb-engine:2.0"],
               available: false,
+              imageIds: { "busybox:latest": firstId },
             },
           ],
           existingVersions: [],

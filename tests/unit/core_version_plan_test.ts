@@ -236,3 +236,29 @@ Deno.test("checkTime format and the ConfigMap name", () => {
   assertEquals(kubeTime(new Date("2026-12-31T23:59:59.999Z")), "2026-12-31T23:59:59Z");
   assertEquals(availabilityConfigMapName("Node-1"), "polarstack-daemon-version-availability-node-1");
 });
+
+Deno.test("planCoreVersion: with the store's IDs, each found image's ID is in details, keyed as written", () => {
+  const engine = `sha256:${"e".repeat(64)}`;
+  const pfsd = `sha256:${"f".repeat(64)}`;
+  const imageIds = new Map([
+    [normalizeImageRef("busybox"), engine],
+    [engine, engine],
+    [normalizeImageRef("polardb/pfsd:1"), pfsd],
+    [pfsd, pfsd],
+  ]);
+  const plan = planCoreVersion({
+    versions: [
+      { name: "v1", configMap: "cm-a", images: ["docker.io/library/busybox:latest", "polardb/pfsd:1"] },
+      { name: "v2", configMap: "cm-b", images: [engine, "absent:1"] },
+    ],
+    inventory: new Set([...imageIds.keys()]),
+    imageIds,
+    previous: null,
+    now: new Date("2026-05-01T00:00:00Z"),
+  }, { node: "n", reportIntervalMs: 3_600_000 });
+  assertEquals(plan.versions.map((v) => v.imageIds), [
+    { "docker.io/library/busybox:latest": engine, "polardb/pfsd:1": pfsd },
+    { [engine]: engine },
+  ]);
+  assertEquals(JSON.parse(plan.data.details)[0].imageIds["polardb/pfsd:1"], pfsd);
+});
