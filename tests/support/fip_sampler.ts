@@ -30,6 +30,8 @@ export interface SamplerReport {
 export interface FipSampler {
   /** What it saw so far. */
   report(): SamplerReport;
+  /** The start of the last sample in which `host` carried `ip` (ms since the epoch), or null when none did. */
+  lastSeen(ip: string, host: HostName): number | null;
   /** Throws when any sample so far had a double holder, naming the first ones. */
   assertNoDoubles(what: string): void;
   /** Stops sampling; resolves once the sample in flight is done. */
@@ -47,6 +49,7 @@ export function startFipSampler(
   let samples = 0;
   let errors = 0;
   let maxGapMs = 0;
+  const seen = new Map<string, number>();
   let stopped = false;
   const report = (): SamplerReport => ({ samples, maxGapMs, doubles: [...doubles], errors });
 
@@ -62,6 +65,7 @@ export function startFipSampler(
         HOSTS.forEach((host, i) => {
           for (const ip of new Set(lists[i].map((a) => a.ip).filter(isFloating))) {
             holders.set(ip, [...(holders.get(ip) ?? []), host]);
+            seen.set(`${host} ${ip}`, at);
           }
         });
         for (const [ip, hosts] of holders) if (hosts.length > 1) doubles.push({ at, ip, hosts });
@@ -76,6 +80,7 @@ export function startFipSampler(
 
   return {
     report,
+    lastSeen: (ip, host) => seen.get(`${host} ${ip}`) ?? null,
     assertNoDoubles(what) {
       if (doubles.length === 0) return;
       const first = doubles.slice(0, 5).map((d) => `${new Date(d.at).toISOString()} ${d.ip} on ${d.hosts.join(", ")}`);
