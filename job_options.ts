@@ -9,6 +9,7 @@ import type { PortUsageOptions } from "./controllers/port_usage/job.ts";
 import { parseRangeList } from "./controllers/port_usage/ranges.ts";
 import type { LogCleanupOptions } from "./controllers/log_cleanup/job.ts";
 import type { NodeNetworkOptions } from "./controllers/node_network/job.ts";
+import type { FloatingIpOptions } from "./controllers/floating_ip/job.ts";
 
 /** The port-usage job's options. */
 export function portUsageOptions(config: Config): PortUsageOptions {
@@ -52,5 +53,17 @@ export function nodeNetworkOptions(config: Config): NodeNetworkOptions {
     netCardName: config.netCardName,
     probeIntervalMs: config.netProbeInterval,
     reportFrequencyMs: config.nodeStatusReportFrequency,
+  };
+}
+
+/** The floating-IP job's options: this host, the client NIC flag, the switches and the Lease timing. */
+export function floatingIpOptions(config: Config): FloatingIpOptions {
+  return {
+    node: config.currentNodeName,
+    netCardName: config.netCardName,
+    addEnabled: config.jobEnableAddFip,
+    delEnabled: config.jobEnableDelFip,
+    leaseDurationSeconds: Math.max(1, Math.round(config.fipLeaseDuration / 1000)),
+    renewIntervalMs: config.fipLeaseRenewInterval,
   };
 }

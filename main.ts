@@ -27,7 +27,7 @@ async function runDaemon(config: Config): Promise<number> {
     event.preventDefault();
     log.error("Unhandled rejection: {error}", { error: String(event.reason?.message ?? event.reason) });
   });
-  const { controllers, coreVersion, killCommands } = createControllers(runtime);
+  const { controllers, coreVersion, floatingIp, killCommands } = createControllers(runtime);
   const scheduler = new Scheduler(controllers, {
     clock: systemClock,
     node: config.currentNodeName,
@@ -52,6 +52,7 @@ async function runDaemon(config: Config): Promise<number> {
     node: config.currentNodeName,
   });
   const server = serveApi(app.fetch, { port: config.port, node: config.currentNodeName, log });
+  floatingIp.onWake(() => scheduler.trigger(floatingIp.name));
   scheduler.start();
 
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
@@ -59,6 +60,7 @@ async function runDaemon(config: Config): Promise<number> {
   const signal = await stopped;
   log.info("Received {signal}: stopping (grace {grace} ms)", { signal, grace: config.shutdownGracePeriod });
   const finished = await scheduler.stop(config.shutdownGracePeriod);
+  await Promise.all(controllers.map((c) => c.close?.()));
   killCommands();
   await server.shutdown();
   await Promise.race([runtime.events.flush(), new Promise((r) => setTimeout(r, 2000))]);
@@ -71,6 +73,7 @@ async function runOnce(task: string, config: Config, options: { dryRun: boolean;
   const { controllers, killCommands } = createControllers(runtime);
   const controller = controllers.find((c) => c.name === task)!;
   const { run, outcome } = await runWithLimit(controller, { dryRun: options.dryRun, clock: systemClock });
+  await Promise.all(controllers.map((c) => c.close?.()));
   killCommands();
   await Promise.race([runtime.events.flush(), new Promise((r) => setTimeout(r, 5000))]);
   if (!outcome) {

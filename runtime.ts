@@ -6,7 +6,14 @@ import { type Controller, type Logger, nullEventSink, systemClock } from "./core
 import { VERSION } from "./core/version.ts";
 import { createPortUsageController } from "./controllers/port_usage/job.ts";
 import { createCoreVersionController } from "./controllers/core_version/job.ts";
-import { coreVersionOptions, logCleanupOptions, nodeNetworkOptions, portUsageOptions } from "./job_options.ts";
+import {
+  coreVersionOptions,
+  floatingIpOptions,
+  logCleanupOptions,
+  nodeNetworkOptions,
+  portUsageOptions,
+} from "./job_options.ts";
+import { createFloatingIpController } from "./controllers/floating_ip/job.ts";
 import { createLogCleanupController } from "./controllers/log_cleanup/job.ts";
 import { createNodeNetworkController } from "./controllers/node_network/job.ts";
 import { createCommandRunner } from "./host/command.ts";
@@ -117,13 +124,15 @@ export function createControllers(runtime: Runtime) {
     runCommand,
   });
   const coreVersion = createCoreVersionController(deps(JOBS.coreVersion.name), coreVersionOptions(runtime.config));
+  const floatingIp = createFloatingIpController(deps(JOBS.floatingIp.name), floatingIpOptions(runtime.config));
   const controllers: Controller[] = [
     createPortUsageController(deps(JOBS.portUsage.name), portUsageOptions(runtime.config)),
     coreVersion,
     createLogCleanupController(deps(JOBS.logCleanup.name), logCleanupOptions(runtime.config)),
     createNodeNetworkController(deps(JOBS.nodeNetwork.name), nodeNetworkOptions(runtime.config)),
+    floatingIp,
   ];
-  return { controllers, coreVersion, killCommands: () => exiting.abort() };
+  return { controllers, coreVersion, floatingIp, killCommands: () => exiting.abort() };
 }
 
 /** Raises the open-file limit, then serves the API on both stacks with a connection cap below that limit. */

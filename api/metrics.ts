@@ -78,6 +78,7 @@ export function createMetrics(): Metrics {
   });
   const extra = new Map<string, Counter>();
   const gauges = new Map<string, Gauge>();
+  const histograms = new Map<string, Histogram>();
   return {
     registry,
     jobRun(name, run) {
@@ -94,7 +95,22 @@ export function createMetrics(): Metrics {
     kubeRequest(method, status) {
       kube.inc({ method, status: String(status) });
     },
-    jobCounter({ name, help, value, labels = {}, kind }) {
+    jobCounter({ name, help, value, labels = {}, kind, buckets }) {
+      if (kind === "histogram") {
+        let histogram = histograms.get(name);
+        if (!histogram) {
+          histogram = new Histogram({
+            name: `${prefix}${name}`,
+            help,
+            labelNames: Object.keys(labels),
+            buckets: [...(buckets ?? [0.1, 0.5, 1, 2, 5, 10, 30])],
+            registers: [registry],
+          });
+          histograms.set(name, histogram);
+        }
+        histogram.observe(labels, value);
+        return;
+      }
       if (kind === "gauge") {
         let gauge = gauges.get(name);
         if (!gauge) {

@@ -189,12 +189,6 @@ export const FLAGS = [
     parse: integer(0, 1_000_000),
     description: "A run that would remove more instance folders removes none",
   }),
-  flag("service-owner-db-cluster", "serviceOwnerDbCluster", {
-    group: "log-cleanup",
-    defaultText: "mpdcluster",
-    parse: text,
-    description: "Accepted for compatibility with the original",
-  }),
   flag("net-card-name", "netCardName", {
     group: "node-network",
     defaultText: "",
@@ -234,15 +228,33 @@ export const FLAGS = [
     defaultText: "false",
     description: "Accepted for compatibility with the original",
   }),
-  boolFlag("job-enable-del-fip", "jobEnableDelFip", {
-    group: "compat",
-    defaultText: "true",
-    description: "Accepted for compatibility with the original",
-  }),
   boolFlag("job-enable-add-fip", "jobEnableAddFip", {
-    group: "compat",
+    group: "floating-ip",
     defaultText: "true",
-    description: "Accepted for compatibility with the original",
+    description: "Add a cluster's floating IP on this host when it holds the leader (with controller-config enableVip)",
+  }),
+  boolFlag("job-enable-del-fip", "jobEnableDelFip", {
+    group: "floating-ip",
+    defaultText: "true",
+    description: "Remove a floating IP this host tagged once it is no longer this host's",
+  }),
+  flag("service-owner-db-cluster", "serviceOwnerDbCluster", {
+    group: "floating-ip",
+    defaultText: "mpdcluster",
+    parse: oneOf("mpdcluster"),
+    description: "The kind whose spec.netCfg.leaderFloatingIP is watched (mpd.polardb.aliyun.com/v1 MPDCluster)",
+  }),
+  flag("fip-lease-duration", "fipLeaseDuration", {
+    group: "floating-ip",
+    defaultText: "15s",
+    parse: duration(1000),
+    description: "How long a floating IP's Lease holds without renewal",
+  }),
+  flag("fip-lease-renew-interval", "fipLeaseRenewInterval", {
+    group: "floating-ip",
+    defaultText: "5s",
+    parse: duration(500),
+    description: "The floating-IP job's period: how often a held Lease is renewed",
   }),
   flag("v", "v", {
     group: "logging",

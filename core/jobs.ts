@@ -9,6 +9,7 @@ export const JOBS = {
   coreVersion: { name: "core-version", route: "/versions" },
   logCleanup: { name: "log-cleanup", route: "/log-cleanup" },
   nodeNetwork: { name: "node-network", route: "/node-network" },
+  floatingIp: { name: "floating-ip", route: "/floating-ips" },
 } as const;
 
 /** A job's task name, e.g. `port-usage`. */

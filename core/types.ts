@@ -23,7 +23,10 @@ export interface RunContext {
   readonly dryRun: boolean;
 }
 
-/** A job-specific metric for `/metrics`: a counter added to (bytes freed by the log cleanup) or a gauge set. */
+/**
+ * A job-specific metric for `/metrics`: a counter added to (bytes freed by the log cleanup), a gauge set, or one
+ * observation of a histogram.
+ */
 export interface JobCounter {
   /** Metric name without the daemon's prefix, e.g. `log_cleanup_bytes_freed_total`. */
   readonly name: string;
@@ -31,8 +34,10 @@ export interface JobCounter {
   readonly help: string;
   /** How much to add (a counter) or the value to show (a gauge). */
   readonly value: number;
-  /** A counter (the default) or a gauge. */
-  readonly kind?: "counter" | "gauge";
+  /** A counter (the default), a gauge, or a histogram (`value` is one observation). */
+  readonly kind?: "counter" | "gauge" | "histogram";
+  /** A histogram's buckets (its first observation fixes them). */
+  readonly buckets?: readonly number[];
   /** Labels, the same keys on every run. */
   readonly labels?: Readonly<Record<string, string>>;
 }
@@ -61,6 +66,8 @@ export interface Controller<T = unknown> {
   readonly timeoutMs: number;
   /** Observe, plan and apply once. Throws when the run failed. */
   run(ctx: RunContext): Promise<RunOutcome<T>>;
+  /** Closes what the job keeps open between runs (a watch); called once, after its last run. */
+  close?(): Promise<void>;
 }
 
 /** Severity of an event, as Kubernetes events have it. */
@@ -76,6 +83,22 @@ export interface DaemonEvent {
   readonly reason: string;
   /** A sentence that names the object and the cause. */
   readonly message: string;
+  /** The object it is about, when not this host's Node (e.g. an MPDCluster); its Event goes to its namespace. */
+  readonly regarding?: EventObject;
+}
+
+/** An object an Event is about. */
+export interface EventObject {
+  /** e.g. `mpd.polardb.aliyun.com/v1`. */
+  readonly apiVersion: string;
+  /** e.g. `MPDCluster`. */
+  readonly kind: string;
+  /** Its namespace. */
+  readonly namespace: string;
+  /** Its name. */
+  readonly name: string;
+  /** Its UID, when known. */
+  readonly uid?: string;
 }
 
 /** Where jobs send their events; recording never blocks and never throws. */

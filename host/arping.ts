@@ -55,9 +55,13 @@ export function parseArpingOutput(output: string): ArpingOutput {
   };
 }
 
-/** The duplicate-address probe: 2 probes from 0.0.0.0, waiting 2 s at most. */
+/**
+ * The duplicate-address probe: one probe from 0.0.0.0, waiting 1 s for an answer. A holder answers within
+ * milliseconds on a LAN; the second, later probe of RFC 5227 would double the time a move takes (arping's interval
+ * is whole seconds).
+ */
 export function probeCommand(nic: string, ip: string): string[] {
-  return ["arping", "-D", "-c", "2", "-w", "2", "-I", nic, ip];
+  return ["arping", "-D", "-c", "1", "-w", "1", "-I", nic, ip];
 }
 
 /** The announcement: gratuitous ARP requests (`-U`), then replies (`-A`), 3 of each, from the holding interface. */

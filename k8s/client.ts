@@ -1,6 +1,7 @@
 /** Small typed functions for the cluster calls the daemon makes, with timeouts, retries and a rate limit. */
 // Types only from @kubernetes/client-node: its generated CoreV1 client and model serializer cost about 30 MB of
 // resident memory on every host, for eight REST paths that are built here.
+import { linkSignals } from "../core/signals.ts";
 import type { CoreV1Event, V1ConfigMap, V1Node, V1Pod } from "@kubernetes/client-node";
 import { KubeError } from "./errors.ts";
 import type { ClusterConnection } from "./kube_config.ts";
@@ -164,10 +165,10 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
         return call({ method: method as Call["method"], path, body, what, query, retries });
       },
       openStream(path, { what, query, signal }) {
-        const both = signal && stop ? AbortSignal.any([stop, signal]) : signal ?? stop;
+        const both = signal && stop ? linkSignals([stop, signal]).signal : signal ?? stop;
         return stream({ method: "GET", path, query, what }, both);
       },
-      withSignal: (signal) => forRun(stop ? AbortSignal.any([stop, signal]) : signal),
+      withSignal: (signal) => forRun(stop ? linkSignals([stop, signal]).signal : signal),
     };
   }
   return forRun();

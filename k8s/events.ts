@@ -70,12 +70,14 @@ export function createEventSink(options: EventSinkOptions): DaemonEventSink {
     const now = options.clock.now();
     const stamp = kubeTime(now);
     if (options.kube) {
-      const key = `${event.type}\u0000${event.reason}\u0000${event.message}`;
+      const about = event.regarding;
+      const namespace = about?.namespace ?? NAMESPACE;
+      const key = [event.type, event.reason, event.message, about?.kind, about?.namespace, about?.name].join("\u0000");
       const known = seen.get(key);
       try {
         if (known) {
           known.count++;
-          await options.kube.patchEvent(known.name, NAMESPACE, { count: known.count, lastTimestamp: stamp });
+          await options.kube.patchEvent(known.name, namespace, { count: known.count, lastTimestamp: stamp });
           seen.delete(key);
           seen.set(key, known);
         } else {
@@ -83,8 +85,8 @@ export function createEventSink(options: EventSinkOptions): DaemonEventSink {
           const body: CoreV1Event = {
             apiVersion: "v1",
             kind: "Event",
-            metadata: { name, namespace: NAMESPACE },
-            involvedObject: { apiVersion: "v1", kind: "Node", name: options.node, uid: options.node },
+            metadata: { name, namespace },
+            involvedObject: about ?? { apiVersion: "v1", kind: "Node", name: options.node, uid: options.node },
             reason: event.reason,
             message: event.message,
             type: event.type,
@@ -107,9 +109,9 @@ export function createEventSink(options: EventSinkOptions): DaemonEventSink {
       } catch (error) {
         // A patch of an Event that expired (404) starts a new one next time.
         if (known) seen.delete(key);
-        options.log.warn("Cannot record Event {reason} on Node {node}: {error}", {
+        options.log.warn("Cannot record Event {reason} on {object}: {error}", {
           reason: event.reason,
-          node: options.node,
+          object: about ? `${about.kind} "${about.namespace}/${about.name}"` : `Node "${options.node}"`,
           error: (error as Error).message,
         });
       }

@@ -5,6 +5,7 @@
  * be held the last objects stay, and the state says how old they are and why.
  */
 import type { V1ObjectMeta } from "@kubernetes/client-node";
+import { linkSignals } from "../core/signals.ts";
 import type { Clock, Logger } from "../core/types.ts";
 import { backoffDelay } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
@@ -100,6 +101,8 @@ export interface Informer<T> {
   get(namespace: string | undefined, name: string): T | undefined;
   /** Whether a first list has succeeded. */
   readonly synced: boolean;
+  /** Resolves true once a first list has succeeded, or false when `signal` aborts first. */
+  whenSynced(signal: AbortSignal): Promise<boolean>;
   /** The health of the cache. */
   state(): InformerState;
   /** Calls `listener` with every change after the cache applied it; returns the unsubscribe call. */
@@ -126,6 +129,7 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
   const random = options.random ?? Math.random;
   const cache = new Map<string, T>();
   const listeners = new Set<(change: InformerChange<T>) => void>();
+  const syncWaiters = new Set<() => void>();
   let synced = false;
   let watching = false;
   let resourceVersion = "";
@@ -181,6 +185,7 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
     synced = true;
     lists++;
     failures = 0;
+    for (const wake of [...syncWaiters]) wake();
     changes.forEach(emit);
   }
 
@@ -215,9 +220,8 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
   /** One watch until it ends: "expired" (410), "ended" (closed by the server) or "quiet" (closed at once, empty). */
   async function watchOnce(signal: AbortSignal): Promise<"expired" | "ended" | "quiet"> {
     const timeoutSeconds = options.watchTimeoutSeconds ?? Math.round(300 + 300 * random());
-    const controller = new AbortController();
-    const stale = setTimeout(() => controller.abort(), (timeoutSeconds * 1000) + STALE_MARGIN_MS);
-    const both = AbortSignal.any([signal, controller.signal]);
+    const linked = linkSignals([signal], { timeoutMs: timeoutSeconds * 1000 + STALE_MARGIN_MS });
+    const both = linked.signal;
     const openedAt = performance.now();
     let events = 0;
     try {
@@ -237,12 +241,12 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
           currentAt = clock.now();
         }
       } catch (error) {
-        if (!controller.signal.aborted || signal.aborted) throw error;
+        if (!linked.timedOut || signal.aborted) throw error;
         throw new Error(`Cannot watch ${source.what}: the stream stayed open past its timeout of ${timeoutSeconds} s`);
       }
       return events === 0 && performance.now() - openedAt < MIN_QUIET_WATCH_MS ? "quiet" : "ended";
     } finally {
-      clearTimeout(stale);
+      linked.dispose();
       if (watching) currentAt = clock.now();
       watching = false;
     }
@@ -287,6 +291,21 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
     get: (namespace, name) => cache.get(objectKey(namespace, name)),
     get synced() {
       return synced;
+    },
+    whenSynced(signal) {
+      if (synced) return Promise.resolve(true);
+      if (signal.aborted) return Promise.resolve(false);
+      return new Promise((resolve) => {
+        const done = (value: boolean) => {
+          syncWaiters.delete(wake);
+          signal.removeEventListener("abort", abort);
+          resolve(value);
+        };
+        const wake = () => done(true);
+        const abort = () => done(false);
+        syncWaiters.add(wake);
+        signal.addEventListener("abort", abort, { once: true });
+      });
     },
     state() {
       return {

@@ -6,6 +6,8 @@ import { createHash } from "node:crypto";
 import type { V1Lease, V1LeaseSpec } from "@kubernetes/client-node";
 import type { KubeClient } from "./client.ts";
 import { KubeError } from "./errors.ts";
+import type { ListWatch } from "./informer.ts";
+import { collectionSource } from "./list_watch.ts";
 
 /** A Lease's spec as it is sent and received: its times are MicroTime strings (see `microTime`). */
 export type LeaseSpec = Omit<V1LeaseSpec, "acquireTime" | "renewTime"> & {
@@ -22,6 +24,11 @@ export type Lease = Omit<V1Lease, "spec"> & {
 };
 
 const MAX_NAME = 63;
+
+/** The label on every floating-IP Lease this daemon creates: the Lease informer's selector. */
+export const FLOATING_IP_LEASE_LABEL = "polarstack.io/floating-ip";
+/** The annotation that names the cluster (`<namespace>/<name>`) a floating-IP Lease fences. */
+export const FLOATING_IP_CLUSTER_ANNOTATION = "polarstack.io/mpdcluster";
 const HASH_CHARS = 10;
 const seg = encodeURIComponent;
 
@@ -41,11 +48,12 @@ function leasesPath(kube: KubeClient): string {
 /**
  * The name of the Lease of a cluster's floating IP: `polarstack-fip-<namespace>-<name>`; when that is longer than 63
  * characters (or not a valid name), a readable prefix of it, `-`, and 10 hex digits of a SHA-256 of
- * `<namespace>/<name>`, so distinct long names stay distinct.
+ * `<namespace>/<name>`, so distinct long names stay distinct. `hashed` asks for the second form whatever the length:
+ * for two clusters whose plain names meet (`a-b`/`c` and `a`/`b-c`).
  */
-export function floatingIpLeaseName(namespace: string, name: string): string {
+export function floatingIpLeaseName(namespace: string, name: string, options: { hashed?: boolean } = {}): string {
   const plain = `polarstack-fip-${namespace}-${name}`;
-  if (plain.length <= MAX_NAME && isDnsSubdomain(plain)) return plain;
+  if (!options.hashed && plain.length <= MAX_NAME && isDnsSubdomain(plain)) return plain;
   const hash = createHash("sha256").update(`${namespace}/${name}`).digest("hex").slice(0, HASH_CHARS);
   const prefix = plain.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, MAX_NAME - 1 - HASH_CHARS)
     .replace(/-+$/, "");
@@ -88,4 +96,13 @@ export async function updateLease(kube: KubeClient, lease: Lease): Promise<Lease
     body,
     what: `update Lease "${name}"`,
   }) as Lease;
+}
+
+/** The informer's source: the floating-IP Leases of the daemon's namespace (by their label). */
+export function floatingIpLeaseSource(kube: KubeClient): ListWatch<Lease> {
+  return collectionSource<Lease>(kube, {
+    path: leasesPath(kube),
+    what: `floating-IP Leases in namespace "${kube.namespace}"`,
+    labelSelector: `${FLOATING_IP_LEASE_LABEL}=true`,
+  });
 }

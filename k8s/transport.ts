@@ -5,6 +5,7 @@
  * streaming call (a watch) goes through the same token, TLS client, rate limit and hold, and its answer is read as
  * JSON lines until it ends or is stopped.
  */
+import { linkSignals, untilAborted } from "../core/signals.ts";
 import { backoffDelay, isRetryableStatus, parseRetryAfter } from "./backoff.ts";
 import { KubeError } from "./errors.ts";
 import type { ClusterConnection } from "./kube_config.ts";
@@ -173,15 +174,16 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
 
   async function sendOnce(call: Call, stop?: AbortSignal): Promise<unknown> {
     const headers = await prepare(call, stop);
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = stop ? AbortSignal.any([timeout, stop]) : timeout;
+    const linked = linkSignals([stop], { timeoutMs });
     let response: Response;
     let text: string;
     try {
-      response = await fetchCall(call, { headers, signal });
-      text = await response.text();
+      response = await untilAborted(fetchCall(call, { headers, signal: linked.signal }), linked.signal);
+      text = await untilAborted(response.text(), linked.signal);
     } catch (error) {
-      throw noAnswer(call, error, { stop, timedOut: timeout.aborted });
+      throw noAnswer(call, error, { stop, timedOut: linked.timedOut });
+    } finally {
+      linked.dispose();
     }
     options.onResponse?.({ method: call.method, status: response.status });
     if (response.status >= 400) throw failureOf(call, response, text);
@@ -207,7 +209,7 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
     }, timeoutMs);
     let response: Response;
     try {
-      response = await fetchCall(call, { headers, signal: cancel.signal });
+      response = await untilAborted(fetchCall(call, { headers, signal: cancel.signal }), cancel.signal);
     } catch (error) {
       stop?.removeEventListener("abort", onStop);
       throw noAnswer(call, error, { stop, timedOut });
@@ -268,7 +270,7 @@ async function* jsonLines(
     for (;;) {
       let chunk: ReadableStreamReadResult<string>;
       try {
-        chunk = await reader.read();
+        chunk = await untilAborted(reader.read(), options.stop);
       } catch (error) {
         const stopped = options.stop?.aborted ?? false;
         const cause = stopped ? "the run was stopped" : `the stream broke: ${networkCause(error)}`;

@@ -351,7 +351,7 @@ Deno.test("the manifests: no wildcard, no secrets, no delete, no node writes but
       assertEquals(rule.verbs.filter((v: string) => v !== "get" && v !== "watch"), []);
     }
   }
-  assertEquals(rules.filter((r) => r.in === "Role").flatMap((r) => r.resources), ["configmaps"]);
+  assertEquals(rules.filter((r) => r.in === "Role").flatMap((r) => r.resources), ["configmaps", "leases"]);
   const account = parseRbacYaml(
     await Deno.readTextFile(new URL("../../manifests/service_account.yaml", import.meta.url)),
     "sa",

@@ -1,4 +1,6 @@
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
 import { createInformer, type Informer, type InformerChange } from "../../k8s/informer.ts";
 import { type MPDCluster, mpdClusterSource } from "../../k8s/mpd_clusters.ts";
@@ -256,5 +258,20 @@ Deno.test("informer: stop ends the watch and any wait; the cache stays; start ag
     informer.start();
     await waitFor(() => informer.get("db7", "while-stopped"), { what: "the change made while stopped" });
     assertEquals(informer.state().lists, 1);
+  });
+});
+
+Deno.test("a stop after a full garbage collection still ends the watch (the stop's signal is not collected)", async () => {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  await withInformer(async ({ server, informer }) => {
+    await waitFor(() => informer.state().watching, { what: "an open watch" });
+    server.put(cluster("db3", "c"));
+    await waitFor(() => informer.get("db3", "c"), { what: "the new cluster in the cache" });
+    gc();
+    const stopped = informer.stop().then(() => "stopped");
+    const late = new Promise((resolve) => setTimeout(() => resolve("still watching after 3 s"), 3_000));
+    assertEquals(await Promise.race([stopped, late]), "stopped");
+    assertEquals(informer.state().watching, false);
   });
 });

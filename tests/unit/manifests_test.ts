@@ -123,9 +123,17 @@ Deno.test("RBAC has no wildcards, no secrets, no delete on nodes, and only what 
     }
   }
   const clusterResources = rules.filter((r) => r.kind === "ClusterRole").flatMap((r) => r.resources).sort();
-  assertEquals(clusterResources, ["events", "nodes", "nodes/status", "pods", "tokenreviews"]);
+  assertEquals(clusterResources, [
+    "events",
+    "mpdclusters",
+    "mpdclusters/status",
+    "nodes",
+    "nodes/status",
+    "pods",
+    "tokenreviews",
+  ]);
   const roleResources = rules.filter((r) => r.kind === "Role").flatMap((r) => r.resources);
-  assertEquals(roleResources, ["configmaps"]);
+  assertEquals(roleResources, ["configmaps", "leases"]);
 });
 
 Deno.test("the Dockerfile: multi-stage, pinned bases, distroless final stage with the binary only, no ADD of URLs", () => {

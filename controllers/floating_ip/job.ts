@@ -1,0 +1,423 @@
+/**
+ * The floating-IP job: puts each MPDCluster's leader address on the leader's host, fenced by a Lease per cluster
+ * and by a duplicate-address probe, and reports `LeaderIPReady`. It watches the MPDClusters and its Leases, runs at
+ * once on a change that matters, and every renewal interval otherwise.
+ */
+import { nodeKey } from "../../core/addresses.ts";
+import { JOBS } from "../../core/jobs.ts";
+import { linkSignals } from "../../core/signals.ts";
+import type { Controller, JobCounter, RunContext, RunOutcome } from "../../core/types.ts";
+import { listInterfaces, taggedAddresses } from "../../host/ip_addr.ts";
+import type { KubeClient } from "../../k8s/client.ts";
+import { createInformer, type Informer, type InformerOptions } from "../../k8s/informer.ts";
+import { floatingIpLeaseSource, type Lease } from "../../k8s/leases.ts";
+import { LEADER_IP_READY, type MPDCluster, mpdClusterSource, writeLeaderIpReady } from "../../k8s/mpd_clusters.ts";
+import type { JobDeps } from "../deps.ts";
+import { type ActionApplied, announceInBackground, applyAction } from "./apply.ts";
+import { desiredFloatingIp } from "./desired.ts";
+import { viewLease } from "./lease_view.ts";
+import { clusterObservations, leaseObserved, type LeaseSightings, planTagged } from "./observe.ts";
+import { planFloatingIps } from "./plan.ts";
+import { conditionsAfter, type FloatingIpResult, floatingIpResult, floatingIpSummary } from "./result.ts";
+import { createFloatingIpSettings } from "./settings.ts";
+import type {
+  FloatingIpObserved,
+  FloatingIpPlan,
+  LeaderIpCondition,
+  LeaseObserved,
+  ProbeResult,
+  TaggedAddress,
+} from "./types.ts";
+
+/** What the job takes from the flags. */
+export interface FloatingIpOptions {
+  /** This host's Node name (the Leases' holderIdentity). */
+  readonly node: string;
+  /** `--net-card-name`; empty: `ccm-config` / `NET_CARD_NAME`, else bond1. */
+  readonly netCardName: string;
+  /** `--job-enable-add-fip`. */
+  readonly addEnabled: boolean;
+  /** `--job-enable-del-fip`. */
+  readonly delEnabled: boolean;
+  /** `--fip-lease-duration`, in seconds. */
+  readonly leaseDurationSeconds: number;
+  /** `--fip-lease-renew-interval`: the job's period and how often a held Lease is renewed. */
+  readonly renewIntervalMs: number;
+}
+
+/** The job's timing and its informers' options; the defaults suit the daemon, tests shorten them. */
+export interface FloatingIpHooks {
+  /** How long after a probe that was answered the next one is due (default 10 s). */
+  readonly probeRetryMs?: number;
+  /** The time limit of one `ip`, `sysctl` or `arping` (default 5 s). */
+  readonly commandTimeoutMs?: number;
+  /** How often `controller-config` and `ccm-config` are re-read (default 1 min). */
+  readonly configRefreshMs?: number;
+  /** How long the first run waits for the first lists (default 5 s). */
+  readonly syncWaitMs?: number;
+  /** The informers' options besides the clock. */
+  readonly informers?: Omit<InformerOptions, "clock">;
+}
+
+/** The floating-IP controller: a controller that can also be woken when something it watches changes. */
+export interface FloatingIpController extends Controller<FloatingIpResult> {
+  /** Sets what to call when a run should come now (the scheduler's trigger). */
+  onWake(wake: () => void): void;
+}
+
+/** What the job remembers between runs. */
+interface FloatingIpState {
+  readonly sightings: LeaseSightings;
+  /** Leases this node wrote that the watch has not delivered yet, by name. */
+  readonly written: Map<string, Lease>;
+  readonly probes: Map<string, ProbeResult>;
+  readonly lastChange: Map<string, Date>;
+  readonly announcedAt: Map<string, Date>;
+  /** When the watch last showed a change of each cluster's address or leader, by `namespace/name`. */
+  readonly changedAt: Map<string, Date>;
+  readonly announcing: Set<Promise<void>>;
+  /** When a Lease write last failed for want of the API server (ms), or -Infinity. */
+  apiFailedAt: number;
+  wake: () => void;
+  wakeTimer: ReturnType<typeof setTimeout> | null;
+  busy: Promise<unknown>;
+}
+
+interface Caches {
+  readonly clusters: Informer<MPDCluster>;
+  readonly leases: Informer<Lease>;
+}
+
+/** The job's parts, handed to the steps of a run. */
+interface FloatingIpJob {
+  readonly deps: JobDeps;
+  readonly options: FloatingIpOptions;
+  readonly hooks: Required<Omit<FloatingIpHooks, "informers">>;
+  readonly caches: Caches | null;
+  readonly settings: ReturnType<typeof createFloatingIpSettings>;
+  readonly state: FloatingIpState;
+}
+
+/** What one run saw. */
+interface Seen {
+  readonly observed: FloatingIpObserved;
+  readonly leases: ReadonlyMap<string, Lease>;
+  readonly leaseByAddress: Map<string, { holder: string | null; expiresAt: Date | null }>;
+  readonly api: KubeClient | null;
+}
+
+function clusterKey(object: MPDCluster): string {
+  return `${object.metadata?.namespace ?? ""}/${object.metadata?.name ?? ""}`;
+}
+
+function createCaches(deps: JobDeps, hooks: FloatingIpHooks, state: FloatingIpState): Caches | null {
+  if (deps.kube === null) return null;
+  const informerOptions = { ...hooks.informers, clock: deps.clock, log: deps.log };
+  const clusters = createInformer(mpdClusterSource(deps.kube), informerOptions);
+  const leases = createInformer(floatingIpLeaseSource(deps.kube), informerOptions);
+  // Only a change of what a cluster asks for, or of a Lease's holder, wakes the job: the operator's other status
+  // writes and every holder's renewals do not.
+  clusters.onChange(({ type, object, previous }) => {
+    const asked = (o: MPDCluster | undefined) => o && JSON.stringify(desiredFloatingIp(o, { clientNic: "" }));
+    if (type === "MODIFIED" && asked(object) === asked(previous)) return;
+    state.changedAt.set(clusterKey(object), deps.clock.now());
+    state.wake();
+  });
+  leases.onChange(({ type, object, previous }) => {
+    const name = object.metadata?.name ?? "";
+    const pending = state.written.get(name);
+    if (pending && (type === "DELETED" || pending.metadata?.resourceVersion === object.metadata?.resourceVersion)) {
+      state.written.delete(name);
+    }
+    if (type === "MODIFIED" && object.spec?.holderIdentity === previous?.spec?.holderIdentity) return;
+    state.wake();
+  });
+  return { clusters, leases };
+}
+
+/** Makes the floating-IP controller; its watches start with the first run. */
+export function createFloatingIpController(
+  deps: JobDeps,
+  options: FloatingIpOptions,
+  hooks: FloatingIpHooks = {},
+): FloatingIpController {
+  const state: FloatingIpState = {
+    sightings: new Map(),
+    written: new Map(),
+    probes: new Map(),
+    lastChange: new Map(),
+    announcedAt: new Map(),
+    changedAt: new Map(),
+    announcing: new Set(),
+    apiFailedAt: -Infinity,
+    wake: () => {},
+    wakeTimer: null,
+    busy: Promise.resolve(),
+  };
+  const job: FloatingIpJob = {
+    deps,
+    options,
+    hooks: {
+      probeRetryMs: hooks.probeRetryMs ?? 10_000,
+      commandTimeoutMs: hooks.commandTimeoutMs ?? 5_000,
+      configRefreshMs: hooks.configRefreshMs ?? 60_000,
+      syncWaitMs: hooks.syncWaitMs ?? 5_000,
+    },
+    caches: createCaches(deps, hooks, state),
+    settings: createFloatingIpSettings(deps.log, {
+      netCardName: options.netCardName,
+      refreshMs: hooks.configRefreshMs ?? 60_000,
+    }),
+    state,
+  };
+  return {
+    name: JOBS.floatingIp.name,
+    schedule: { everyMs: options.renewIntervalMs },
+    runAtStart: true,
+    // a probe (1 s), an add (4 commands) and the Lease writes, with room for a slow API server
+    timeoutMs: Math.max(options.renewIntervalMs * 2, 15_000),
+    onWake(wake) {
+      state.wake = wake;
+    },
+    run: oneAtATime(state, async (ctx) => {
+      const seen = await observe(job, ctx);
+      const plan = planFloatingIps(seen.observed, {
+        nodeName: options.node,
+        addEnabled: options.addEnabled,
+        delEnabled: options.delEnabled,
+        leaseDurationSeconds: options.leaseDurationSeconds,
+        // renewed on every run: a run every interval keeps the Lease at most one interval old
+        renewIntervalMs: options.renewIntervalMs * 0.8,
+        probeRetryMs: job.hooks.probeRetryMs,
+      });
+      const applied = await apply(job, { seen, plan, ctx });
+      scheduleWake(job, { plan, now: seen.observed.now });
+      return outcome(job, { seen, plan, applied, ctx });
+    }),
+    async close() {
+      if (state.wakeTimer !== null) clearTimeout(state.wakeTimer);
+      state.wake = () => {};
+      await Promise.all([job.caches?.clusters.stop(), job.caches?.leases.stop(), ...state.announcing]);
+    },
+  };
+}
+
+// A run that outlived its time limit must finish before the next one reads the state.
+function oneAtATime<T>(state: FloatingIpState, run: (ctx: RunContext) => Promise<T>): (ctx: RunContext) => Promise<T> {
+  return (ctx) => {
+    const next = state.busy.then(() => run(ctx));
+    state.busy = next.catch(() => {});
+    return next;
+  };
+}
+
+async function observe(job: FloatingIpJob, ctx: RunContext): Promise<Seen> {
+  const { deps, caches, state, options } = job;
+  const api = deps.kube?.withSignal(ctx.signal) ?? null;
+  if (caches) {
+    caches.clusters.start();
+    caches.leases.start();
+    const wait = linkSignals([ctx.signal], { timeoutMs: job.hooks.syncWaitMs });
+    await Promise.all([caches.clusters.whenSynced(wait.signal), caches.leases.whenSynced(wait.signal)]);
+    wait.dispose();
+  }
+  const settings = await job.settings(api, deps.clock.now().getTime());
+  const interfaces = await listInterfaces(deps.runCommand, {
+    timeoutMs: job.hooks.commandTimeoutMs,
+    signal: ctx.signal,
+  });
+  const now = deps.clock.now();
+  const tagged = planTagged(taggedAddresses(interfaces));
+
+  const leases = new Map<string, Lease>();
+  for (const lease of caches?.leases.list() ?? []) leases.set(lease.metadata?.name ?? "", lease);
+  for (const [name, lease] of state.written) leases.set(name, lease);
+  const leaseViews = new Map<string, { lease: Lease; observed: LeaseObserved }>();
+  for (const [name, lease] of leases) {
+    leaseViews.set(name, { lease, observed: leaseObserved(lease, { sightings: state.sightings, now }) });
+  }
+  for (const name of state.sightings.keys()) if (!leases.has(name)) state.sightings.delete(name);
+
+  const clusters = clusterObservations(caches?.clusters.list() ?? [], leaseViews, { clientNic: settings.clientNic });
+  const leaseByAddress = new Map<string, { holder: string | null; expiresAt: Date | null }>();
+  for (const c of clusters) {
+    if (c.desired.kind === "refuse" || c.lease === null) continue;
+    const view = viewLease(c.lease, { me: nodeKey(options.node), now, fallbackSeconds: options.leaseDurationSeconds });
+    leaseByAddress.set(c.desired.ip.address, { holder: view.holder, expiresAt: view.expiresAt });
+  }
+  const observed: FloatingIpObserved = {
+    clusters,
+    tagged,
+    interfaces: interfaces.map((i) => i.name),
+    enableVip: settings.enableVip,
+    apiReachable: apiReachable(job, { settingsKnown: settings.known, now }),
+    probes: state.probes,
+    now,
+  };
+  return { observed, leases, leaseByAddress, api };
+}
+
+/** Whether the caches and the writes can be relied on: both lists done, both watches current, no recent outage. */
+function apiReachable(job: FloatingIpJob, { settingsKnown, now }: { settingsKnown: boolean; now: Date }): boolean {
+  const { caches, state, options } = job;
+  if (caches === null || !settingsKnown) return false;
+  const staleMs = options.renewIntervalMs * 2;
+  for (const cache of [caches.clusters, caches.leases]) {
+    const s = cache.state();
+    if (!s.synced || s.ageMs === null || s.ageMs > staleMs) return false;
+  }
+  return now.getTime() - state.apiFailedAt > staleMs;
+}
+
+function needsApplying(action: FloatingIpPlan["actions"][number]): boolean {
+  return action.remove.length > 0 || action.leases.length > 0 || action.kind === "probe-then-add";
+}
+
+async function apply(
+  job: FloatingIpJob,
+  { seen, plan, ctx }: { seen: Seen; plan: FloatingIpPlan; ctx: RunContext },
+): Promise<Map<string, ActionApplied>> {
+  const { deps, state } = job;
+  const applied = new Map<string, ActionApplied>();
+  if (ctx.dryRun || seen.api === null) return applied;
+  const applyDeps = {
+    kube: seen.api,
+    runCommand: deps.runCommand,
+    clock: deps.clock,
+    events: deps.events,
+    log: deps.log,
+    leases: seen.leases,
+    onLeaseWritten: (lease: Lease) => void state.written.set(lease.metadata?.name ?? "", lease),
+    probes: state.probes,
+    announce: (device: string, ip: string) => announce(job, { device, ip }),
+    commandTimeoutMs: job.hooks.commandTimeoutMs,
+    signal: ctx.signal,
+  };
+  for (const action of plan.actions) {
+    if (!needsApplying(action)) continue;
+    const done = await applyAction(applyDeps, action);
+    applied.set(action.address, done);
+    const now = deps.clock.now();
+    if (done.removed.length > 0 || done.added) state.lastChange.set(action.address, now);
+    if (done.apiFailed) state.apiFailedAt = now.getTime();
+    if (done.error) deps.log.warn("{error}", { error: done.error });
+    // a Lease taken or renewed after a lapse: probe and add at once rather than at the next tick
+    if (done.error === null && action.kind === "acquire") state.wake();
+  }
+  await writeConditions(job, { seen, conditions: conditionsAfter(plan, applied) });
+  return applied;
+}
+
+function announce(job: FloatingIpJob, target: { device: string; ip: string }): void {
+  const { deps, state } = job;
+  state.announcedAt.set(target.ip, deps.clock.now());
+  // Not tied to the run's signal: the announcement must finish even when the run ends first.
+  const running = announceInBackground({
+    runCommand: deps.runCommand,
+    log: deps.log,
+    commandTimeoutMs: job.hooks.commandTimeoutMs,
+    signal: new AbortController().signal,
+  }, target).finally(() => state.announcing.delete(running));
+  state.announcing.add(running);
+}
+
+/** Writes each `LeaderIPReady` this node reports that the cached cluster does not already say. */
+async function writeConditions(
+  job: FloatingIpJob,
+  { seen, conditions }: { seen: Seen; conditions: readonly LeaderIpCondition[] },
+) {
+  const { deps, caches } = job;
+  if (caches === null || seen.api === null || !seen.observed.apiReachable) return;
+  for (const condition of conditions) {
+    const { namespace, name } = condition.cluster;
+    const cached = caches.clusters.get(namespace, name);
+    const current = (Array.isArray(cached?.status?.conditions) ? cached.status.conditions : [])
+      .find((c) => c?.type === LEADER_IP_READY);
+    if (
+      current?.status === condition.status && current.reason === condition.reason &&
+      current.message === condition.message
+    ) continue;
+    try {
+      await writeLeaderIpReady(seen.api, condition.cluster, {
+        condition: { status: condition.status, reason: condition.reason, message: condition.message },
+        clock: deps.clock,
+      });
+    } catch (error) {
+      deps.log.warn("{error}", { error: (error as Error).message });
+    }
+  }
+}
+
+/** Wakes the job when a Lease it waits for expires, or when a probe is due again. */
+function scheduleWake(job: FloatingIpJob, { plan, now }: { plan: FloatingIpPlan; now: Date }): void {
+  const { state } = job;
+  let at = Infinity;
+  for (const action of plan.actions) {
+    if (action.kind !== "wait") continue;
+    const expires = action.heldBy?.expiresAt?.getTime();
+    if (expires !== undefined) at = Math.min(at, expires);
+    const probe = state.probes.get(action.address);
+    if (action.reason === "IPConflict" && probe) at = Math.min(at, probe.at.getTime() + job.hooks.probeRetryMs);
+  }
+  if (state.wakeTimer !== null) clearTimeout(state.wakeTimer);
+  state.wakeTimer = null;
+  if (!Number.isFinite(at) || at - now.getTime() >= job.options.renewIntervalMs) return;
+  state.wakeTimer = setTimeout(() => {
+    state.wakeTimer = null;
+    state.wake();
+  }, Math.max(0, at - now.getTime()) + 50);
+}
+
+function outcome(
+  job: FloatingIpJob,
+  { seen, plan, applied, ctx }: {
+    seen: Seen;
+    plan: FloatingIpPlan;
+    applied: Map<string, ActionApplied>;
+    ctx: RunContext;
+  },
+): RunOutcome<FloatingIpResult> {
+  const { state, options, caches } = job;
+  const tagged = new Map<string, TaggedAddress[]>();
+  for (const t of seen.observed.tagged) tagged.set(t.address, [...(tagged.get(t.address) ?? []), t]);
+  const result = floatingIpResult({
+    node: options.node,
+    plan,
+    applied,
+    tagged,
+    leases: seen.leaseByAddress,
+    lastChange: state.lastChange,
+    announcedAt: state.announcedAt,
+    apiReachable: seen.observed.apiReachable,
+    enableVip: seen.observed.enableVip,
+    clusters: caches?.clusters.list().length ?? 0,
+    dryRun: ctx.dryRun || seen.api === null,
+  });
+  const added = [...applied.values()].filter((a) => a.added).length;
+  const conflicts = [...applied.values()].filter((a) => a.conflict).length;
+  const counters: JobCounter[] = [
+    {
+      name: "floating_ip_held",
+      help: "Floating IPs this host carries",
+      kind: "gauge",
+      value: result.addresses.filter((a) => a.held).length,
+    },
+    { name: "floating_ip_moves_total", help: "Floating IPs added on this host", value: added },
+    { name: "floating_ip_conflicts_total", help: "Duplicate-address probes another host answered", value: conflicts },
+  ];
+  for (const action of plan.actions) {
+    if (!applied.get(action.address)?.added || action.cluster === null) continue;
+    const changed = state.changedAt.get(`${action.cluster.namespace}/${action.cluster.name}`);
+    const announced = state.announcedAt.get(action.address);
+    if (!changed || !announced) continue;
+    counters.push({
+      name: "floating_ip_announce_seconds",
+      help: "From seeing a cluster's leader change to the announcement of its address on the new leader",
+      kind: "histogram",
+      buckets: [0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 20, 30],
+      value: Math.max(0, announced.getTime() - changed.getTime()) / 1000,
+    });
+  }
+  const changedSomething = applied.size > 0 && [...applied.values()].some((a) => a.added || a.removed.length > 0);
+  return { summary: floatingIpSummary(result), result, counters, routine: !changedSomething };
+}
