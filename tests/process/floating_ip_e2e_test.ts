@@ -91,13 +91,19 @@ class Bench {
     return this.server.get("leases", DAEMON_NS, floatingIpLeaseName(NS, name));
   }
 
+  /** The last run's result on `host` (waiting for the first run of a daemon just started). */
+  async result(host: HostName): Promise<{ node: string; enableVip: boolean; addresses: AddressState[] }> {
+    type Body = { code: string; data: { node: string; enableVip: boolean; addresses: AddressState[] } | null };
+    const body = await waitFor(async () => {
+      const got = await this.net.daemonGet(host, "/api/v1/floating-ips") as Body;
+      return got.data ? got : null;
+    }, { what: `the first run of the daemon of ${host}` });
+    assertEquals([body.code, body.data!.node], ["1", host]);
+    return body.data!;
+  }
+
   async state(host: HostName, ip: string): Promise<AddressState | undefined> {
-    const body = await this.net.daemonGet(host, "/api/v1/floating-ips") as {
-      code: string;
-      data: { node: string; addresses: AddressState[] };
-    };
-    assertEquals([body.code, body.data.node], ["1", host]);
-    return body.data.addresses.find((a) => a.address === ip);
+    return (await this.result(host)).addresses.find((a) => a.address === ip);
   }
 
   expectedMac(c: Cluster, host: HostName): Promise<string> {
@@ -116,7 +122,18 @@ class Bench {
       const answer = await this.net.daemonGet(host, "/api/v1/floating-ips").catch((e) => String(e));
       parts.push(`${host}: ${JSON.stringify(answer).slice(0, 1500)}\n${d.stderr().slice(-1500)}`);
     }
-    for (const c of this.clusters) parts.push(`${c.name}: ${JSON.stringify(this.condition(c.name))}`);
+    for (const c of this.clusters) {
+      const lease = this.lease(c.name);
+      parts.push(`${c.name}: ${JSON.stringify(this.condition(c.name))}`);
+      parts.push(`  Lease: rv ${lease?.metadata.resourceVersion} ${JSON.stringify(lease?.spec)}`);
+    }
+    const writes = this.server.requests.filter((q) => q.path.includes("/leases/") && q.method !== "GET").slice(-8);
+    for (const q of writes) {
+      const body = JSON.parse(q.body || "{}");
+      parts.push(
+        `  ${q.method} ${q.path} ${q.status}: rv ${body.metadata?.resourceVersion} ${JSON.stringify(body.spec)}`,
+      );
+    }
     return parts.join("\n");
   }
 
@@ -245,7 +262,8 @@ Deno.test({
           assertEquals([lease?.spec.holderIdentity, lease?.spec.leaseDurationSeconds], ["h1", LEASE_S]);
           const state = await b.state("h1", c.ip);
           assert(state?.announcedAt && state.lastChange, JSON.stringify(state));
-          assertEquals(await b.state("h3", c.ip), undefined, "h3 neither holds nor should hold it");
+          const h3 = await b.state("h3", c.ip);
+          assertEquals([h3?.held, h3?.action, h3?.reason, h3?.lease?.holder], [false, "none", "NotLeader", "h1"]);
         }
       });
 
@@ -268,7 +286,8 @@ Deno.test({
         await net.killDaemon(dead);
         const leases = clusters.map((c) => b.lease(c.name));
         const since = b.setLeader(to);
-        for (const [i, c] of clusters.entries()) {
+        // Both clusters at once: each has its own Lease window.
+        await Promise.all(clusters.map(async (c, i) => {
           const expires = Date.parse(leases[i].spec.renewTime) + leases[i].spec.leaseDurationSeconds * 1000;
           await b.until(`${to} waiting for the Lease of ${c.ip}`, async () => {
             const s = await b.state(to, c.ip);
@@ -286,7 +305,7 @@ Deno.test({
           );
           assertEquals(await net.holders(c.ip), [dead], "the address stays where the killed daemon left it");
           assert((sampler.lastSeen(c.ip, to) ?? 0) < since, `${to} never added ${c.ip}`);
-        }
+        }));
         killed = dead;
       });
 
@@ -351,7 +370,10 @@ Deno.test({
 
       await step(t, 'switch: enableVip "false" lets the old holder remove and the new one not add', async () => {
         const to = other(holder);
+        // A running daemon re-reads controller-config at most every minute; a restarted one reads it at once.
         b.putConfig("false");
+        await b.restartDaemon(to);
+        await b.until(`${to} reading enableVip "false"`, async () => (await b.result(to)).enableVip === false);
         const since = b.setLeader(to);
         for (const c of clusters) {
           await b.until(`Disabled for ${c.name} on ${to}`, () => b.condition(c.name)?.reason === "Disabled");
@@ -359,6 +381,7 @@ Deno.test({
           await b.expectNowhere(c, { host: to, since });
         }
         b.putConfig("true");
+        await b.restartDaemon(to);
         await b.expectOn(to, Date.now());
         holder = to;
       });

@@ -11,16 +11,17 @@ export type FipMode = "VirtualIF" | "MultiIP";
 export interface FipAddressState {
   address: string;
   cluster: string | null;
-  mode: string;
-  nic: string;
-  device: string;
+  mode: string | null;
+  nic: string | null;
+  device: string | null;
   held: boolean;
   action: string;
   reason: string;
   message: string;
-  lease: { holder: string; expiresAt: string } | null;
+  lease: { holder: string | null; expiresAt: string | null } | null;
   lastChange: string | null;
   announcedAt: string | null;
+  error: string | null;
 }
 
 /** The leader part of an MPDCluster's status: `leaderInstanceHost` and the rw entry agree on `leader`. */
