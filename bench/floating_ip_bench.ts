@@ -354,6 +354,8 @@ try {
   console.log(show("  ours: status change -> address on new leader", byMode(ours.planned, "addressMs")));
   console.log(show("  ours: status change -> announcedAt", byMode(ours.planned, "announcedMs")));
   console.log(show("  ours: status change -> client TCP reaches it", byMode(ours.planned, "connectMs")));
+  const each = (timings: Timing[]) => timings.map((t) => (t.addressMs / 1000).toFixed(1)).join(" ");
+  console.log(`  ours, each address move (s, VirtualIF and MultiIP in turn): ${each(ours.planned)}`);
   console.log(show("  keepalived: SIGTERM of master -> VIP on backup", ka.handover));
   console.log(show("  keepalived: SIGTERM -> client TCP reaches it", ka.handoverConnect));
   console.log(`With the old holder dead (kill -9 and off the wire), ${KILLS} times:`);
