@@ -2,8 +2,7 @@
  * polarstack-daemon: the per-host daemon of PolarDB Stack. Wiring only: the command line -> the Config, then the
  * daemon (the scheduler, the HTTP API) or one `once` task.
  */
-import { CommanderError } from "commander";
-import { EXIT, type Invocation, parseCommandLine } from "./config/command_line.ts";
+import { EXIT, readCommandLine, type Request } from "./config/command_line.ts";
 import type { Config } from "./config/config.ts";
 import { runWithLimit } from "./controllers/run_limit.ts";
 import { Scheduler } from "./controllers/scheduler.ts";
@@ -92,19 +91,19 @@ async function runOnce(task: string, config: Config, options: { dryRun: boolean;
 
 /** Parses `args` and runs the daemon or a task; resolves to the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
-  let asked: Invocation;
+  let asked: Request;
   try {
-    asked = parseCommandLine(args);
+    asked = readCommandLine(args);
   } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.exitCode === 0) return EXIT.ok; // --help, --version
-      return EXIT.usage; // commander printed the one line
-    }
     if (error instanceof FlagError) {
       console.error(error.message);
       return EXIT.usage;
     }
     throw error;
+  }
+  if (asked.kind === "print") {
+    console.log(asked.text);
+    return EXIT.ok;
   }
   try {
     return asked.kind === "daemon" ? await runDaemon(asked.config) : await runOnce(asked.task, asked.config, asked);

@@ -2,7 +2,6 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { z } from "zod";
 import type { JobStatus } from "../controllers/scheduler.ts";
 import { isIp } from "../core/addresses.ts";
 import { type JobName, JOBS } from "../core/jobs.ts";
@@ -61,7 +60,15 @@ const ROUTES: Record<string, string[]> = {
 
 const JOB_ROUTES: Record<string, JobName> = Object.fromEntries(Object.values(JOBS).map((job) => [job.route, job.name]));
 
-const innerCheckBody = z.object({ HostName: z.string().max(253).optional() }).passthrough();
+/** The asking host of an InnerCheckCoreVersion body, or the reason the body is refused. */
+function innerCheckHost(body: unknown): { host: string | undefined } | { error: string } {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return { error: "expected a JSON object" };
+  const host = (body as { HostName?: unknown }).HostName;
+  if (host === undefined) return { host: undefined };
+  if (typeof host !== "string") return { error: "HostName must be a string" };
+  if (host.length > 253) return { error: "HostName is longer than 253 characters" };
+  return { host };
+}
 
 /** The original's envelope for a success. */
 function ok(c: Context<Env>, data: unknown) {
@@ -221,11 +228,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
       } catch {
         return fail(c, 400, "Request body is not valid JSON");
       }
-      const parsed = innerCheckBody.safeParse(body);
-      if (!parsed.success) {
-        return fail(c, 400, `Invalid request body: ${parsed.error.issues[0]?.message ?? "bad shape"}`);
-      }
-      deps.log.info("Core version check asked by {host}", { host: parsed.data.HostName ?? "unknown" });
+      const parsed = innerCheckHost(body);
+      if ("error" in parsed) return fail(c, 400, `Invalid request body: ${parsed.error}`);
+      deps.log.info("Core version check asked by {host}", { host: parsed.host ?? "unknown" });
     }
     if (deps.jobs.trigger(JOBS.coreVersion.name) === "stopping") return fail(c, 503, SHUTTING_DOWN);
     return ok(c, "OK");

@@ -1,5 +1,5 @@
 /** Prometheus metrics: per job runs, failures, skipped ticks, duration, last success; HTTP requests; process memory. */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "./prometheus.ts";
 import type { LastRun } from "../controllers/run_limit.ts";
 import type { JobCounter } from "../core/types.ts";
 
@@ -27,55 +27,43 @@ export function createMetrics(): Metrics {
     name: `${prefix}job_runs_total`,
     help: "Job runs by outcome",
     labelNames: ["job", "outcome"],
-    registers: [registry],
-  });
+  }, registry);
   const skipped = new Counter({
     name: `${prefix}job_skipped_ticks_total`,
     help: "Ticks skipped because the job was still running",
     labelNames: ["job"],
-    registers: [registry],
-  });
+  }, registry);
   const duration = new Histogram({
     name: `${prefix}job_duration_seconds`,
     help: "Job run duration",
     labelNames: ["job"],
     buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
-    registers: [registry],
-  });
+  }, registry);
   const lastSuccess = new Gauge({
     name: `${prefix}job_last_success_timestamp_seconds`,
     help: "Unix time of the job's last successful run",
     labelNames: ["job"],
-    registers: [registry],
-  });
+  }, registry);
   const http = new Counter({
     name: `${prefix}http_requests_total`,
     help: "HTTP requests by route, method and code",
     labelNames: ["route", "method", "code"],
-    registers: [registry],
-  });
+  }, registry);
   const kube = new Counter({
     name: `${prefix}kube_requests_total`,
     help: "Kubernetes API requests by method and status (0 = network error)",
     labelNames: ["method", "status"],
-    registers: [registry],
-  });
+  }, registry);
   new Gauge({
     name: "process_resident_memory_bytes",
     help: "Resident memory size in bytes",
-    registers: [registry],
-    collect() {
-      this.set(Deno.memoryUsage().rss);
-    },
-  });
+    collect: (gauge) => gauge.set({}, Deno.memoryUsage().rss),
+  }, registry);
   new Gauge({
     name: "nodejs_heap_size_used_bytes",
     help: "V8 heap used in bytes",
-    registers: [registry],
-    collect() {
-      this.set(Deno.memoryUsage().heapUsed);
-    },
-  });
+    collect: (gauge) => gauge.set({}, Deno.memoryUsage().heapUsed),
+  }, registry);
   const extra = new Map<string, Counter>();
   const gauges = new Map<string, Gauge>();
   const histograms = new Map<string, Histogram>();
@@ -104,8 +92,7 @@ export function createMetrics(): Metrics {
             help,
             labelNames: Object.keys(labels),
             buckets: [...(buckets ?? [0.1, 0.5, 1, 2, 5, 10, 30])],
-            registers: [registry],
-          });
+          }, registry);
           histograms.set(name, histogram);
         }
         histogram.observe(labels, value);
@@ -114,7 +101,7 @@ export function createMetrics(): Metrics {
       if (kind === "gauge") {
         let gauge = gauges.get(name);
         if (!gauge) {
-          gauge = new Gauge({ name: `${prefix}${name}`, help, labelNames: Object.keys(labels), registers: [registry] });
+          gauge = new Gauge({ name: `${prefix}${name}`, help, labelNames: Object.keys(labels) }, registry);
           gauges.set(name, gauge);
         }
         gauge.set(labels, value);
@@ -126,8 +113,7 @@ export function createMetrics(): Metrics {
           name: `${prefix}${name}`,
           help,
           labelNames: Object.keys(labels),
-          registers: [registry],
-        });
+        }, registry);
         extra.set(name, counter);
       }
       counter.inc(labels, value);

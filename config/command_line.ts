@@ -1,9 +1,11 @@
-/** The command line: flags (and `$POLARSTACK_DAEMON_ARGS`) -> the Config, and whether to run the daemon or one task. */
-import { Argument, Command, Option } from "commander";
+/**
+ * The command line: flags (and `$POLARSTACK_DAEMON_ARGS`) -> the Config, and whether to run the daemon, one task, or
+ * print the help or the version. Parsed here rather than by a library, which cost the daemon about 7 MB of memory.
+ */
 import { JOB_NAMES } from "../core/jobs.ts";
 import { VERSION } from "../core/version.ts";
 import { buildConfig, type Config } from "./config.ts";
-import { ARGS_ENV, argsFromEnv, FLAGS } from "./flags.ts";
+import { ARGS_ENV, argsFromEnv, FLAGS, type FlagSpec } from "./flags.ts";
 import { FlagError } from "../core/flag_error.ts";
 
 /** The one-shot tasks, by name. */
@@ -12,25 +14,7 @@ export const TASKS = JOB_NAMES;
 /** Exit codes of the command line. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
-const BOOLEAN_FLAGS = new Set(FLAGS.filter((f) => f.boolean).map((f) => `--${f.name}`).concat(["--dry-run", "--json"]));
-
-/** Go's flag package never takes the next word as a boolean's value: `--local once` is `--local=true once`. */
-export function normalizeArgs(args: readonly string[]): string[] {
-  return args.map((arg) => (BOOLEAN_FLAGS.has(arg) ? `${arg}=true` : arg));
-}
-
-function addFlags(command: Command): Command {
-  for (const spec of FLAGS) {
-    // Defaults are applied by buildConfig, so a value given before `once` is not hidden by the sub-command's default.
-    const shown = spec.defaultText ? ` (default: ${spec.defaultText})` : "";
-    const option = new Option(`--${spec.name} ${spec.boolean ? "[bool]" : "<value>"}`, `${spec.description}${shown}`);
-    option.helpGroup(`${spec.group} flags:`);
-    command.addOption(option);
-  }
-  return command;
-}
-
-/** What the command line asks for: the daemon, or one task. */
+/** What the command line asks to run: the daemon, or one task. */
 export type Invocation =
   | { readonly kind: "daemon"; readonly config: Config }
   | {
@@ -41,70 +25,155 @@ export type Invocation =
     readonly json: boolean;
   };
 
-/** Builds the command line; `onParsed` receives what it asks for (tests read it without running anything). */
-export function buildProgram(onParsed: (invocation: Invocation) => void): Command {
-  const program = addFlags(
-    new Command("polarstack-daemon")
-      .description("The per-host daemon of PolarDB Stack: port usage, engine versions, log cleanup, client network")
-      .version(VERSION, "--version", "Print the version and exit")
-      .helpOption("-h, --help", "Show this help")
-      .exitOverride()
-      .showSuggestionAfterError(false)
-      .enablePositionalOptions()
-      .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) }),
-  );
-  // A word that is not a command (a typo of `once`) is named, not reported as "too many arguments".
-  program.allowExcessArguments(true).action((raw, command: Command) => {
-    if (command.args.length > 0) {
-      throw new FlagError(
-        `Unknown command "${command.args[0]}": the command is once <task>, with a task of ${TASKS.join(", ")}`,
-      );
+/** What the command line asks for: something to run, or a text to print (the help, the version). */
+export type Request = Invocation | { readonly kind: "print"; readonly text: string };
+
+const BY_NAME = new Map<string, FlagSpec>(FLAGS.map((f) => [f.name, f]));
+const ONCE_FLAGS = {
+  "dry-run": "Compute everything, change nothing: no cluster write, no file removed",
+  json: "Print one JSON document instead of a summary",
+} as const;
+const DESCRIPTION = "The per-host daemon of PolarDB Stack: port usage, engine versions, log cleanup, client network, " +
+  "floating IPs";
+
+function flagLines(): string[] {
+  const lines: string[] = [];
+  let group = "";
+  for (const spec of FLAGS) {
+    if (spec.group !== group) {
+      group = spec.group;
+      lines.push("", `${group} flags:`);
     }
-    const config = toConfig(raw);
-    onParsed({ kind: "daemon", config });
-  });
-  addFlags(
-    program.command("once")
-      .description("Run one task once, print a summary (or JSON) and exit: 0 done, 1 failed, 2 usage error")
-      .addArgument(
-        new Argument("<task>", TASKS.join(", ")).choices(TASKS),
-      )
-      .option("--dry-run [bool]", "Compute everything, change nothing: no cluster write, no file removed")
-      .option("--json [bool]", "Print one JSON document instead of a summary")
-      .helpOption("-h, --help", "Show this help")
-      .exitOverride(),
-  ).action((task: string, raw: Record<string, unknown>) => {
-    const given = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined));
-    const config = toConfig({ ...program.opts(), ...given });
-    const dryRun = toBool(raw.dryRun, "dry-run");
-    const json = toBool(raw.json, "json");
-    onParsed({ kind: "once", task, config, dryRun, json });
-  });
-  return program;
+    const shown = spec.defaultText ? ` (default: ${spec.defaultText})` : "";
+    lines.push(`  --${spec.name} ${spec.boolean ? "[bool]" : "<value>"}`.padEnd(44) + ` ${spec.description}${shown}`);
+  }
+  return lines;
 }
 
-function toBool(value: unknown, name: string): boolean {
+/** The help of the daemon, or of `once`. */
+export function helpText(command: "daemon" | "once"): string {
+  const head = command === "once"
+    ? [
+      `Usage: polarstack-daemon once <task> [--dry-run] [--json] [flags]`,
+      "",
+      "Run one task once, print a summary (or JSON) and exit: 0 done, 1 failed, 2 usage error",
+      `Tasks: ${TASKS.join(", ")}`,
+      "",
+      "once flags:",
+      ...Object.entries(ONCE_FLAGS).map(([name, text]) => `  --${name} [bool]`.padEnd(44) + ` ${text}`),
+    ]
+    : [
+      "Usage: polarstack-daemon [flags]",
+      "       polarstack-daemon once <task> [--dry-run] [--json] [flags]",
+      "",
+      DESCRIPTION,
+      "",
+      "Commands:",
+      `  once <task>`.padEnd(44) + ` Run one task once (${TASKS.join(", ")}); once --help says more`,
+    ];
+  return [
+    ...head,
+    ...flagLines(),
+    "",
+    "  -h, --help".padEnd(44) + " Show this help",
+    "  --version".padEnd(44) + " Print the version and exit",
+  ].join("\n");
+}
+
+function toBool(value: string | undefined, name: string): boolean {
   if (value === undefined) return false;
-  if (value === true || value === "true") return true;
+  if (value === "true") return true;
   if (value === "false") return false;
   throw new FlagError(`Invalid value for --${name}: "${value}" is not a boolean (true or false)`);
 }
 
-function toConfig(raw: Record<string, unknown>): Config {
-  return buildConfig(raw, { env: Deno.env.toObject(), hostname: Deno.hostname() });
+interface Words {
+  readonly raw: Record<string, string>;
+  readonly once: Record<string, string>;
+  readonly positionals: string[];
+  help: boolean;
+  version: boolean;
 }
 
 /**
- * Parses a command line without running anything; throws FlagError or CommanderError (help, version, usage).
- * The flags in `$POLARSTACK_DAEMON_ARGS` come first, so the command line's win.
+ * Splits the words as Go's flag package reads them: `--name=value` or `--name value`, a boolean never takes the next
+ * word (`--local once` is `--local=true once`), and a later value wins.
  */
+function splitWords(words: readonly string[]): Words {
+  const out: Words = { raw: {}, once: {}, positionals: [], help: false, version: false };
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i];
+    if (word === "-h" || word === "--help") {
+      out.help = true;
+      continue;
+    }
+    if (word === "--version") {
+      out.version = true;
+      continue;
+    }
+    if (!word.startsWith("-") || word === "-") {
+      out.positionals.push(word);
+      continue;
+    }
+    const eq = word.indexOf("=");
+    const name = word.slice(word.startsWith("--") ? 2 : 1, eq < 0 ? undefined : eq);
+    const inline = eq < 0 ? undefined : word.slice(eq + 1);
+    if (name in ONCE_FLAGS && out.positionals[0] === "once") {
+      out.once[name] = inline ?? "true";
+      continue;
+    }
+    const spec = BY_NAME.get(name);
+    if (!spec || !word.startsWith("--")) throw new FlagError(`Unknown flag ${word.split("=")[0]}: see --help`);
+    if (inline !== undefined || spec.boolean) {
+      out.raw[spec.key] = inline ?? "true";
+      continue;
+    }
+    const next = words[i + 1];
+    if (next === undefined) throw new FlagError(`Flag --${name} needs a value`);
+    out.raw[spec.key] = next;
+    i++;
+  }
+  return out;
+}
+
+/**
+ * Reads a command line without running anything; throws FlagError naming the flag, the command or the task. The
+ * flags in `$POLARSTACK_DAEMON_ARGS` come first, so the command line's win.
+ */
+export function readCommandLine(
+  args: readonly string[],
+  options: { env?: Readonly<Record<string, string | undefined>> } = {},
+): Request {
+  const fromEnv = argsFromEnv((options.env ?? Deno.env.toObject())[ARGS_ENV]);
+  const words = splitWords([...fromEnv, ...args]);
+  const [command, task, ...extra] = words.positionals;
+  if (words.version) return { kind: "print", text: VERSION };
+  if (command !== undefined && command !== "once") {
+    throw new FlagError(`Unknown command "${command}": the command is once <task>, with a task of ${TASKS.join(", ")}`);
+  }
+  if (words.help) return { kind: "print", text: helpText(command === "once" ? "once" : "daemon") };
+  const config = buildConfig(words.raw, { env: Deno.env.toObject(), hostname: Deno.hostname() });
+  if (command === undefined) return { kind: "daemon", config };
+  if (task === undefined) throw new FlagError(`The command once needs a task: one of ${TASKS.join(", ")}`);
+  if (!(TASKS as readonly string[]).includes(task)) {
+    throw new FlagError(`Unknown task "${task}": the tasks are ${TASKS.join(", ")}`);
+  }
+  if (extra.length > 0) throw new FlagError(`Unexpected word "${extra[0]}" after once ${task}`);
+  return {
+    kind: "once",
+    task,
+    config,
+    dryRun: toBool(words.once["dry-run"], "dry-run"),
+    json: toBool(words.once.json, "json"),
+  };
+}
+
+/** What a command line runs (as `readCommandLine`); asking for the help or the version is a FlagError here. */
 export function parseCommandLine(
   args: readonly string[],
   options: { env?: Readonly<Record<string, string | undefined>> } = {},
 ): Invocation {
-  const fromEnv = argsFromEnv((options.env ?? Deno.env.toObject())[ARGS_ENV]);
-  let invocation: Invocation | null = null;
-  buildProgram((parsed) => (invocation = parsed)).parse(normalizeArgs([...fromEnv, ...args]), { from: "user" });
-  if (!invocation) throw new FlagError("Nothing to run: see --help");
-  return invocation;
+  const request = readCommandLine(args, options);
+  if (request.kind === "print") throw new FlagError("The command line asks for the help or the version, not a run");
+  return request;
 }

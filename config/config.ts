@@ -22,7 +22,7 @@ export interface ConfigEnv {
   readonly hostname: string;
 }
 
-/** Turns raw flag texts (as commander gives them) into a Config; throws FlagError naming the flag. */
+/** Turns raw flag texts (by Config key) into a Config; throws FlagError naming the flag. */
 export function buildConfig(raw: Record<string, unknown>, where: ConfigEnv): Config {
   const values: Record<string, unknown> = {};
   for (const spec of FLAGS) {

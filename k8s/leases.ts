@@ -2,8 +2,8 @@
  * Leases (`coordination.k8s.io/v1`) in the daemon's namespace: get, create, and update with the resourceVersion read
  * (a 409 Conflict means another holder wrote first), and the name of a floating IP's Lease.
  */
-import { createHash } from "node:crypto";
 import type { V1Lease, V1LeaseSpec } from "@kubernetes/client-node";
+import { sha256Hex } from "../core/sha256.ts";
 import type { KubeClient } from "./client.ts";
 import { KubeError } from "./errors.ts";
 import type { ListWatch } from "./informer.ts";
@@ -54,7 +54,7 @@ function leasesPath(kube: KubeClient): string {
 export function floatingIpLeaseName(namespace: string, name: string, options: { hashed?: boolean } = {}): string {
   const plain = `polarstack-fip-${namespace}-${name}`;
   if (!options.hashed && plain.length <= MAX_NAME && isDnsSubdomain(plain)) return plain;
-  const hash = createHash("sha256").update(`${namespace}/${name}`).digest("hex").slice(0, HASH_CHARS);
+  const hash = sha256Hex(`${namespace}/${name}`).slice(0, HASH_CHARS);
   const prefix = plain.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, MAX_NAME - 1 - HASH_CHARS)
     .replace(/-+$/, "");
   return `${prefix}-${hash}`;

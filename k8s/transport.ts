@@ -117,7 +117,14 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
         stopped: true,
       });
     }
-    await limiter.take();
+    try {
+      await limiter.take(stop);
+    } catch {
+      throw new KubeError(`Cannot ${call.what}: the run was stopped while it waited for the client's rate limit`, {
+        status: 0,
+        stopped: true,
+      });
+    }
     const headers: Record<string, string> = { "User-Agent": options.userAgent, Accept: "application/json" };
     const auth = bearer();
     if (auth) headers.Authorization = `Bearer ${auth}`;
@@ -226,14 +233,24 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
   }
 
   async function send<T>(call: Call, stop?: AbortSignal): Promise<T> {
+    let failed: KubeError | null = null;
     for (let attempt = 0;; attempt++) {
       try {
         return await sendOnce(call, stop) as T;
       } catch (error) {
+        // A retry stopped before it got an answer: the cause is what the last attempt met, not the stop.
+        if (failed && error instanceof KubeError && error.stopped) {
+          throw new KubeError(`${failed.message} (no more retries: the run was stopped)`, {
+            status: failed.status,
+            reason: failed.reason,
+            stopped: true,
+          });
+        }
         if (!(error instanceof KubeError) || !isRetryableStatus(error.status) || attempt >= (call.retries ?? retries)) {
           throw error;
         }
         if (stop?.aborted) throw error;
+        failed = error;
         const asked = parseRetryAfter((error as KubeError & { retryAfter?: string }).retryAfter, new Date());
         const delayMs = Math.min(backoffCapMs, asked ?? backoffDelay(attempt, { capMs: backoffCapMs }));
         options.onRetry?.({ what: call.what, attempt: attempt + 1, delayMs, cause: error.message });

@@ -83,6 +83,7 @@ interface FloatingIpState {
   apiFailedAt: number;
   wake: () => void;
   wakeTimer: ReturnType<typeof setTimeout> | null;
+  firstRun: boolean;
   busy: Promise<unknown>;
 }
 
@@ -157,6 +158,7 @@ export function createFloatingIpController(
     apiFailedAt: -Infinity,
     wake: () => {},
     wakeTimer: null,
+    firstRun: true,
     busy: Promise.resolve(),
   };
   const job: FloatingIpJob = {
@@ -222,11 +224,18 @@ async function observe(job: FloatingIpJob, ctx: RunContext): Promise<Seen> {
   if (caches) {
     caches.clusters.start();
     caches.leases.start();
-    const wait = linkSignals([ctx.signal], { timeoutMs: job.hooks.syncWaitMs });
-    await Promise.all([caches.clusters.whenSynced(wait.signal), caches.leases.whenSynced(wait.signal)]);
-    wait.dispose();
+    if (state.firstRun) {
+      // only the first run waits for the lists (so that `once` sees the cluster); later ones use what is cached
+      const wait = linkSignals([ctx.signal], { timeoutMs: job.hooks.syncWaitMs });
+      await Promise.all([caches.clusters.whenSynced(wait.signal), caches.leases.whenSynced(wait.signal)]);
+      wait.dispose();
+    }
   }
-  const settings = await job.settings(api, deps.clock.now().getTime());
+  state.firstRun = false;
+  // While the watches cannot be held, nothing is changed anyway: the settings are not read, which spares the
+  // client's rate limit for the jobs that must still report.
+  const fresh = cachesFresh(job, deps.clock.now());
+  const settings = fresh ? await job.settings(api, deps.clock.now().getTime()) : job.settings.last();
   const interfaces = await listInterfaces(deps.runCommand, {
     timeoutMs: job.hooks.commandTimeoutMs,
     signal: ctx.signal,
@@ -259,17 +268,17 @@ async function observe(job: FloatingIpJob, ctx: RunContext): Promise<Seen> {
     tagged,
     interfaces: interfaces.map((i) => i.name),
     enableVip: settings.enableVip,
-    apiReachable: apiReachable(job, { settingsKnown: settings.known, now }),
+    apiReachable: fresh && settings.known && cachesFresh(job, now),
     probes: state.probes,
     now,
   };
   return { observed, leases, leaseByAddress, api };
 }
 
-/** Whether the caches and the writes can be relied on: both lists done, both watches current, no recent outage. */
-function apiReachable(job: FloatingIpJob, { settingsKnown, now }: { settingsKnown: boolean; now: Date }): boolean {
+/** Whether both lists are done, both watches current, and no write failed for want of the API server lately. */
+function cachesFresh(job: FloatingIpJob, now: Date): boolean {
   const { caches, state, options } = job;
-  if (caches === null || !settingsKnown) return false;
+  if (caches === null) return false;
   const staleMs = options.renewIntervalMs * 2;
   for (const cache of [caches.clusters, caches.leases]) {
     const s = cache.state();

@@ -15,14 +15,21 @@ export interface FloatingIpSettingValues {
   readonly known: boolean;
 }
 
+/** The settings reader: `read` at most every `refreshMs`, and `last()`, which reads nothing. */
+export interface FloatingIpSettings {
+  (api: KubeClient | null, now: number): Promise<FloatingIpSettingValues>;
+  /** The values as last read, marked unknown (they may be stale). */
+  last(): FloatingIpSettingValues;
+}
+
 /** Makes the reader; a failed read keeps the last values (and says so), and before any read `known` is false. */
 export function createFloatingIpSettings(
   log: Logger,
   options: { netCardName: string; refreshMs: number },
-): (api: KubeClient | null, now: number) => Promise<FloatingIpSettingValues> {
+): FloatingIpSettings {
   const readSetting = createSettingReader(log);
   let last: (FloatingIpSettingValues & { readAt: number }) | null = null;
-  return async (api, now) => {
+  const read = async (api: KubeClient | null, now: number): Promise<FloatingIpSettingValues> => {
     if (api === null) return { clientNic: options.netCardName || DEFAULT_NIC, enableVip: false, known: false };
     if (last?.known && now - last.readAt < options.refreshMs) return last;
     try {
@@ -44,4 +51,11 @@ export function createFloatingIpSettings(
     }
     return last;
   };
+  return Object.assign(read, {
+    last: (): FloatingIpSettingValues => ({
+      clientNic: last?.clientNic ?? (options.netCardName || DEFAULT_NIC),
+      enableVip: last?.enableVip ?? false,
+      known: false,
+    }),
+  });
 }

@@ -160,12 +160,11 @@ Deno.test({
         // A conflict: the leader is back here, but the neighbour answers for the address.
         await lan.ip("addr", "add", `${FIP}/24`, "dev", "lan0");
         fake.server.put(cluster("h1"));
-        let conflict: FloatingIpResult | null = null;
-        for (let i = 0; i < 5 && conflict === null; i++) {
+        // runs until the watch has brought the move and the probe was answered (a take, then the probe)
+        const conflict = await waitFor(async () => {
           const r = await run();
-          if (r.addresses[0]?.reason === "IPConflict") conflict = r;
-        }
-        assert(conflict !== null, "IPConflict within five runs");
+          return r.addresses[0]?.reason === "IPConflict" ? r : null;
+        }, { timeoutMs: 10_000, what: "IPConflict in the result" });
         assertEquals(conflict.addresses[0].held, false);
         assertEquals((await addressesOn(host)).filter((l) => l.ips.includes(FIP)), []);
         assert(sink.events.some((e) => e.reason === "IPConflict" && e.type === "Warning"));
