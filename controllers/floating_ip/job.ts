@@ -68,8 +68,11 @@ export interface FloatingIpController extends Controller<FloatingIpResult> {
 /** What the job remembers between runs. */
 interface FloatingIpState {
   readonly sightings: LeaseSightings;
-  /** Leases this node wrote that the watch has not delivered yet, by name. */
-  readonly written: Map<string, Lease>;
+  /**
+   * Leases this node wrote that the watch may not have delivered yet, by name, with the version the cache held when
+   * the write was answered: the written copy counts only while the cache still holds that version.
+   */
+  readonly written: Map<string, { readonly lease: Lease; readonly shadows: string | null }>;
   readonly probes: Map<string, ProbeResult>;
   readonly lastChange: Map<string, Date>;
   readonly announcedAt: Map<string, Date>;
@@ -127,7 +130,9 @@ function createCaches(deps: JobDeps, hooks: FloatingIpHooks, state: FloatingIpSt
   leases.onChange(({ type, object, previous }) => {
     const name = object.metadata?.name ?? "";
     const pending = state.written.get(name);
-    if (pending && (type === "DELETED" || pending.metadata?.resourceVersion === object.metadata?.resourceVersion)) {
+    if (
+      pending && (type === "DELETED" || pending.lease.metadata?.resourceVersion === object.metadata?.resourceVersion)
+    ) {
       state.written.delete(name);
     }
     if (type === "MODIFIED" && object.spec?.holderIdentity === previous?.spec?.holderIdentity) return;
@@ -240,7 +245,11 @@ async function observe(job: FloatingIpJob, ctx: RunContext): Promise<Seen> {
 
   const leases = new Map<string, Lease>();
   for (const lease of caches?.leases.list() ?? []) leases.set(lease.metadata?.name ?? "", lease);
-  for (const [name, lease] of state.written) leases.set(name, lease);
+  for (const [name, { lease, shadows }] of state.written) {
+    // The watch can deliver a write before its answer arrives, and later versions after it: then the cache wins.
+    if ((leases.get(name)?.metadata?.resourceVersion ?? null) === shadows) leases.set(name, lease);
+    else state.written.delete(name);
+  }
   const leaseViews = new Map<string, { lease: Lease; observed: LeaseObserved }>();
   for (const [name, lease] of leases) {
     leaseViews.set(name, { lease, observed: leaseObserved(lease, { sightings: state.sightings, now }) });
@@ -296,7 +305,11 @@ async function apply(
     events: deps.events,
     log: deps.log,
     leases: seen.leases,
-    onLeaseWritten: (lease: Lease) => void state.written.set(lease.metadata?.name ?? "", lease),
+    onLeaseWritten: (lease: Lease) => {
+      const name = lease.metadata?.name ?? "";
+      const cached = job.caches?.leases.get(lease.metadata?.namespace, name)?.metadata?.resourceVersion ?? null;
+      state.written.set(name, { lease, shadows: cached });
+    },
     probes: state.probes,
     announce: (device: string, ip: string) => announce(job, { device, ip }),
     commandTimeoutMs: job.hooks.commandTimeoutMs,
