@@ -9,7 +9,7 @@
  */
 import type { CommandRunner } from "./command.ts";
 
-/** One reply line of arping: who answered for the address. */
+/** One reply (or request) line of arping: who answered for, or claimed, the address. */
 export interface ArpReply {
   /** The address that was answered for. */
   readonly ip: string;
@@ -40,10 +40,11 @@ export interface ArpingOptions {
   readonly signal?: AbortSignal;
 }
 
-/** Parses arping's output: `Unicast reply from IP [MAC]` lines and the `Sent` / `Received` counters. */
+/** Parses arping's output: `Unicast reply from IP [MAC]` (and `... request from ...`) lines and the counters. */
 export function parseArpingOutput(output: string): ArpingOutput {
   const replies: ArpReply[] = [];
-  for (const m of output.matchAll(/^(?:Unicast|Broadcast) reply from (\S+) \[([0-9A-Fa-f:]+)\]/gm)) {
+  // A request for the address heard while probing is a claim too (another host probing or announcing it).
+  for (const m of output.matchAll(/^(?:Unicast|Broadcast) (?:reply|request) from (\S+) \[([0-9A-Fa-f:]+)\]/gm)) {
     replies.push({ ip: m[1], mac: m[2].toLowerCase() });
   }
   const sent = /^Sent (\d+) probe/m.exec(output);

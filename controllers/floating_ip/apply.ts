@@ -159,6 +159,6 @@ export async function announceInBackground(
   try {
     await announceAddress(deps.runCommand, target, { timeoutMs: deps.commandTimeoutMs + 5_000, signal: deps.signal });
   } catch (error) {
-    deps.log.warn("{error}", { error: message(error) });
+    if (!deps.signal.aborted) deps.log.warn("{error}", { error: message(error) });
   }
 }

@@ -78,7 +78,8 @@ interface FloatingIpState {
   readonly announcedAt: Map<string, Date>;
   /** When the watch last showed a change of each cluster's address or leader, by `namespace/name`. */
   readonly changedAt: Map<string, Date>;
-  readonly announcing: Set<Promise<void>>;
+  /** The announcements still sending, by address: stopped before the address is removed. */
+  readonly announcing: Map<string, { readonly stop: AbortController; readonly done: Promise<void> }>;
   /** When a Lease write last failed for want of the API server (ms), or -Infinity. */
   apiFailedAt: number;
   wake: () => void;
@@ -154,7 +155,7 @@ export function createFloatingIpController(
     lastChange: new Map(),
     announcedAt: new Map(),
     changedAt: new Map(),
-    announcing: new Set(),
+    announcing: new Map(),
     apiFailedAt: -Infinity,
     wake: () => {},
     wakeTimer: null,
@@ -204,7 +205,8 @@ export function createFloatingIpController(
     async close() {
       if (state.wakeTimer !== null) clearTimeout(state.wakeTimer);
       state.wake = () => {};
-      await Promise.all([job.caches?.clusters.stop(), job.caches?.leases.stop(), ...state.announcing]);
+      const announcing = [...state.announcing.values()].map((a) => a.done);
+      await Promise.all([job.caches?.clusters.stop(), job.caches?.leases.stop(), ...announcing]);
     },
   };
 }
@@ -317,6 +319,9 @@ async function apply(
   };
   for (const action of plan.actions) {
     if (!needsApplying(action)) continue;
+    // An announcement still sending after the removal would claim the address for this host: the next holder's
+    // probe would hear it, and clients could be pointed back here.
+    if (action.remove.length > 0) await stopAnnouncing(job, action.address);
     const done = await applyAction(applyDeps, action);
     applied.set(action.address, done);
     const now = deps.clock.now();
@@ -333,14 +338,25 @@ async function apply(
 function announce(job: FloatingIpJob, target: { device: string; ip: string }): void {
   const { deps, state } = job;
   state.announcedAt.set(target.ip, deps.clock.now());
+  state.announcing.get(target.ip)?.stop.abort();
   // Not tied to the run's signal: the announcement must finish even when the run ends first.
-  const running = announceInBackground({
+  const stop = new AbortController();
+  const done = announceInBackground({
     runCommand: deps.runCommand,
     log: deps.log,
     commandTimeoutMs: job.hooks.commandTimeoutMs,
-    signal: new AbortController().signal,
-  }, target).finally(() => state.announcing.delete(running));
-  state.announcing.add(running);
+    signal: stop.signal,
+  }, target).finally(() => {
+    if (state.announcing.get(target.ip)?.done === done) state.announcing.delete(target.ip);
+  });
+  state.announcing.set(target.ip, { stop, done });
+}
+
+async function stopAnnouncing(job: FloatingIpJob, address: string): Promise<void> {
+  const running = job.state.announcing.get(address);
+  if (!running) return;
+  running.stop.abort();
+  await running.done;
 }
 
 /** Writes each `LeaderIPReady` this node reports that the cached cluster does not already say. */

@@ -207,6 +207,14 @@ Deno.test("arping's output: reply lines with their MACs, and the counters", () =
     { replies: [], sent: 2, received: 0 },
   );
   assertEquals(parseArpingOutput(""), { replies: [], sent: null, received: null });
+  // A gratuitous request for the address heard while probing (a host still announcing it) is a claim too.
+  assertEquals(
+    parseArpingOutput(
+      "ARPING 192.0.2.50 from 0.0.0.0 bond1\nBroadcast request from 192.0.2.50 [02:50:C0:00:02:32]  0.611ms\n" +
+        "Sent 1 probes (1 broadcast(s))\nReceived 1 response(s)\n",
+    ),
+    { replies: [{ ip: "192.0.2.50", mac: "02:50:c0:00:02:32" }], sent: 1, received: 1 },
+  );
   assertEquals(probeCommand("bond1", "192.0.2.50"), [
     "arping",
     "-D",
