@@ -100,6 +100,8 @@ export async function announceAddress(
   options: ArpingOptions,
 ): Promise<void> {
   for (const argv of announceCommands(device, ip)) {
+    // stopped (the address is being removed): arping exits 0 on SIGTERM, so the next one must not start
+    if (options.signal?.aborted) return;
     const what = `Cannot announce ${ip} on "${device}" with arping ${argv[1]}`;
     const r = await runCommand(argv, options);
     if (r.timedOut) throw new Error(`${what}: no answer within ${options.timeoutMs} ms`);

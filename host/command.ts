@@ -45,6 +45,8 @@ export function createCommandRunner(
     const timeout = AbortSignal.timeout(timeoutMs);
     const signals = [timeout, signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
     const combined = AbortSignal.any(signals);
+    // Deno.Command does not kill a child whose signal was aborted before the spawn: such a command never starts.
+    if (combined.aborted) return { code: null, stdout: "", stderr: "", timedOut: timeout.aborted };
     let child: Deno.ChildProcess;
     try {
       child = new Deno.Command(full[0], {

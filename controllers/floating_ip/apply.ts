@@ -115,7 +115,8 @@ export async function applyAction(deps: ApplyDeps, action: FloatingIpAction): Pr
     }
   }
 
-  if (action.kind !== "probe-then-add" || action.ip === null) return result({});
+  const probes = action.kind === "probe-then-add" || (action.kind === "acquire" && action.probeAfter === true);
+  if (!probes || action.ip === null) return result({});
   const ip = action.ip;
   let answer;
   try {

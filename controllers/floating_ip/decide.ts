@@ -10,6 +10,12 @@ import type {
 } from "./types.ts";
 import { disabledMessage, leaseOf, leaseWrite, renewal, report, type Run, sameShape } from "./run.ts";
 
+/** Whether an answered probe of the address is still waiting out its retry. */
+function probeWaiting(run: Run, address: string): boolean {
+  const probe = run.observed.probes.get(address);
+  return probe?.conflict === true && run.observed.now.getTime() < probe.at.getTime() + run.options.probeRetryMs;
+}
+
 /** An address this node may not keep: remove it (with del enabled), then clear the Leases it held for it. */
 export function letGo(
   run: Run,
@@ -143,7 +149,15 @@ export function decideAssign(run: Run, c: ClusterObserved): FloatingIpAction {
     }
     say("False", "Acquiring", `${address}: taking the Lease`);
     const take = leaseWrite(run, { name: c.leaseName, op: "take", resourceVersion: c.lease?.resourceVersion ?? null });
-    return { ...base, kind: "acquire", leases: [take], reason: "Acquiring", message: `Taking the Lease of ${address}` };
+    const probeAfter = adding && nicPresent && tagged.length === 0 && !probeWaiting(run, address);
+    return {
+      ...base,
+      kind: "acquire",
+      leases: [take],
+      reason: "Acquiring",
+      message: `Taking the Lease of ${address}`,
+      probeAfter,
+    };
   }
   if (held.length > 0) {
     say("True", "AddressHeld", `${address} is on ${ip.nic} (${ip.mode})`);
@@ -189,6 +203,7 @@ export function decideAssign(run: Run, c: ClusterObserved): FloatingIpAction {
       leases: [renew],
       reason: "Acquiring",
       message: `Renewing the Lease of ${address}`,
+      probeAfter: !probeWaiting(run, address),
     };
   }
   const probe = observed.probes.get(address);

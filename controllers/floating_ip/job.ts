@@ -29,6 +29,9 @@ import type {
   TaggedAddress,
 } from "./types.ts";
 
+// How many addresses one run works on at once (each a probe, a few commands and Lease writes).
+const APPLY_CONCURRENCY = 8;
+
 /** What the job takes from the flags. */
 export interface FloatingIpOptions {
   /** This host's Node name (the Leases' holderIdentity). */
@@ -317,20 +320,24 @@ async function apply(
     commandTimeoutMs: job.hooks.commandTimeoutMs,
     signal: ctx.signal,
   };
-  for (const action of plan.actions) {
-    if (!needsApplying(action)) continue;
-    // An announcement still sending after the removal would claim the address for this host: the next holder's
-    // probe would hear it, and clients could be pointed back here.
-    if (action.remove.length > 0) await stopAnnouncing(job, action.address);
-    const done = await applyAction(applyDeps, action);
-    applied.set(action.address, done);
-    const now = deps.clock.now();
-    if (done.removed.length > 0 || done.added) state.lastChange.set(action.address, now);
-    if (done.apiFailed) state.apiFailedAt = now.getTime();
-    if (done.error) deps.log.warn("{error}", { error: done.error });
-    // a Lease taken or renewed after a lapse: probe and add at once rather than at the next tick
-    if (done.error === null && action.kind === "acquire") state.wake();
-  }
+  // The addresses are independent: a probe (1 s) of one must not hold up the move of another.
+  const pending = plan.actions.filter(needsApplying);
+  const worker = async () => {
+    for (let action = pending.shift(); action !== undefined; action = pending.shift()) {
+      // An announcement still sending after the removal would claim the address for this host: the next holder's
+      // probe would hear it, and clients could be pointed back here.
+      if (action.remove.length > 0) await stopAnnouncing(job, action.address);
+      const done = await applyAction(applyDeps, action);
+      applied.set(action.address, done);
+      const now = deps.clock.now();
+      if (done.removed.length > 0 || done.added) state.lastChange.set(action.address, now);
+      if (done.apiFailed) state.apiFailedAt = now.getTime();
+      if (done.error) deps.log.warn("{error}", { error: done.error });
+      // after a Lease write the next run holds (or, for an acquire without probe, probes) at once
+      if (done.error === null && action.kind === "acquire") state.wake();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(APPLY_CONCURRENCY, pending.length) }, worker));
   await writeConditions(job, { seen, conditions: conditionsAfter(plan, applied) });
   return applied;
 }

@@ -143,6 +143,12 @@ export interface FloatingIpAction {
   readonly reason: ActionReason;
   /** Said in sentence case, for logs, Events and the API. */
   readonly message: string;
+  /**
+   * For `acquire`: once the Lease write succeeded, probe and add at once, as `probe-then-add` does (nothing of the
+   * address is on this host, adding is allowed and no answered probe is waiting out its retry). The write is the
+   * conditional one that fences, so the next run need not renew first.
+   */
+  readonly probeAfter?: boolean;
   /** For `wait` on a Lease: its holder and when it expires. */
   readonly heldBy?: { readonly holder: string; readonly expiresAt: Date | null };
 }

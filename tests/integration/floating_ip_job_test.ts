@@ -117,18 +117,16 @@ Deno.test({
         (fake.server.get("mpdclusters", "db", "pg")?.status as { conditions: Record<string, string>[] })
           .conditions.find((c) => c.type === "LeaderIPReady");
       try {
-        // Run 1: the Lease is free, so it is taken; nothing is on the host yet.
+        // Run 1: the Lease is free, so it is taken; right after the take, the probe (silent), the add, the announcement.
         let result = await run();
-        assertEquals(result.addresses.map((a) => [a.address, a.action, a.held]), [[FIP, "acquire", false]]);
-        assertEquals((lease()?.spec as { holderIdentity: string }).holderIdentity, "h1");
-        assertEquals(condition()?.reason, "Acquiring");
-        // Run 2: probe (silent), add, announce.
-        result = await run();
-        assertEquals(result.addresses.map((a) => [a.action, a.held, a.device]), [[
-          "probe-then-add",
+        assertEquals(result.addresses.map((a) => [a.address, a.action, a.held, a.device]), [[
+          FIP,
+          "acquire",
           true,
           virtualIfName(FIP),
         ]]);
+        assertEquals((lease()?.spec as { holderIdentity: string }).holderIdentity, "h1");
+        assertEquals(condition()?.reason, "AddressHeld");
         const macvlan = (await addressesOn(host)).find((l) => l.ifname.startsWith(virtualIfName(FIP)));
         assertEquals(macvlan?.ips, [FIP]);
         assertEquals(macvlan?.address, virtualIfMac(FIP));
@@ -136,7 +134,7 @@ Deno.test({
         // The neighbour is answered by the macvlan's MAC, not by bond1's.
         const asked = await lan.exec(["arping", "-c", "1", "-w", "1", "-I", "lan0", FIP]);
         assertEquals(parseArpingOutput(asked.stdout).replies.map((r) => r.mac), [virtualIfMac(FIP)]);
-        // Run 3: held; LeaderIPReady True; the operator's other condition is untouched.
+        // Run 2: held; LeaderIPReady True; the operator's other condition is untouched.
         result = await run();
         assertEquals(result.addresses.map((a) => [a.action, a.held]), [["hold", true]]);
         assertEquals(condition()?.status, "True");
@@ -160,7 +158,7 @@ Deno.test({
         // A conflict: the leader is back here, but the neighbour answers for the address.
         await lan.ip("addr", "add", `${FIP}/24`, "dev", "lan0");
         fake.server.put(cluster("h1"));
-        // runs until the watch has brought the move and the probe was answered (a take, then the probe)
+        // runs until the watch has brought the move and the probe was answered (the take and its probe)
         const conflict = await waitFor(async () => {
           const r = await run();
           return r.addresses[0]?.reason === "IPConflict" ? r : null;

@@ -605,7 +605,9 @@ function simulation() {
       node.addresses = node.addresses.filter((t) => !a.remove.includes(t));
       sample();
       if (!a.leases.every(writeLease)) continue;
-      if (a.kind !== "probe-then-add" || a.ip === null) continue;
+      // as the job does: probe-then-add, and an acquire that probes right after its take
+      const probes = a.kind === "probe-then-add" || (a.kind === "acquire" && a.probeAfter === true);
+      if (!probes || a.ip === null) continue;
       const answered = nodes.some((n) =>
         n !== node && n.onWire && node.onWire && n.addresses.some((t) => t.address === A)
       );
@@ -692,4 +694,17 @@ Deno.test("simulation: a holder cut off from both the API server and the wire is
   sim.nodes.h1.onWire = true;
   sim.tick(1);
   assertEquals(sim.holders(), ["h2"]);
+});
+
+Deno.test("plan: a take probes right after the write when nothing of the address is here; not after a conflict", () => {
+  const free = observedCluster(mpd("pg", A, "h1"));
+  const plan = planFloatingIps(observe({ clusters: [free] }), OPTIONS);
+  assertEquals(plan.actions.map((a) => [line(a), a.probeAfter]), [[`${A} acquire Acquiring take(new)`, true]]);
+  const carried = planFloatingIps(observe({ clusters: [free], tagged: [tagged(A)] }), OPTIONS);
+  assertEquals(carried.actions.map((a) => [a.kind, a.probeAfter]), [["acquire", false]]);
+  const probes = new Map([[A, { conflict: true, at: new Date(NOW.getTime() - 1_000) }]]);
+  const answered = planFloatingIps(observe({ clusters: [free], probes }), OPTIONS);
+  assertEquals(answered.actions.map((a) => [a.kind, a.probeAfter]), [["acquire", false]]);
+  const disabled = planFloatingIps(observe({ clusters: [free], tagged: [tagged(A)], enableVip: false }), OPTIONS);
+  assertEquals(disabled.actions.map((a) => [a.kind, a.probeAfter]), [["acquire", false]]);
 });
