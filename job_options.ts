@@ -19,6 +19,8 @@ export function portUsageOptions(config: Config): PortUsageOptions {
     ranges: config.portRanges.trim() === "" ? null : parseRangeList(config.portRanges),
     scanMethod: config.portScanMethod,
     reservePortRanges: config.reservePortRanges,
+    // A read from the cluster cache costs nothing: the switch is read at every run.
+    switchKeepMs: config.clusterCache ? 0 : undefined,
   };
 }
 
@@ -52,5 +54,6 @@ export function nodeNetworkOptions(config: Config): NodeNetworkOptions {
     netCardName: config.netCardName,
     probeIntervalMs: config.netProbeInterval,
     reportFrequencyMs: config.nodeStatusReportFrequency,
+    settingsRefreshMs: config.clusterCache ? 0 : undefined,
   };
 }

@@ -13,6 +13,7 @@ import { createApp } from "./api/app.ts";
 import { chooseAuthorizer } from "./api/auth.ts";
 import { taskLogger } from "./logging.ts";
 import { createControllers, createRuntime, serveApi } from "./runtime.ts";
+import { createCaches, triggerOnChanges } from "./cluster_cache.ts";
 
 async function runDaemon(config: Config): Promise<number> {
   const runtime = createRuntime(config, {});
@@ -27,7 +28,9 @@ async function runDaemon(config: Config): Promise<number> {
     event.preventDefault();
     log.error("Unhandled rejection: {error}", { error: String(event.reason?.message ?? event.reason) });
   });
-  const { controllers, coreVersion, killCommands } = createControllers(runtime);
+  // The jobs read the ConfigMaps through the cache, when there is one.
+  const cache = createCaches(runtime);
+  const { controllers, coreVersion, killCommands } = createControllers(cache ? { ...runtime, kube: cache.kube } : runtime);
   const scheduler = new Scheduler(controllers, {
     clock: systemClock,
     node: config.currentNodeName,
@@ -50,7 +53,12 @@ async function runDaemon(config: Config): Promise<number> {
     versionsExtra: () => coreVersion.fanOutState(),
     authorize,
     node: config.currentNodeName,
+    caches: () => cache?.states() ?? [],
   });
+  if (cache) {
+    triggerOnChanges(cache, { config, trigger: (job) => scheduler.trigger(job) });
+    cache.start();
+  }
   const server = serveApi(app.fetch, { port: config.port, node: config.currentNodeName, log });
   scheduler.start();
 
@@ -60,6 +68,7 @@ async function runDaemon(config: Config): Promise<number> {
   log.info("Received {signal}: stopping (grace {grace} ms)", { signal, grace: config.shutdownGracePeriod });
   const finished = await scheduler.stop(config.shutdownGracePeriod);
   killCommands();
+  await cache?.stop();
   await server.shutdown();
   await Promise.race([runtime.events.flush(), new Promise((r) => setTimeout(r, 2000))]);
   log.info(finished ? "Stopped" : "Stopped; a job was still running at the end of the grace period and was abandoned");

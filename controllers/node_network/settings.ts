@@ -32,7 +32,6 @@ export interface NodeNetworkSettings {
 
 /** How one setting is read, and what is said when it cannot be. */
 interface SettingRead<T> {
-  readonly fallback: T;
   readonly load: () => Promise<T>;
   readonly warn: (value: T, error: string) => void;
 }
@@ -45,17 +44,17 @@ export function createNodeNetworkSettings(
   const readSetting = createSettingReader(log);
   const memory: SettingsMemory = { nic: null, checkOob: null };
 
-  // A failed read keeps the last value (or the default) until the next refresh; a stopped run gives up.
+  // A failed read keeps the last value until the next refresh; a stopped run gives up. With no value read yet the run
+  // fails: a ConfigMap that cannot be read is not a missing one, and the default NIC would report the wrong state.
   async function refresh<T>(cached: Cached<T> | null, now: number, read: SettingRead<T>): Promise<Cached<T>> {
     if (cached && now - cached.readAt < options.refreshMs) return cached;
-    let value = cached?.value ?? read.fallback;
     try {
-      value = await read.load();
+      return { value: await read.load(), readAt: now };
     } catch (error) {
-      if (error instanceof KubeError && error.stopped) throw error;
-      read.warn(value, (error as Error).message);
+      if ((error instanceof KubeError && error.stopped) || cached === null) throw error;
+      read.warn(cached.value, (error as Error).message);
+      return { value: cached.value, readAt: now };
     }
-    return { value, readAt: now };
   }
 
   return {
@@ -64,7 +63,6 @@ export function createNodeNetworkSettings(
       if (api === null) return DEFAULT_NIC;
       const before = memory.nic;
       memory.nic = await refresh(before, now, {
-        fallback: DEFAULT_NIC,
         load: async () =>
           (await readSetting(api, { configMap: "ccm-config", key: "NET_CARD_NAME", fallback: DEFAULT_NIC }))
             ?.trim() || DEFAULT_NIC,
@@ -78,7 +76,6 @@ export function createNodeNetworkSettings(
     async checkOob(api, now) {
       if (api === null) return true;
       memory.checkOob = await refresh(memory.checkOob, now, {
-        fallback: true,
         load: async () =>
           parseLenientBool(
             await readSetting(api, { configMap: "controller-config", key: "isCheckOObIP", fallback: "true" }),
