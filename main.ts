@@ -30,7 +30,9 @@ async function runDaemon(config: Config): Promise<number> {
   });
   // The jobs read the ConfigMaps through the cache, when there is one.
   const cache = createCaches(runtime);
-  const { controllers, coreVersion, killCommands } = createControllers(cache ? { ...runtime, kube: cache.kube } : runtime);
+  const { controllers, coreVersion, killCommands } = createControllers(
+    cache ? { ...runtime, kube: cache.kube } : runtime,
+  );
   const scheduler = new Scheduler(controllers, {
     clock: systemClock,
     node: config.currentNodeName,

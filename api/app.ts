@@ -8,7 +8,7 @@ import { isIp } from "../core/addresses.ts";
 import { type JobName, JOBS } from "../core/jobs.ts";
 import type { Logger } from "../core/types.ts";
 import type { KubeClient } from "../k8s/client.ts";
-import { cacheTrouble, type CacheState } from "../k8s/config_map_cache.ts";
+import { type CacheState, cacheTrouble } from "../k8s/config_map_cache.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** What the API reads; it never touches the host itself. */

@@ -85,7 +85,8 @@ export const FLAGS = [
   boolFlag("cluster-cache", "clusterCache", {
     group: "cluster",
     defaultText: "true",
-    description: "Keep the ConfigMaps the jobs read by list+watch and run a job when one changes (false: read them at every run)",
+    description:
+      "Keep the ConfigMaps the jobs read by list+watch and run a job when one changes (false: read them at every run)",
   }),
   flag("node-status-update-frequency", "nodeStatusUpdateFrequency", {
     group: "cluster",

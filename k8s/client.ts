@@ -120,7 +120,12 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
       },
       async listConfigMaps(labelSelector) {
         const what = `list ConfigMaps in "${namespace}" with labels "${labelSelector}"`;
-        const list = await call<{ items?: unknown }>({ method: "GET", path: configMaps, query: { labelSelector }, what });
+        const list = await call<{ items?: unknown }>({
+          method: "GET",
+          path: configMaps,
+          query: { labelSelector },
+          what,
+        });
         return itemsOf<V1ConfigMap>(list, what);
       },
       async listPods(list = {}) {

@@ -108,7 +108,9 @@ export function createPortUsageController(
   async function run(ctx: RunContext): Promise<RunOutcome<PortUsageResult>> {
     // Every call of this run stops when the run's time limit passes: an abandoned run writes nothing late.
     const api = kube?.withSignal(ctx.signal) ?? null;
-    if (!(await printingEnabled(api, state, { clock, readSetting, keepMs: options.switchKeepMs ?? SWITCH_CACHE_MS }))) return switchedOff(node);
+    if (!(await printingEnabled(api, state, { clock, readSetting, keepMs: options.switchKeepMs ?? SWITCH_CACHE_MS }))) {
+      return switchedOff(node);
+    }
     const observed = await observe(api, ctx);
     // Plan and apply: the ConfigMap is planned from the one as it is now and written when the ports changed.
     const published = api === null
