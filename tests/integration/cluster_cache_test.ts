@@ -12,7 +12,7 @@ import { portUsageConfigMapName } from "../../controllers/port_usage/plan.ts";
 import { availabilityConfigMapName } from "../../controllers/core_version/plan.ts";
 import { portUsageOptions } from "../../job_options.ts";
 import { applyConfigMap } from "../../k8s/config_maps.ts";
-import { cacheTrouble, type ConfigMapCache, createConfigMapCache } from "../../k8s/config_map_cache.ts";
+import { cacheTrouble, type ConfigMapCache } from "../../k8s/config_map_cache.ts";
 import type { InformerChange } from "../../k8s/informer.ts";
 import { waitFor } from "../support/daemon_process.ts";
 import { configMapObject, nodeObject, VERSION_LABELS } from "../support/faults_cluster.ts";
