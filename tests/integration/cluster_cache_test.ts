@@ -85,7 +85,7 @@ Deno.test("cache: reads ask the server nothing, a change is served within a seco
     );
     for (const q of watches) {
       const timeout = Number(q.get("timeoutSeconds"));
-      assert(timeout >= 1800 && timeout <= 3600, `watch timeout ${timeout} s`);
+      assert(timeout >= 2700 && timeout <= 3600, `watch timeout ${timeout} s`);
     }
     server.clearRequests();
     for (let i = 0; i < 10; i++) {
