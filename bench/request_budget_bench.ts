@@ -33,10 +33,9 @@ function seed(node: string): object[] {
   return [
     nodeObject(node),
     configMapObject("polardb4mpd-controller", {
-      annotations: {
-        "polarbox.mpd.engine.port.range": "30000-32999",
-        "polarbox.mpd.external.port.range": "36000-39999",
-      },
+      // Ranges outside the kernel's ephemeral range: the daemons' own connections would change the ports every
+      // minute, and the port-usage writes would measure this host's sockets rather than the cache.
+      annotations: { "polarbox.mpd.engine.port.range": "30000-32000", "polarbox.novip.engine.port.range": "5400-5800" },
     }),
     configMapObject("ccm-config", { data: { NET_CARD_NAME: "lo", NET_MASK: "24" } }),
     configMapObject("controller-config", { data: { isCheckOObIP: "false", enableVip: "false" } }),
