@@ -1,13 +1,15 @@
 /**
  * The ConfigMaps the daemon reads, kept in memory by informers (one list+watch per name, by field selector, and one
  * per label selector) and served through the KubeClient interface, so a job reads `kube.getConfigMap()` as before and
- * the API server is asked nothing. A cache that has not listed yet is never taken for "no such ConfigMap": the
- * server is asked instead. While a watch cannot be held, the last objects are served and `states()` says how old.
+ * the API server is asked nothing. A cache that has not listed yet is never taken for "no such ConfigMap": a run
+ * waits for its first list (until the run's signal stops it, naming the cache's last error), and a read without a
+ * run's signal asks the server. While a watch cannot be held, the last objects are served and `states()` says how old.
  * ConfigMaps the daemon writes itself without a watch are remembered from its own writes.
  */
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import type { Clock, Logger } from "../core/types.ts";
 import type { KubeClient } from "./client.ts";
+import { KubeError } from "./errors.ts";
 import { createInformer, type Informer, type InformerChange, type InformerState } from "./informer.ts";
 import { collectionSource } from "./list_watch.ts";
 
@@ -70,6 +72,9 @@ export function createConfigMapCache(kube: KubeClient, options: ConfigMapCacheOp
       clock: options.clock,
       log: options.log,
       random,
+      // The first retries 1-2 s apart, not 0.25-0.5 s: in an outage five informers would take most of the client's
+      // rate limit (5 requests a second) from the jobs.
+      backoffBaseMs: 2000,
       // Within the 30-60 min the real server gives a watch that names no timeout: at most 1.33 re-watches an hour
       // per informer (5 of them stay under 7 an hour beside the 60 heartbeats), still spread over the hosts.
       watchTimeoutSeconds: options.watchTimeoutSeconds ?? Math.round(2700 + 900 * random()),
@@ -84,7 +89,22 @@ export function createConfigMapCache(kube: KubeClient, options: ConfigMapCacheOp
   }
   const entries = [...byName.values(), ...bySelector.values()];
 
-  function reading(inner: KubeClient): KubeClient {
+  /**
+   * Waits for the first list of `entry` while `stop` lets it; without a run's signal, says to ask the server. Waiting
+   * rather than asking: at a start during an outage the jobs would retry the same objects beside the informers.
+   */
+  async function listed(entry: Entry, stop: AbortSignal | undefined): Promise<boolean> {
+    if (entry.informer.synced) return true;
+    if (!stop) return false;
+    if (await entry.informer.whenSynced(stop)) return true;
+    const last = entry.informer.state().lastError;
+    throw new KubeError(
+      `Cannot read ${entry.what}: it was not listed yet${last ? ` (${last.message})` : ""} and the run was stopped`,
+      { status: 0, stopped: true },
+    );
+  }
+
+  function reading(inner: KubeClient, stop?: AbortSignal): KubeClient {
     async function fromServer(name: string): Promise<V1ConfigMap | null> {
       const found = await inner.getConfigMap(name);
       if (remembered.has(name)) memory.set(name, found);
@@ -97,11 +117,11 @@ export function createConfigMapCache(kube: KubeClient, options: ConfigMapCacheOp
     }
     return {
       ...inner,
-      getConfigMap(name, read) {
+      async getConfigMap(name, read) {
         if (read?.fresh) return fromServer(name);
-        const informer = byName.get(name)?.informer;
-        if (informer?.synced) return Promise.resolve(informer.get(namespace, name) ?? null);
-        if (memory.has(name)) return Promise.resolve(memory.get(name) ?? null);
+        const entry = byName.get(name);
+        if (entry && await listed(entry, stop)) return entry.informer.get(namespace, name) ?? null;
+        if (memory.has(name)) return memory.get(name) ?? null;
         return fromServer(name);
       },
       async createConfigMap(configMap) {
@@ -110,12 +130,13 @@ export function createConfigMapCache(kube: KubeClient, options: ConfigMapCacheOp
       async replaceConfigMap(configMap) {
         return wrote(await inner.replaceConfigMap(configMap));
       },
-      listConfigMaps(labelSelector) {
-        const informer = bySelector.get(labelSelector)?.informer;
-        if (informer?.synced) return Promise.resolve(informer.list());
+      async listConfigMaps(labelSelector) {
+        const entry = bySelector.get(labelSelector);
+        if (entry && await listed(entry, stop)) return entry.informer.list();
         return inner.listConfigMaps(labelSelector);
       },
-      withSignal: (signal) => reading(inner.withSignal(signal)),
+      // The server calls stop on every signal given; the wait for a first list on the last one (a run's).
+      withSignal: (signal) => reading(inner.withSignal(signal), signal),
     };
   }
 

@@ -100,6 +100,8 @@ export interface Informer<T> {
   get(namespace: string | undefined, name: string): T | undefined;
   /** Whether a first list has succeeded. */
   readonly synced: boolean;
+  /** Resolves true once a first list has succeeded, or false when `signal` aborts first. */
+  whenSynced(signal: AbortSignal): Promise<boolean>;
   /** The health of the cache. */
   state(): InformerState;
   /** Calls `listener` with every change after the cache applied it; returns the unsubscribe call. */
@@ -134,6 +136,7 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
   let failures = 0;
   let lists = 0;
   let running: { controller: AbortController; done: Promise<void> } | null = null;
+  const firstList = Promise.withResolvers<void>();
 
   function emit(change: InformerChange<T>): void {
     for (const listener of [...listeners]) {
@@ -179,6 +182,7 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
     resourceVersion = result.resourceVersion;
     currentAt = clock.now();
     synced = true;
+    firstList.resolve();
     lists++;
     failures = 0;
     changes.forEach(emit);
@@ -287,6 +291,18 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
     get: (namespace, name) => cache.get(objectKey(namespace, name)),
     get synced() {
       return synced;
+    },
+    whenSynced(signal) {
+      if (synced) return Promise.resolve(true);
+      if (signal.aborted) return Promise.resolve(false);
+      return new Promise((resolve) => {
+        const onAbort = () => resolve(false);
+        signal.addEventListener("abort", onAbort, { once: true });
+        firstList.promise.then(() => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(true);
+        });
+      });
     },
     state() {
       return {

@@ -116,7 +116,14 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
         stopped: true,
       });
     }
-    await limiter.take();
+    // A stopped run does not wait for a token either: other callers (the cache's informers, in an outage) may have
+    // queued far ahead of it.
+    await limiter.take(stop).catch(() => {
+      throw new KubeError(`Cannot ${call.what}: the run was stopped while waiting for the client's rate limit`, {
+        status: 0,
+        stopped: true,
+      });
+    });
     const headers: Record<string, string> = { "User-Agent": options.userAgent, Accept: "application/json" };
     const auth = bearer();
     if (auth) headers.Authorization = `Bearer ${auth}`;

@@ -32,6 +32,8 @@ export interface NodeNetworkSettings {
 
 /** How one setting is read, and what is said when it cannot be. */
 interface SettingRead<T> {
+  /** What a failed first read uses; none: the run fails. */
+  readonly fallback?: T;
   readonly load: () => Promise<T>;
   readonly warn: (value: T, error: string) => void;
 }
@@ -44,16 +46,18 @@ export function createNodeNetworkSettings(
   const readSetting = createSettingReader(log);
   const memory: SettingsMemory = { nic: null, checkOob: null };
 
-  // A failed read keeps the last value until the next refresh; a stopped run gives up. With no value read yet the run
-  // fails: a ConfigMap that cannot be read is not a missing one, and the default NIC would report the wrong state.
+  // A failed read keeps the last value (or the default, when there is one) until the next refresh; a stopped run gives
+  // up. The interface has no such default: a ccm-config that cannot be read is not a missing one, and probing bond1
+  // would report the wrong interface's state, so that run fails.
   async function refresh<T>(cached: Cached<T> | null, now: number, read: SettingRead<T>): Promise<Cached<T>> {
     if (cached && now - cached.readAt < options.refreshMs) return cached;
     try {
       return { value: await read.load(), readAt: now };
     } catch (error) {
-      if ((error instanceof KubeError && error.stopped) || cached === null) throw error;
-      read.warn(cached.value, (error as Error).message);
-      return { value: cached.value, readAt: now };
+      const value = cached ? cached.value : read.fallback;
+      if ((error instanceof KubeError && error.stopped) || value === undefined) throw error;
+      read.warn(value, (error as Error).message);
+      return { value, readAt: now };
     }
   }
 
@@ -76,6 +80,8 @@ export function createNodeNetworkSettings(
     async checkOob(api, now) {
       if (api === null) return true;
       memory.checkOob = await refresh(memory.checkOob, now, {
+        // Only decides whether ipmitool runs: the default is safe to use.
+        fallback: true,
         load: async () =>
           parseLenientBool(
             await readSetting(api, { configMap: "controller-config", key: "isCheckOObIP", fallback: "true" }),

@@ -123,6 +123,31 @@ Deno.test("cache: reads ask the server nothing, a change is served within a seco
   });
 });
 
+Deno.test("cache: before its first list a run waits for it, and is stopped naming why, never told the ConfigMap is missing", async () => {
+  const cluster = await startFakeCluster({ seed: seed(), client: { namespace: "kube-system" } });
+  const { server } = cluster;
+  server.injectFault({ pathPrefix: "/api/v1/namespaces/kube-system/configmaps", count: 1_000_000, status: 503 });
+  const cache = createCaches({ config: { ...defaultConfig(), currentNodeName: NODE }, kube: cluster.kube })!;
+  try {
+    cache.start();
+    await waitFor(() => cache.states().every((s) => s.lastError !== null), { what: "every first list to fail" });
+    const run = cache.kube.withSignal(AbortSignal.timeout(300));
+    const error = await run.getConfigMap("ccm-config").then(() => null, (e: Error) => e.message);
+    assertEquals(
+      error,
+      `Cannot read ConfigMap "ccm-config" in kube-system: it was not listed yet (Cannot list ConfigMap "ccm-config" in kube-system: 503 Service Unavailable: injected fault: 503) and the run was stopped`,
+    );
+    const versions = await run.listConfigMaps(SELECTOR).then(() => null, (e: Error) => e.message);
+    assert(versions?.includes("was not listed yet"), versions ?? "listed");
+    const waiting = cache.kube.withSignal(AbortSignal.timeout(20_000)).getConfigMap(RANGES);
+    server.clearFaults();
+    assertEquals((await waiting)?.metadata?.annotations, { "polarbox.mpd.engine.port.range": "5400-5410" });
+  } finally {
+    await cache.stop();
+    await cluster.close();
+  }
+});
+
 Deno.test("cache: a write carries the cached resourceVersion, reads the server only after a 409; its own writes are remembered", async () => {
   await withCache(async ({ cluster, cache }) => {
     const { server } = cluster;
