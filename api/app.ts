@@ -128,7 +128,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     // A cache that never listed is not ready; one that lost its watch serves its last objects: ready, and says so.
     for (const state of caches.filter((s) => !s.synced && s.lastError)) reasons.push(cacheTrouble(state)!);
     if (reasons.length > 0) return c.json({ status: "not ready", reason: reasons.join("; ") }, 503);
-    const degraded = caches.map(cacheTrouble).filter((line) => line !== null);
+    const degraded = caches.filter((s) => s.synced).map(cacheTrouble).filter((line) => line !== null);
     return c.json({
       status: "ready",
       mode: cluster ? "cluster" : "local",
