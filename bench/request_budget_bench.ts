@@ -124,7 +124,8 @@ console.log(
     today.total.toFixed(0)
   } (issue's measure ${TODAY}),` +
     ` kubelet's Lease ${KUBELET}; ratio ${(today.total / cached.total).toFixed(1)}x fewer, ` +
-    `${(cached.total / KUBELET).toFixed(2)} of the kubelet's; target 70: ${cached.total <= 70 ? "met" : "missed"}`,
+    `${(cached.total / KUBELET).toFixed(2)} of the kubelet's; target 70 (without the port-usage writes): ` +
+    `${own(cached) <= 70 ? "met" : "missed"}`,
 );
 console.log(
   `RESULT ${
