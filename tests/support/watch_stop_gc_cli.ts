@@ -26,7 +26,7 @@ await new Promise((resolve) => setTimeout(resolve, 100));
 (globalThis as unknown as { gc(): void }).gc();
 const t0 = performance.now();
 stop.abort();
-let timer: number | undefined;
+let timer: ReturnType<typeof setTimeout> | undefined;
 const outcome = await Promise.race([
   reading,
   new Promise<string>((resolve) => (timer = setTimeout(() => resolve("still reading 5 s after the stop"), 5000))),
