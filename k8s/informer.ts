@@ -136,7 +136,8 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
   let failures = 0;
   let lists = 0;
   let running: { controller: AbortController; done: Promise<void> } | null = null;
-  const firstList = Promise.withResolvers<void>();
+  // Who waits for the first list; a waiter that gave up leaves the set, so a long outage holds nothing.
+  const waiters = new Set<() => void>();
 
   function emit(change: InformerChange<T>): void {
     for (const listener of [...listeners]) {
@@ -182,7 +183,8 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
     resourceVersion = result.resourceVersion;
     currentAt = clock.now();
     synced = true;
-    firstList.resolve();
+    waiters.forEach((wake) => wake());
+    waiters.clear();
     lists++;
     failures = 0;
     changes.forEach(emit);
@@ -296,12 +298,16 @@ export function createInformer<T extends KubeObjectLike>(source: ListWatch<T>, o
       if (synced) return Promise.resolve(true);
       if (signal.aborted) return Promise.resolve(false);
       return new Promise((resolve) => {
-        const onAbort = () => resolve(false);
-        signal.addEventListener("abort", onAbort, { once: true });
-        firstList.promise.then(() => {
+        const wake = () => {
           signal.removeEventListener("abort", onAbort);
           resolve(true);
-        });
+        };
+        const onAbort = () => {
+          waiters.delete(wake);
+          resolve(false);
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        waiters.add(wake);
       });
     },
     state() {
