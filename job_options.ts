@@ -20,6 +20,8 @@ export function portUsageOptions(config: Config): PortUsageOptions {
     ranges: config.portRanges.trim() === "" ? null : parseRangeList(config.portRanges),
     scanMethod: config.portScanMethod,
     reservePortRanges: config.reservePortRanges,
+    // A read from the cluster cache costs nothing: the switch is read at every run.
+    switchKeepMs: config.clusterCache ? 0 : undefined,
   };
 }
 
@@ -53,6 +55,7 @@ export function nodeNetworkOptions(config: Config): NodeNetworkOptions {
     netCardName: config.netCardName,
     probeIntervalMs: config.netProbeInterval,
     reportFrequencyMs: config.nodeStatusReportFrequency,
+    settingsRefreshMs: config.clusterCache ? 0 : undefined,
   };
 }
 
@@ -65,5 +68,7 @@ export function floatingIpOptions(config: Config): FloatingIpOptions {
     delEnabled: config.jobEnableDelFip,
     leaseDurationSeconds: Math.max(1, Math.round(config.fipLeaseDuration / 1000)),
     renewIntervalMs: config.fipLeaseRenewInterval,
+    // the cluster cache watches them: every run reads them from it, and a change runs the job at once
+    settingsRefreshMs: config.clusterCache ? 0 : 60_000,
   };
 }

@@ -12,6 +12,7 @@ import { createApp } from "./api/app.ts";
 import { chooseAuthorizer } from "./api/auth.ts";
 import { taskLogger } from "./logging.ts";
 import { createControllers, createRuntime, serveApi } from "./runtime.ts";
+import { createCaches, triggerOnChanges } from "./cluster_cache.ts";
 
 async function runDaemon(config: Config): Promise<number> {
   const runtime = createRuntime(config, {});
@@ -26,7 +27,11 @@ async function runDaemon(config: Config): Promise<number> {
     event.preventDefault();
     log.error("Unhandled rejection: {error}", { error: String(event.reason?.message ?? event.reason) });
   });
-  const { controllers, coreVersion, floatingIp, killCommands } = createControllers(runtime);
+  // The jobs read the ConfigMaps through the cache, when there is one.
+  const cache = createCaches(runtime);
+  const { controllers, coreVersion, floatingIp, killCommands } = createControllers(
+    cache ? { ...runtime, kube: cache.kube } : runtime,
+  );
   const scheduler = new Scheduler(controllers, {
     clock: systemClock,
     node: config.currentNodeName,
@@ -49,7 +54,12 @@ async function runDaemon(config: Config): Promise<number> {
     versionsExtra: () => coreVersion.fanOutState(),
     authorize,
     node: config.currentNodeName,
+    caches: () => cache?.states() ?? [],
   });
+  if (cache) {
+    triggerOnChanges(cache, { config, trigger: (job) => scheduler.trigger(job) });
+    cache.start();
+  }
   const server = serveApi(app.fetch, { port: config.port, node: config.currentNodeName, log });
   floatingIp.onWake(() => scheduler.trigger(floatingIp.name));
   scheduler.start();
@@ -61,6 +71,7 @@ async function runDaemon(config: Config): Promise<number> {
   const finished = await scheduler.stop(config.shutdownGracePeriod);
   await Promise.all(controllers.map((c) => c.close?.()));
   killCommands();
+  await cache?.stop();
   await server.shutdown();
   await Promise.race([runtime.events.flush(), new Promise((r) => setTimeout(r, 2000))]);
   log.info(finished ? "Stopped" : "Stopped; a job was still running at the end of the grace period and was abandoned");

@@ -7,6 +7,7 @@ import { isIp } from "../core/addresses.ts";
 import { type JobName, JOBS } from "../core/jobs.ts";
 import type { Logger } from "../core/types.ts";
 import type { KubeClient } from "../k8s/client.ts";
+import { type CacheState, cacheTrouble } from "../k8s/config_map_cache.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** What the API reads; it never touches the host itself. */
@@ -36,6 +37,8 @@ export interface AppDeps {
   ) => Promise<{ status: 401 | 403 | 503; message: string } | null>;
   /** This node's name. */
   readonly node: string;
+  /** The health of the cluster cache's informers (none without a cache). */
+  readonly caches?: () => readonly CacheState[];
 }
 
 type Env = { Variables: { requestId: string } };
@@ -128,8 +131,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (cluster && !cluster.reachable) reasons.push(`cluster not reachable: ${cluster.reason}`);
     const waiting = deps.jobs.notYetRun();
     if (waiting.length > 0) reasons.push(`jobs that have not run yet: ${waiting.join(", ")}`);
+    const caches = deps.caches?.() ?? [];
+    // A cache that never listed is not ready; one that lost its watch serves its last objects: ready, and says so.
+    for (const state of caches.filter((s) => !s.synced && s.lastError)) reasons.push(cacheTrouble(state)!);
     if (reasons.length > 0) return c.json({ status: "not ready", reason: reasons.join("; ") }, 503);
-    return c.json({ status: "ready", mode: cluster ? "cluster" : "local" });
+    const degraded = caches.filter((s) => s.synced).map(cacheTrouble).filter((line) => line !== null);
+    return c.json({
+      status: "ready",
+      mode: cluster ? "cluster" : "local",
+      ...(degraded.length > 0 ? { degraded } : {}),
+    });
   });
 
   app.get("/metrics", async (c) => {
@@ -146,6 +157,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       node: deps.node,
       mode: deps.kube ? "cluster" : "local",
       jobs: deps.jobs.status().map(({ lastResult: _omitted, ...job }) => job),
+      caches: (deps.caches?.() ?? []).map((state) => ({
+        ...state,
+        lastError: state.lastError && { message: state.lastError.message, at: state.lastError.at.toISOString() },
+      })),
     }));
 
   // The last good result; when the latest run failed, also that run (`lastRun`, with its error). A job that has

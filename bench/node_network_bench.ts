@@ -135,6 +135,8 @@ async function playHour(who: "ours" | "original", flap: boolean): Promise<Counts
       currentNodeName: NODE,
       netProbeInterval: PROBE_MS,
       nodeStatusReportFrequency: 60_000,
+      // The bench's client asks the server at every read (no cluster cache): settings re-read each minute.
+      clusterCache: false,
     });
     const ours = createNodeNetworkController(
       {

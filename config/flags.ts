@@ -82,6 +82,12 @@ export const FLAGS = [
     parse: integer(1, 10_000),
     description: "Client-side burst of API requests",
   }),
+  boolFlag("cluster-cache", "clusterCache", {
+    group: "cluster",
+    defaultText: "true",
+    description:
+      "Keep the ConfigMaps the jobs read by list+watch and run a job when one changes (false: read them at every run)",
+  }),
   flag("node-status-update-frequency", "nodeStatusUpdateFrequency", {
     group: "cluster",
     defaultText: "10s",

@@ -23,8 +23,11 @@ export interface ListOptions {
 export interface KubeClient {
   /** The namespace of the daemon's own objects (`kube-system`). */
   readonly namespace: string;
-  /** A ConfigMap, or null when it does not exist. */
-  getConfigMap(name: string): Promise<V1ConfigMap | null>;
+  /**
+   * A ConfigMap, or null when it does not exist. This client always asks the server; a cache-backed one answers from
+   * its cache unless `fresh` is set (after a 409, when only the server knows).
+   */
+  getConfigMap(name: string, options?: { readonly fresh?: boolean }): Promise<V1ConfigMap | null>;
   /** Creates a ConfigMap; 409 AlreadyExists when it exists. */
   createConfigMap(configMap: V1ConfigMap): Promise<V1ConfigMap>;
   /** Replaces a ConfigMap; 409 Conflict when its resourceVersion is stale. */
@@ -75,6 +78,14 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
   const namespace = options.namespace ?? "kube-system";
   const { send, stream } = createTransport(connection, options);
 
+  /** The items of a list answer; an answer without them is an error, never an empty list. */
+  function itemsOf<T>(list: { items?: unknown } | null, what: string): T[] {
+    if (!Array.isArray(list?.items)) {
+      throw new KubeError(`Cannot ${what}: the answer has no items`, { status: 200 });
+    }
+    return list.items as T[];
+  }
+
   async function orNull<T>(promise: Promise<T>): Promise<T | null> {
     try {
       return await promise;
@@ -109,13 +120,14 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
         });
       },
       async listConfigMaps(labelSelector) {
-        const list = await call<{ items?: V1ConfigMap[] }>({
+        const what = `list ConfigMaps in "${namespace}" with labels "${labelSelector}"`;
+        const list = await call<{ items?: unknown }>({
           method: "GET",
           path: configMaps,
           query: { labelSelector },
-          what: `list ConfigMaps in "${namespace}" with labels "${labelSelector}"`,
+          what,
         });
-        return list?.items ?? [];
+        return itemsOf<V1ConfigMap>(list, what);
       },
       async listPods(list = {}) {
         const where = list.namespace ? `in "${list.namespace}"` : "in all namespaces";
@@ -123,13 +135,15 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
           list.labelSelector && `labels "${list.labelSelector}"`,
           list.fieldSelector && `fields "${list.fieldSelector}"`,
         ].filter(Boolean).join(" and ");
-        const pods = await call<{ items?: V1Pod[] }>({
+        const what = `list Pods ${where}${selectors ? ` with ${selectors}` : ""}`;
+        const pods = await call<{ items?: unknown }>({
           method: "GET",
           path: list.namespace ? `/api/v1/namespaces/${seg(list.namespace)}/pods` : "/api/v1/pods",
           query: { labelSelector: list.labelSelector, fieldSelector: list.fieldSelector },
-          what: `list Pods ${where}${selectors ? ` with ${selectors}` : ""}`,
+          what,
         });
-        return pods?.items ?? [];
+        // A failed or malformed list is never "no pods": the log cleanup would take every instance for gone.
+        return itemsOf<V1Pod>(pods, what);
       },
       getNode(name) {
         return orNull(call<V1Node>({ method: "GET", path: `/api/v1/nodes/${seg(name)}`, what: `get Node "${name}"` }));

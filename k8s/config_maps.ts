@@ -30,8 +30,9 @@ export interface ApplyOptions<P> {
 }
 
 /**
- * Reads ConfigMap `name`, plans, and creates or replaces it with the plan's object (if any). A 409 (stale
- * resourceVersion, or created meanwhile) or a 404 (deleted meanwhile) reads again and plans again.
+ * Reads ConfigMap `name` (from the cache, when `kube` has one), plans, and creates or replaces it with the plan's
+ * object (if any), carrying the resourceVersion it read. A 409 (stale resourceVersion, or created meanwhile) or a 404
+ * (deleted meanwhile) reads it again from the server and plans again.
  */
 export async function applyConfigMap<P>(
   kube: KubeClient,
@@ -40,7 +41,8 @@ export async function applyConfigMap<P>(
 ): Promise<ApplyResult<P>> {
   const attempts = options.attempts ?? 5;
   for (let attempt = 1;; attempt++) {
-    const current = await kube.getConfigMap(name);
+    // The first read may come from a cache; after a 409 or 404 only the server knows.
+    const current = await kube.getConfigMap(name, { fresh: attempt > 1 });
     const plan = options.plan(current);
     const desired = options.desired(plan);
     if (desired === null) return { written: false, created: false, configMap: current, plan };

@@ -275,6 +275,10 @@ async function* jsonLines(
   options: { stop?: AbortSignal; onEnd: () => void },
 ): AsyncIterableIterator<unknown> {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  // The stop cancels the read itself: after a garbage collection, fetch's own abort no longer reached a body being
+  // read (measured: a watch open for a while never ended on its signal).
+  const onStop = () => void reader.cancel().catch(() => {});
+  options.stop?.addEventListener("abort", onStop, { once: true });
   let pending = "";
   const parse = (line: string) => {
     try {
@@ -293,7 +297,12 @@ async function* jsonLines(
         const cause = stopped ? "the run was stopped" : `the stream broke: ${networkCause(error)}`;
         throw new KubeError(`Cannot ${call.what}: ${cause}`, { status: 0, stopped });
       }
-      if (chunk.done) break;
+      if (chunk.done) {
+        if (options.stop?.aborted) {
+          throw new KubeError(`Cannot ${call.what}: the run was stopped`, { status: 0, stopped: true });
+        }
+        break;
+      }
       const parts = chunk.value.split("\n");
       parts[0] = pending + parts[0];
       pending = parts.pop()!;
@@ -306,6 +315,7 @@ async function* jsonLines(
     }
     if (pending.trim()) yield parse(pending);
   } finally {
+    options.stop?.removeEventListener("abort", onStop);
     options.onEnd();
     await reader.cancel().catch(() => {});
   }

@@ -46,6 +46,8 @@ export interface FloatingIpOptions {
   readonly leaseDurationSeconds: number;
   /** `--fip-lease-renew-interval`: the job's period and how often a held Lease is renewed. */
   readonly renewIntervalMs: number;
+  /** How often `controller-config` and `ccm-config` are read again: 0 when a watched cache serves them. */
+  readonly settingsRefreshMs: number;
 }
 
 /** The job's timing and its informers' options; the defaults suit the daemon, tests shorten them. */
@@ -54,8 +56,6 @@ export interface FloatingIpHooks {
   readonly probeRetryMs?: number;
   /** The time limit of one `ip`, `sysctl` or `arping` (default 5 s). */
   readonly commandTimeoutMs?: number;
-  /** How often `controller-config` and `ccm-config` are re-read (default 1 min). */
-  readonly configRefreshMs?: number;
   /** How long the first run waits for the first lists (default 5 s). */
   readonly syncWaitMs?: number;
   /** The informers' options besides the clock. */
@@ -171,13 +171,12 @@ export function createFloatingIpController(
     hooks: {
       probeRetryMs: hooks.probeRetryMs ?? 10_000,
       commandTimeoutMs: hooks.commandTimeoutMs ?? 5_000,
-      configRefreshMs: hooks.configRefreshMs ?? 60_000,
       syncWaitMs: hooks.syncWaitMs ?? 5_000,
     },
     caches: createCaches(deps, hooks, state),
     settings: createFloatingIpSettings(deps.log, {
       netCardName: options.netCardName,
-      refreshMs: hooks.configRefreshMs ?? 60_000,
+      refreshMs: options.settingsRefreshMs,
     }),
     state,
   };

@@ -23,12 +23,15 @@ export interface NodeNetworkOptions {
   readonly probeIntervalMs: number;
   /** How often unchanged conditions get a new heartbeat (`--node-status-report-frequency`). */
   readonly reportFrequencyMs: number;
+  /**
+   * How often `ccm-config` and `controller-config` are read again (default 1 min; 0 with the cluster cache, where a
+   * read asks the server nothing and a change is seen at the next probe).
+   */
+  readonly settingsRefreshMs?: number;
 }
 
 /** Where the probe reads the host, and the job's timing; the defaults suit the daemon, tests shorten them. */
 export interface NodeNetworkHooks extends NetProbeOptions {
-  /** How often the ConfigMaps `ccm-config` and `controller-config` are re-read (default 1 min). */
-  readonly configRefreshMs?: number;
   /** How long a successful `ipmitool` answer holds (default 1 h); also the longest wait between retries. */
   readonly oobRefreshMs?: number;
   /** The first retry after a failed `ipmitool`, doubling with every failure in a row up to `oobRefreshMs` (1 min). */
@@ -97,7 +100,7 @@ export function createNodeNetworkController(
 ): Controller<NodeNetworkResult> {
   const settings = createNodeNetworkSettings(deps.log, {
     netCardName: options.netCardName,
-    refreshMs: hooks.configRefreshMs ?? 60_000,
+    refreshMs: options.settingsRefreshMs ?? 60_000,
   });
   const state: NodeNetworkState = {
     known: null,

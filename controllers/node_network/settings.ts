@@ -32,7 +32,8 @@ export interface NodeNetworkSettings {
 
 /** How one setting is read, and what is said when it cannot be. */
 interface SettingRead<T> {
-  readonly fallback: T;
+  /** What a failed first read uses; none: the run fails. */
+  readonly fallback?: T;
   readonly load: () => Promise<T>;
   readonly warn: (value: T, error: string) => void;
 }
@@ -45,17 +46,19 @@ export function createNodeNetworkSettings(
   const readSetting = createSettingReader(log);
   const memory: SettingsMemory = { nic: null, checkOob: null };
 
-  // A failed read keeps the last value (or the default) until the next refresh; a stopped run gives up.
+  // A failed read keeps the last value (or the default, when there is one) until the next refresh; a stopped run gives
+  // up. The interface has no such default: a ccm-config that cannot be read is not a missing one, and probing bond1
+  // would report the wrong interface's state, so that run fails.
   async function refresh<T>(cached: Cached<T> | null, now: number, read: SettingRead<T>): Promise<Cached<T>> {
     if (cached && now - cached.readAt < options.refreshMs) return cached;
-    let value = cached?.value ?? read.fallback;
     try {
-      value = await read.load();
+      return { value: await read.load(), readAt: now };
     } catch (error) {
-      if (error instanceof KubeError && error.stopped) throw error;
+      const value = cached ? cached.value : read.fallback;
+      if ((error instanceof KubeError && error.stopped) || value === undefined) throw error;
       read.warn(value, (error as Error).message);
+      return { value, readAt: now };
     }
-    return { value, readAt: now };
   }
 
   return {
@@ -64,7 +67,6 @@ export function createNodeNetworkSettings(
       if (api === null) return DEFAULT_NIC;
       const before = memory.nic;
       memory.nic = await refresh(before, now, {
-        fallback: DEFAULT_NIC,
         load: async () =>
           (await readSetting(api, { configMap: "ccm-config", key: "NET_CARD_NAME", fallback: DEFAULT_NIC }))
             ?.trim() || DEFAULT_NIC,
@@ -78,6 +80,7 @@ export function createNodeNetworkSettings(
     async checkOob(api, now) {
       if (api === null) return true;
       memory.checkOob = await refresh(memory.checkOob, now, {
+        // Only decides whether ipmitool runs: the default is safe to use.
         fallback: true,
         load: async () =>
           parseLenientBool(

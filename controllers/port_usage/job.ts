@@ -6,7 +6,7 @@ import type { KubeClient } from "../../k8s/client.ts";
 import { createSettingReader } from "../../k8s/config_maps.ts";
 import type { JobDeps } from "../deps.ts";
 import { kernelOverlap } from "./ephemeral.ts";
-import { printingEnabled, readRanges, usedPorts } from "./observe.ts";
+import { printingEnabled, readRanges, SWITCH_CACHE_MS, usedPorts } from "./observe.ts";
 import { portUsageConfigMapName } from "./plan.ts";
 import { logLocalPorts, type Published, publishPorts } from "./publish.ts";
 import { type InvalidRange, type PortRange, rangeSize } from "./ranges.ts";
@@ -48,6 +48,8 @@ export interface PortUsageOptions {
   readonly scanMethod: "netlink" | "proc" | "bind";
   /** Add the scanned ranges to `net.ipv4.ip_local_reserved_ports` (`--reserve-port-ranges`). */
   readonly reservePortRanges: boolean;
+  /** How long a read of `enablePrintPort` is kept (default `SWITCH_CACHE_MS`; 0 with the cluster cache). */
+  readonly switchKeepMs?: number;
 }
 
 /** What a test may replace. */
@@ -106,7 +108,9 @@ export function createPortUsageController(
   async function run(ctx: RunContext): Promise<RunOutcome<PortUsageResult>> {
     // Every call of this run stops when the run's time limit passes: an abandoned run writes nothing late.
     const api = kube?.withSignal(ctx.signal) ?? null;
-    if (!(await printingEnabled(api, state, { clock, readSetting }))) return switchedOff(node);
+    if (!(await printingEnabled(api, state, { clock, readSetting, keepMs: options.switchKeepMs ?? SWITCH_CACHE_MS }))) {
+      return switchedOff(node);
+    }
     const observed = await observe(api, ctx);
     // Plan and apply: the ConfigMap is planned from the one as it is now and written when the ports changed.
     const published = api === null

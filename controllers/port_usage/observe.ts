@@ -9,7 +9,7 @@ import { type InvalidRange, type ParsedRanges, parsePortRanges, type PortRange, 
 import { createPortScanner } from "./scanner.ts";
 import type { PortUsageState } from "./state.ts";
 
-/** How long the `enablePrintPort` switch is cached, as the original. */
+/** How long the `enablePrintPort` switch is kept when every read asks the server, as the original. */
 export const SWITCH_CACHE_MS = 30 * 60_000;
 
 /** How many invalid ranges are named in the log and the Event; the rest are counted. */
@@ -21,6 +21,8 @@ export interface SwitchOptions {
   readonly clock: Clock;
   /** Reads a key of a settings ConfigMap, saying once when the ConfigMap is missing. */
   readonly readSetting: ReturnType<typeof createSettingReader>;
+  /** How long a read of the switch is kept (`SWITCH_CACHE_MS`; 0 where reads come from the cluster cache). */
+  readonly keepMs: number;
 }
 
 /** Whether port printing is on (ConfigMap `controller-config` key `enablePrintPort`); always in local mode. */
@@ -32,7 +34,7 @@ export async function printingEnabled(
   if (api === null) return true;
   const now = options.clock.now().getTime();
   const cached = state.printSwitch;
-  if (cached && now - cached.readAt < SWITCH_CACHE_MS) return cached.value;
+  if (cached && now - cached.readAt < options.keepMs) return cached.value;
   const text = await options.readSetting(api, {
     configMap: "controller-config",
     key: "enablePrintPort",

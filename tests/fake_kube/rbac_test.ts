@@ -428,6 +428,16 @@ Deno.test("under the manifests (the default), the daemon's token may make every 
       what: "review a token",
     }) as { status: { user: { username: string } } };
     assertEquals(review.status.user.username, SA);
+    // The cluster cache's watches: ConfigMaps of the namespace, by name and by label.
+    for (const query of [{ fieldSelector: "metadata.name=ccm-config" }, { labelSelector: "configtype=x" }]) {
+      const open = new AbortController();
+      await kube.openStream("/api/v1/namespaces/kube-system/configmaps", {
+        what: "watch ConfigMaps",
+        query: { ...query, watch: "true", allowWatchBookmarks: "true", timeoutSeconds: "5" },
+        signal: open.signal,
+      });
+      open.abort();
+    }
     assertEquals(server.requests.filter((r) => r.status === 403), []);
   });
 });
@@ -518,6 +528,20 @@ Deno.test("under the manifests, anything else is a 403 Forbidden Status, logged,
       `pods is forbidden: ${cannot('create resource "pods" in API group "" in the namespace "default"')}`,
     );
     await refused(raw("GET", "/metrics"), `forbidden: ${cannot('get path "/metrics"')}`);
+    // Only ConfigMaps of the namespace are watched: no pods, nodes, or ConfigMaps elsewhere.
+    const watch = (path: string) => () => kube.openStream(path, { what: `watch ${path}`, query: { watch: "true" } });
+    await refused(
+      watch("/api/v1/pods"),
+      `pods is forbidden: ${cannot('watch resource "pods" in API group "" at the cluster scope')}`,
+    );
+    await refused(
+      watch("/api/v1/nodes"),
+      `nodes is forbidden: ${cannot('watch resource "nodes" in API group "" at the cluster scope')}`,
+    );
+    await refused(
+      watch("/api/v1/namespaces/default/configmaps"),
+      `configmaps is forbidden: ${cannot('watch resource "configmaps" in API group "" in the namespace "default"')}`,
+    );
 
     // Nothing changed, every refusal is in the log, and the Status is the real one.
     assertEquals(server.get("configmaps", "kube-system", "x")?.metadata.name, "x");

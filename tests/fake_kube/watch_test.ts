@@ -316,17 +316,17 @@ Deno.test("faults: watch-only statuses for new watches; open watches are cut, en
   });
 });
 
-Deno.test("the watch verb is checked: the daemon's token may list ConfigMaps but not watch them", async () => {
+Deno.test("the watch verb is checked: the daemon's token may list pods but not watch them", async () => {
   await withServer(async (server) => {
     const token = server.token;
-    assertEquals((await openWatch(server, `${CMS}?watch=false`, { token })).status, 200);
-    const watch = await openWatch(server, `${CMS}?watch=true`, { token });
+    assertEquals((await openWatch(server, "/api/v1/pods?watch=false", { token })).status, 200);
+    const watch = await openWatch(server, "/api/v1/pods?watch=true", { token });
     assertEquals(watch.status, 403);
     assertEquals(
       watch.failure?.message,
-      `configmaps is forbidden: User "system:serviceaccount:kube-system:polarstack-daemon" cannot watch resource "configmaps" in API group "" in the namespace "kube-system"`,
+      `pods is forbidden: User "system:serviceaccount:kube-system:polarstack-daemon" cannot watch resource "pods" in API group "" at the cluster scope`,
     );
-    const admin = await openWatch(server, `${CMS}?watch=true`);
+    const admin = await openWatch(server, "/api/v1/pods?watch=true");
     assertEquals(admin.status, 200);
     await admin.close();
   });

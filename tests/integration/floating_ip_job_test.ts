@@ -89,6 +89,7 @@ const options: FloatingIpOptions = {
   delEnabled: true,
   leaseDurationSeconds: 15,
   renewIntervalMs: 5_000,
+  settingsRefreshMs: 0,
 };
 
 Deno.test({

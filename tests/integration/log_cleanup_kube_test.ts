@@ -35,6 +35,13 @@ Deno.test("active instances come from the ins_id label of pods in every namespac
     for (const name of ["ins-a", "ins-b", "ins-c", "ins-d"]) assert(await exists(`${tree.root}/${name}`));
     assertEquals(sink.events, []);
 
+    // A 200 answer that holds no list (a Status, a proxy's page) is no "no pods" either.
+    server.injectFault({ method: "GET", pathPrefix: "/api/v1/pods", count: 1, status: 200 });
+    const empty = await controller.run({ signal: new AbortController().signal, dryRun: false });
+    assertEquals([empty.result.activeInstances, empty.result.instanceFolders], [null, []]);
+    assert(empty.result.skipped.some((line) => line.includes("the answer has no items")), empty.result.skipped[0]);
+    for (const name of ["ins-a", "ins-b", "ins-c", "ins-d"]) assert(await exists(`${tree.root}/${name}`));
+
     server.clearRequests();
     const done = await controller.run({ signal: new AbortController().signal, dryRun: false });
     assertEquals(done.result.activeInstances, ["ins-a", "ins-b"]);

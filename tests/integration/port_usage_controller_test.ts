@@ -44,7 +44,8 @@ function sysctlFolder(range = "61000 65000", reserved = ""): string {
 
 function setup(kube: KubeClient | null, overrides: Partial<Config> = {}, sysctlDir = sysctlFolder()) {
   const clock = testClock("2026-11-25T08:00:00.500Z");
-  const config = defaultConfig({ currentNodeName: NODE, ...overrides });
+  // The tests' clients ask the server at every read: the switch is kept as with --cluster-cache=false.
+  const config = defaultConfig({ currentNodeName: NODE, clusterCache: false, ...overrides });
   const deps = jobDeps({ kube, clock, log: getLogger(["test", "port-usage"]), runCommand: createCommandRunner() });
   const make = (hooks?: PortUsageHooks) =>
     createPortUsageController(deps, portUsageOptions(config), { sysctlDir, ...hooks });

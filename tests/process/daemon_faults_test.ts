@@ -72,16 +72,16 @@ Deno.test("API server down at start: /healthz 200, /readyz 503 naming the cluste
     assertEquals(notReady.status, 503);
     assertStringIncludes(notReady.body.reason, "cluster not reachable");
     assertStringIncludes(notReady.body.reason, `https://127.0.0.1:${apiPort}`);
-    // The probe's run is abandoned at its 2 s limit while the client keeps retrying the refused connection.
+    // The probe's run is abandoned at its 2 s limit while the cluster cache keeps trying to list its settings.
     const failing = await waitFor(async () => {
       const jobs = await jobStatus(daemon.url);
       return jobs["node-network"].failures >= 1 ? jobs : null;
     }, { what: "node-network to fail while the API server is down", timeoutMs: 10_000 });
     assertEquals(failing["node-network"].lastRun?.outcome, "failure");
-    // The run stops its calls at its limit and says what it was waiting for: the refused connection.
+    // The run stops at its limit and says what it was waiting for: the first list, and why it fails.
     assertMatch(
       failing["node-network"].lastRun?.error ?? "",
-      /^Job "node-network" took longer than 2000 ms: Cannot get .*onnection refused.*\(no more retries: the run was stopped\)$/,
+      /^Job "node-network" took longer than 2000 ms: Cannot read ConfigMap "controller-config" in kube-system: it was not listed yet \(Cannot list .*onnection refused.*\) and the run was stopped$/,
     );
     assertEquals((await readiness(daemon.url)).status, 503);
     await expectAlive(daemon);

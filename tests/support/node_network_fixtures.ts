@@ -94,7 +94,8 @@ export async function fakeHost(): Promise<FakeHost> {
 
 /** The job's options as the daemon builds them from its flags: the defaults, Node node-1, and the overrides. */
 export function testOptions(config: Partial<Config> = {}): NodeNetworkOptions {
-  return nodeNetworkOptions(defaultConfig({ currentNodeName: "node-1", ...config }));
+  // The tests' clients ask the server at every read: the settings' refresh is that of --cluster-cache=false.
+  return nodeNetworkOptions(defaultConfig({ currentNodeName: "node-1", clusterCache: false, ...config }));
 }
 
 /** JobDeps for a test: the cluster (or null), a clock, a runner; events are collected. */

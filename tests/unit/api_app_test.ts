@@ -1,4 +1,5 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../support/assert.ts";
+import type { CacheState } from "../../k8s/config_map_cache.ts";
 import { getLogger } from "@logtape/logtape";
 import { type AppDeps, createApp } from "../../api/app.ts";
 import { isIp } from "../../core/addresses.ts";
@@ -74,6 +75,40 @@ Deno.test("/readyz is 503 with the reason until every job has run, and until the
   res = await app.request("/readyz");
   assertEquals(res.status, 200);
   assertEquals(await res.json(), { status: "ready", mode: "cluster" });
+});
+
+Deno.test("/readyz and /api/v1/status: a cache never listed is not ready; a lost watch is ready, degraded, with its age", async () => {
+  const at = new Date("2026-12-01T10:00:00Z");
+  const base = { resourceVersion: "7", failures: 0, lists: 1, lastError: null, ageMs: 0 };
+  const caches: CacheState[] = [
+    { ...base, what: 'ConfigMap "ccm-config" in kube-system', synced: true, watching: true },
+    { ...base, what: 'ConfigMap "controller-config" in kube-system', synced: true, watching: false },
+    { ...base, what: 'ConfigMap "x" in kube-system', synced: false, watching: false, ageMs: null, resourceVersion: "" },
+  ];
+  const { app, scheduler } = setUp({ caches: () => caches });
+  scheduler.trigger("port-usage");
+  scheduler.trigger("core-version");
+  await waitFor(() => scheduler.notYetRun().length === 0, { what: "a run of every job" });
+  assertEquals(await (await app.request("/readyz")).json(), { status: "ready", mode: "local" }, "between two watches");
+
+  caches[2] = { ...caches[2], failures: 3, lastError: { message: "Cannot list ...: 503", at } };
+  let res = await app.request("/readyz");
+  assertEquals(res.status, 503);
+  assertEquals((await res.json()).reason, 'ConfigMap "x" in kube-system not listed yet: Cannot list ...: 503');
+
+  caches[2] = { ...caches[2], synced: true, lists: 1, ageMs: 0, resourceVersion: "7" };
+  caches[1] = { ...caches[1], failures: 2, ageMs: 42_400, lastError: { message: "Cannot watch ...: 503", at } };
+  res = await app.request("/readyz");
+  assertEquals(res.status, 200);
+  assertEquals((await res.json()).degraded, [
+    'ConfigMap "controller-config" in kube-system not watched for 42 s, the last objects are used: Cannot watch ...: 503',
+    'ConfigMap "x" in kube-system not watched for 0 s, the last objects are used: Cannot list ...: 503',
+  ]);
+  const status = (await (await app.request("/api/v1/status")).json()).data.caches;
+  assertEquals(status[1], {
+    ...caches[1],
+    lastError: { message: "Cannot watch ...: 503", at: "2026-12-01T10:00:00.000Z" },
+  });
 });
 
 Deno.test("/api/v1 answers in the original's envelope and echoes X-Request-Id", async () => {

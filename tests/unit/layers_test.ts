@@ -8,7 +8,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["controllers"],
   ["api"],
   ["config"],
-  ["logging.ts", "job_options.ts", "runtime.ts", "main.ts"],
+  ["logging.ts", "job_options.ts", "cluster_cache.ts", "runtime.ts", "main.ts"],
 ];
 
 function layerOf(path: string): number {
