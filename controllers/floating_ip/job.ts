@@ -87,6 +87,8 @@ interface FloatingIpState {
   apiFailedAt: number;
   wake: () => void;
   wakeTimer: ReturnType<typeof setTimeout> | null;
+  /** The wake that collects the watch's events of the next few milliseconds into one run. */
+  batchTimer: ReturnType<typeof setTimeout> | null;
   firstRun: boolean;
   busy: Promise<unknown>;
 }
@@ -129,7 +131,7 @@ function createCaches(deps: JobDeps, hooks: FloatingIpHooks, state: FloatingIpSt
     const asked = (o: MPDCluster | undefined) => o && JSON.stringify(desiredFloatingIp(o, { clientNic: "" }));
     if (type === "MODIFIED" && asked(object) === asked(previous)) return;
     state.changedAt.set(clusterKey(object), deps.clock.now());
-    state.wake();
+    wakeSoon(state);
   });
   leases.onChange(({ type, object, previous }) => {
     const name = object.metadata?.name ?? "";
@@ -140,9 +142,21 @@ function createCaches(deps: JobDeps, hooks: FloatingIpHooks, state: FloatingIpSt
       state.written.delete(name);
     }
     if (type === "MODIFIED" && object.spec?.holderIdentity === previous?.spec?.holderIdentity) return;
-    state.wake();
+    wakeSoon(state);
   });
   return { clusters, leases };
+}
+
+// A failover moves many leaders at once, and the old holder clears their Leases within milliseconds of each other:
+// one run a moment later takes them all side by side, where a run per event would take them one probe after another.
+const WAKE_BATCH_MS = 50;
+
+function wakeSoon(state: FloatingIpState): void {
+  if (state.batchTimer !== null) return;
+  state.batchTimer = setTimeout(() => {
+    state.batchTimer = null;
+    state.wake();
+  }, WAKE_BATCH_MS);
 }
 
 /** Makes the floating-IP controller; its watches start with the first run. */
@@ -162,6 +176,7 @@ export function createFloatingIpController(
     apiFailedAt: -Infinity,
     wake: () => {},
     wakeTimer: null,
+    batchTimer: null,
     firstRun: true,
     busy: Promise.resolve(),
   };
@@ -206,6 +221,7 @@ export function createFloatingIpController(
     }),
     async close() {
       if (state.wakeTimer !== null) clearTimeout(state.wakeTimer);
+      if (state.batchTimer !== null) clearTimeout(state.batchTimer);
       state.wake = () => {};
       const announcing = [...state.announcing.values()].map((a) => a.done);
       await Promise.all([job.caches?.clusters.stop(), job.caches?.leases.stop(), ...announcing]);
@@ -412,6 +428,24 @@ function scheduleWake(job: FloatingIpJob, { plan, now }: { plan: FloatingIpPlan;
   }, Math.max(0, at - now.getTime()) + 50);
 }
 
+/** Each address's Lease as this node sees it after the run: a write it made counts. */
+function leasesAfter(
+  job: FloatingIpJob,
+  { seen, plan, applied }: { seen: Seen; plan: FloatingIpPlan; applied: Map<string, ActionApplied> },
+): Map<string, { holder: string | null; expiresAt: Date | null }> {
+  const leases = new Map(seen.leaseByAddress);
+  for (const action of plan.actions) {
+    const written = applied.get(action.address)?.leasesWritten ?? 0;
+    const last = action.leases[written - 1];
+    if (written === 0 || last === undefined) continue;
+    leases.set(action.address, {
+      holder: last.holderIdentity,
+      expiresAt: last.op === "clear" ? null : new Date(last.at.getTime() + last.leaseDurationSeconds * 1000),
+    });
+  }
+  return leases;
+}
+
 function outcome(
   job: FloatingIpJob,
   { seen, plan, applied, ctx }: {
@@ -429,7 +463,7 @@ function outcome(
     plan,
     applied,
     tagged,
-    leases: seen.leaseByAddress,
+    leases: leasesAfter(job, { seen, plan, applied }),
     lastChange: state.lastChange,
     announcedAt: state.announcedAt,
     apiReachable: seen.observed.apiReachable,

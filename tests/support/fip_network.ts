@@ -237,6 +237,8 @@ export async function createFipNetwork(): Promise<FipNetwork> {
           ns,
           mac: await mac(ns, "bond1"),
           async remove() {
+            // A namespace's interfaces go some time after `ip netns del` returns: the link is deleted first, at once.
+            await ns.ip("link", "del", "bond1");
             await ns.remove();
             made.splice(made.indexOf(ns), 1);
           },
