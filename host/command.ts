@@ -1,4 +1,5 @@
 /** The one place that runs commands: an argument array and a timeout, never a shell. */
+import { linkSignals } from "../core/signals.ts";
 
 /** What a command left behind. */
 export interface CommandResult {
@@ -42,11 +43,11 @@ export function createCommandRunner(
   return async function runCommand(argv, { timeoutMs, signal }) {
     const full = [...prefix, ...argv];
     if (full.length === 0) throw new Error("Cannot run a command: empty argument list");
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signals = [timeout, signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
-    const combined = AbortSignal.any(signals);
+    // Held by its sources (AbortSignal.any's result can be collected, and its abort lost with it).
+    const linked = linkSignals([signal, options.signal], { timeoutMs });
+    const combined = linked.signal;
     // Deno.Command does not kill a child whose signal was aborted before the spawn: such a command never starts.
-    if (combined.aborted) return { code: null, stdout: "", stderr: "", timedOut: timeout.aborted };
+    if (combined.aborted) return { code: null, stdout: "", stderr: "", timedOut: linked.timedOut };
     let child: Deno.ChildProcess;
     try {
       child = new Deno.Command(full[0], {
@@ -57,18 +58,19 @@ export function createCommandRunner(
         signal: combined,
       }).spawn();
     } catch (error) {
+      linked.dispose();
       if (error instanceof Deno.errors.NotFound) {
         throw new Error(`Cannot run "${full[0]}": command not found`);
       }
       throw new Error(`Cannot run "${full[0]}": ${(error as Error).message}`);
     }
-    const output = await child.output();
+    const output = await child.output().finally(() => linked.dispose());
     const decoder = new TextDecoder();
     return {
       code: output.signal === null ? output.code : null,
       stdout: decoder.decode(output.stdout),
       stderr: decoder.decode(output.stderr),
-      timedOut: timeout.aborted,
+      timedOut: linked.timedOut,
     };
   };
 }
