@@ -430,7 +430,6 @@ function scheduleWake(job: FloatingIpJob, { plan, now }: { plan: FloatingIpPlan;
 
 /** Each address's Lease as this node sees it after the run: a write it made counts. */
 function leasesAfter(
-  job: FloatingIpJob,
   { seen, plan, applied }: { seen: Seen; plan: FloatingIpPlan; applied: Map<string, ActionApplied> },
 ): Map<string, { holder: string | null; expiresAt: Date | null }> {
   const leases = new Map(seen.leaseByAddress);
@@ -463,7 +462,7 @@ function outcome(
     plan,
     applied,
     tagged,
-    leases: leasesAfter(job, { seen, plan, applied }),
+    leases: leasesAfter({ seen, plan, applied }),
     lastChange: state.lastChange,
     announcedAt: state.announcedAt,
     apiReachable: seen.observed.apiReachable,
