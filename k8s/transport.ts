@@ -291,7 +291,7 @@ async function* jsonLines(
     for (;;) {
       let chunk: ReadableStreamReadResult<string>;
       try {
-        chunk = await untilAborted(reader.read(), options.stop);
+        chunk = await reader.read();
       } catch (error) {
         const stopped = options.stop?.aborted ?? false;
         const cause = stopped ? "the run was stopped" : `the stream broke: ${networkCause(error)}`;
