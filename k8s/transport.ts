@@ -291,7 +291,7 @@ async function* jsonLines(
     for (;;) {
       let chunk: ReadableStreamReadResult<string>;
       try {
-        chunk = await reader.read();
+        chunk = await untilAborted(reader.read(), options.stop);
       } catch (error) {
         const stopped = options.stop?.aborted ?? false;
         const cause = stopped ? "the run was stopped" : `the stream broke: ${networkCause(error)}`;
