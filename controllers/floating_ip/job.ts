@@ -13,7 +13,6 @@ import { createInformer, type Informer, type InformerOptions } from "../../k8s/i
 import { floatingIpLeaseSource, type Lease } from "../../k8s/leases.ts";
 import { LEADER_IP_READY, type MPDCluster, mpdClusterSource, writeLeaderIpReady } from "../../k8s/mpd_clusters.ts";
 import type { JobDeps } from "../deps.ts";
-import { oneAtATime } from "../one_at_a_time.ts";
 import { type ActionApplied, announceInBackground, applyAction } from "./apply.ts";
 import { desiredFloatingIp } from "./desired.ts";
 import { viewLease } from "./lease_view.ts";
@@ -91,6 +90,7 @@ interface FloatingIpState {
   /** The wake that collects the watch's events of the next few milliseconds into one run. */
   batchTimer: ReturnType<typeof setTimeout> | null;
   firstRun: boolean;
+  busy: Promise<unknown>;
 }
 
 interface Caches {
@@ -178,6 +178,7 @@ export function createFloatingIpController(
     wakeTimer: null,
     batchTimer: null,
     firstRun: true,
+    busy: Promise.resolve(),
   };
   const job: FloatingIpJob = {
     deps,
@@ -203,7 +204,7 @@ export function createFloatingIpController(
     onWake(wake) {
       state.wake = wake;
     },
-    run: oneAtATime(async (ctx) => {
+    run: oneAtATime(state, async (ctx) => {
       const seen = await observe(job, ctx);
       const plan = planFloatingIps(seen.observed, {
         nodeName: options.node,
@@ -225,6 +226,15 @@ export function createFloatingIpController(
       const announcing = [...state.announcing.values()].map((a) => a.done);
       await Promise.all([job.caches?.clusters.stop(), job.caches?.leases.stop(), ...announcing]);
     },
+  };
+}
+
+// A run that outlived its time limit must finish before the next one reads the state.
+function oneAtATime<T>(state: FloatingIpState, run: (ctx: RunContext) => Promise<T>): (ctx: RunContext) => Promise<T> {
+  return (ctx) => {
+    const next = state.busy.then(() => run(ctx));
+    state.busy = next.catch(() => {});
+    return next;
   };
 }
 

@@ -8,7 +8,6 @@ import { type OobAnswer, readOobAddress } from "../../host/ipmi.ts";
 import { type InterfaceState, type NetProbeOptions, probeInterface } from "../../host/net_probe.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import type { JobDeps } from "../deps.ts";
-import { oneAtATime } from "../one_at_a_time.ts";
 import { clientNetworkEvent, conditionsOf, knownAddressOf, mergeConditions, type NodeCondition } from "./conditions.ts";
 import { afterOobAnswer, OOB_UNCHECKED, oobCheckDue, type OobSchedule, oobSwitchedOff } from "./oob_schedule.ts";
 import { type NodeNetworkObserved, type NodeNetworkPlan, planNodeNetwork } from "./plan.ts";
@@ -73,6 +72,8 @@ interface NodeNetworkState {
   oobRunning: Promise<void> | null;
   /** Whether the first run is still to come. */
   firstRun: boolean;
+  /** The last run, which the next one waits for. */
+  busy: Promise<unknown>;
 }
 
 /** The job's parts, handed to the steps of a run. */
@@ -107,6 +108,7 @@ export function createNodeNetworkController(
     oob: OOB_UNCHECKED,
     oobRunning: null,
     firstRun: true,
+    busy: Promise.resolve(),
   };
   const job: NodeNetworkJob = { deps, options, hooks, settings, state };
   return {
@@ -115,7 +117,7 @@ export function createNodeNetworkController(
     runAtStart: true,
     timeoutMs: Math.max(options.probeIntervalMs, 2_000),
     // One run: observe the host (the settings, the Node), plan the conditions, write them, say what happened.
-    run: oneAtATime(async (ctx) => {
+    run: oneAtATime(state, async (ctx) => {
       const seen = await observe(job, ctx);
       const plan = planNodeNetwork(seen.observed, {
         current: seen.current,
@@ -125,6 +127,15 @@ export function createNodeNetworkController(
       const written = await apply(job, { seen, plan, ctx });
       return outcome(job, { seen, plan, written, ctx });
     }),
+  };
+}
+
+// A run that outlived its time limit must finish before the next one reads the state.
+function oneAtATime<T>(state: NodeNetworkState, run: (ctx: RunContext) => Promise<T>): (ctx: RunContext) => Promise<T> {
+  return (ctx) => {
+    const next = state.busy.then(() => run(ctx));
+    state.busy = next.catch(() => {});
+    return next;
   };
 }
 
