@@ -51,7 +51,13 @@ export interface KubeClient {
   request(
     method: string,
     path: string,
-    options: { body?: unknown; what: string; query?: Record<string, string | undefined>; retries?: number },
+    options: {
+      body?: unknown;
+      what: string;
+      query?: Record<string, string | undefined>;
+      retries?: number;
+      background?: boolean;
+    },
   ): Promise<unknown>;
   /**
    * Opens a GET whose answer is a stream of JSON lines (a watch), sent once: see `OpenStream`. `signal` stops it, as
@@ -59,7 +65,7 @@ export interface KubeClient {
    */
   openStream(
     path: string,
-    options: { what: string; query?: Record<string, string | undefined>; signal?: AbortSignal },
+    options: { what: string; query?: Record<string, string | undefined>; signal?: AbortSignal; background?: boolean },
   ): Promise<AsyncIterableIterator<unknown>>;
   /**
    * The same client for one job run: when `signal` aborts (the run's time limit), a call in flight is cancelled and a
@@ -175,12 +181,12 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
           what: `patch Event "${name}"`,
         });
       },
-      request(method, path, { body, what, query, retries }) {
-        return call({ method: method as Call["method"], path, body, what, query, retries });
+      request(method, path, { body, what, query, retries, background }) {
+        return call({ method: method as Call["method"], path, body, what, query, retries, background });
       },
-      openStream(path, { what, query, signal }) {
+      openStream(path, { what, query, signal, background }) {
         const both = signal && stop ? linkSignals([stop, signal]).signal : signal ?? stop;
-        return stream({ method: "GET", path, query, what }, both);
+        return stream({ method: "GET", path, query, what, background }, both);
       },
       withSignal: (signal) => forRun(stop ? linkSignals([stop, signal]).signal : signal),
     };

@@ -26,6 +26,7 @@ export function collectionSource<T extends KubeObjectLike>(kube: KubeClient, col
         query: selectors,
         // The informer backs off itself, and says why meanwhile.
         retries: 0,
+        background: true,
       }) as { items?: unknown; metadata?: { resourceVersion?: unknown } } | null;
       const version = answer?.metadata?.resourceVersion;
       if (!Array.isArray(answer?.items) || typeof version !== "string") {
@@ -46,6 +47,7 @@ export function collectionSource<T extends KubeObjectLike>(kube: KubeClient, col
           timeoutSeconds: String(timeoutSeconds),
         },
         signal,
+        background: true,
       });
       return stream as AsyncIterable<RawWatchEvent>;
     },

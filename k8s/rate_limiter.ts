@@ -1,4 +1,9 @@
-/** A client-side token bucket, so one host can never flood the API server. */
+/**
+ * A client-side token bucket, so one host can never flood the API server. Waiting calls queue in two lanes: a job's
+ * call (bound by its run's time limit) gets each new token before a cache's list or watch, which has no deadline and
+ * resumes on its own. At start the caches open about fifteen lists and watches at once; in one lane they held the
+ * node-network run's first PATCH past its 2 s limit.
+ */
 
 /** Options of the token bucket. */
 export interface RateLimiterOptions {
@@ -10,13 +15,24 @@ export interface RateLimiterOptions {
   readonly now?: () => number;
 }
 
-/** A token bucket: `take()` resolves when a request may go. */
+/** Options of one wait for a token. */
+export interface TakeOptions {
+  /** Stops the wait; the waiter leaves the queue and takes no token. */
+  readonly signal?: AbortSignal;
+  /** A cache's call: it waits while any job's call waits. */
+  readonly background?: boolean;
+}
+
+/** A token bucket: `take()` resolves when a request may go, jobs' calls first. */
 export class RateLimiter {
   #tokens: number;
   #last: number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #qps: number;
   readonly #burst: number;
   readonly #now: () => number;
+  readonly #jobs: Array<() => void> = [];
+  readonly #caches: Array<() => void> = [];
 
   /** Starts full. */
   constructor(options: RateLimiterOptions) {
@@ -29,25 +45,67 @@ export class RateLimiter {
     this.#last = this.#now();
   }
 
-  /** Milliseconds to wait before one token is available, taking it (pure bookkeeping). */
-  reserve(): number {
+  /** How many calls wait for a token, by lane. */
+  get waiting(): { readonly jobs: number; readonly caches: number } {
+    return { jobs: this.#jobs.length, caches: this.#caches.length };
+  }
+
+  /** Waits for a token: a job's call before any cache's, each lane first come first served. */
+  take(options: TakeOptions = {}): Promise<void> {
+    const background = options.background ?? false;
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const ahead = this.#jobs.length + (background ? this.#caches.length : 0);
+    this.#refill();
+    if (ahead === 0 && this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const lane = background ? this.#caches : this.#jobs;
+      const onAbort = () => {
+        const at = lane.indexOf(waiter);
+        if (at >= 0) lane.splice(at, 1);
+        if (this.#jobs.length + this.#caches.length === 0) this.#stopTimer();
+        reject(signal?.reason);
+      };
+      const waiter = () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      lane.push(waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#schedule();
+    });
+  }
+
+  #refill(): void {
     const now = this.#now();
     this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) / 1000) * this.#qps);
     this.#last = now;
-    this.#tokens -= 1;
-    return this.#tokens >= 0 ? 0 : Math.ceil((-this.#tokens / this.#qps) * 1000);
   }
 
-  /** Waits for a token, first come first served. */
-  take(signal?: AbortSignal): Promise<void> {
-    const wait = this.reserve();
-    if (wait === 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(resolve, wait);
-      signal?.addEventListener("abort", () => {
-        clearTimeout(timer);
-        reject(signal.reason);
-      }, { once: true });
-    });
+  /** Hands out the tokens there are, then waits for the next one while anyone waits. */
+  #grant(): void {
+    this.#timer = undefined;
+    this.#refill();
+    while (this.#tokens >= 1) {
+      const waiter = this.#jobs.shift() ?? this.#caches.shift();
+      if (!waiter) return;
+      this.#tokens -= 1;
+      waiter();
+    }
+    this.#schedule();
+  }
+
+  #stopTimer(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined || this.#jobs.length + this.#caches.length === 0) return;
+    const waitMs = Math.max(0, Math.ceil(((1 - this.#tokens) / this.#qps) * 1000));
+    this.#timer = setTimeout(() => this.#grant(), waitMs);
   }
 }

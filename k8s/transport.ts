@@ -44,6 +44,8 @@ export interface Call {
   readonly what: string;
   /** How many times a retryable failure of this call is retried; the client's `retries` when absent. */
   readonly retries?: number;
+  /** A cache's list or watch: it waits for the rate limit while any job's call waits. */
+  readonly background?: boolean;
 }
 
 /** The URL path and query of a call, with every name escaped. */
@@ -118,7 +120,7 @@ export function createTransport(connection: ClusterConnection, options: KubeClie
       });
     }
     try {
-      await limiter.take(stop);
+      await limiter.take({ signal: stop, background: call.background });
     } catch {
       throw new KubeError(`Cannot ${call.what}: the run was stopped while it waited for the client's rate limit`, {
         status: 0,

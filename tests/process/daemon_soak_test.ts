@@ -108,13 +108,16 @@ Deno.test(`soak: ${SECONDS} s of probes, faults and API load with flat memory an
     for (let i = w; Date.now() < end; i++) {
       const [path, init] = requests[i % requests.length];
       const response = await fetch(`${daemon.url}${path}`, init);
-      await response.body?.cancel();
+      const body = await response.text();
       served++;
       const key = `${init?.method ?? "GET"} ${path} ${response.status}`;
       statuses.set(key, (statuses.get(key) ?? 0) + 1);
       const allowed503 = path === "/readyz" || (path.startsWith("/api/v1/") && Date.now() - t0 < 10_000);
-      if (response.status >= 500 && !(response.status === 503 && allowed503)) unexpected.push(key);
-      if (path === "/healthz" && response.status !== 200) unexpected.push(key);
+      const seconds = ((Date.now() - t0) / 1000).toFixed(1);
+      if (response.status >= 500 && !(response.status === 503 && allowed503)) {
+        unexpected.push(`${key} at ${seconds} s: ${body.slice(0, 300)}`);
+      }
+      if (path === "/healthz" && response.status !== 200) unexpected.push(`${key} at ${seconds} s`);
       // Paces the soak's load: each worker sends a request every 20 ms or so.
       await new Promise((r) => setTimeout(r, 20));
     }

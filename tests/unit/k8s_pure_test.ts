@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../support/assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../support/assert.ts";
 import { backoffDelay, isRetryableStatus, parseRetryAfter } from "../../k8s/backoff.ts";
 import { RateLimiter } from "../../k8s/rate_limiter.ts";
 import { chooseClusterSource, parseKubeconfig } from "../../k8s/kube_config.ts";
@@ -28,15 +28,54 @@ Deno.test("Retry-After takes seconds or an HTTP date", () => {
   assertEquals(parseRetryAfter(null, now), null);
 });
 
-Deno.test("rate limiter: a burst goes at once, then QPS spaces the rest", () => {
-  let t = 0;
-  const limiter = new RateLimiter({ qps: 5, burst: 10, now: () => t });
-  const waits = Array.from({ length: 15 }, () => limiter.reserve());
-  assertEquals(waits.slice(0, 10), Array(10).fill(0));
-  assertEquals(waits.slice(10), [200, 400, 600, 800, 1000]);
-  t = 10_000;
-  assertEquals(limiter.reserve(), 0, "the bucket refills, up to the burst");
+Deno.test("rate limiter: a burst goes at once, then QPS spaces the rest", async () => {
+  const limiter = new RateLimiter({ qps: 40, burst: 3 });
+  const start = performance.now();
+  const granted: number[] = [];
+  const all = Promise.all(
+    Array.from({ length: 7 }, () => limiter.take().then(() => granted.push(performance.now() - start))),
+  );
+  await Promise.resolve();
+  assertEquals(granted.length, 3, "the burst goes before any timer");
+  await all;
+  // Four more tokens at 40 per second take at least 100 ms.
+  assert(granted[6] >= 95, `the seventh call went after ${granted[6]} ms`);
+  assertEquals(limiter.waiting, { jobs: 0, caches: 0 });
   assertThrows(() => new RateLimiter({ qps: 0, burst: 1 }), Error, "Invalid QPS 0");
+});
+
+Deno.test("rate limiter: a job's call gets the next token before the caches' calls waiting longer", async () => {
+  const limiter = new RateLimiter({ qps: 50, burst: 1 });
+  await limiter.take();
+  const order: string[] = [];
+  const caches = ["list a", "watch a", "list b"].map((name) =>
+    limiter.take({ background: true }).then(() => order.push(name))
+  );
+  assertEquals(limiter.waiting, { jobs: 0, caches: 3 });
+  const job = limiter.take().then(() => order.push("job"));
+  assertEquals(limiter.waiting, { jobs: 1, caches: 3 });
+  await Promise.all([...caches, job]);
+  assertEquals(order, ["job", "list a", "watch a", "list b"]);
+});
+
+Deno.test("rate limiter: a stopped wait leaves the queue and takes no token", async () => {
+  const limiter = new RateLimiter({ qps: 20, burst: 1 });
+  await limiter.take();
+  const stop = new AbortController();
+  const order: string[] = [];
+  const stopped = limiter.take({ signal: stop.signal }).then(() => order.push("stopped"), () => order.push("aborted"));
+  const next = limiter.take().then(() => order.push("next"));
+  stop.abort(new Error("run over"));
+  await stopped;
+  assertEquals(limiter.waiting, { jobs: 1, caches: 0 });
+  await next;
+  assertEquals(order, ["aborted", "next"]);
+  await assertRejects(() => limiter.take({ signal: stop.signal }), Error, "run over");
+  // With nobody waiting no timer is left behind (the test's sanitizer would fail).
+  const alone = new AbortController();
+  const lone = limiter.take({ signal: alone.signal }).catch(() => "aborted");
+  alone.abort();
+  assertEquals(await lone, "aborted");
 });
 
 Deno.test("cluster source: flags, then in-cluster, then $KUBECONFIG, then ~/.kube/config, else local", () => {
