@@ -14,6 +14,12 @@ export type Config = { readonly [F in Flag as F["key"]]: ReturnType<F["parse"]> 
  */
 export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=1", "--optimize-for-size"];
 
+/**
+ * Environment the daemon runs with (`deno task start`, the image's ENV, the tests' daemon processes). Two glibc malloc
+ * arenas instead of one per runtime thread: the soak's resident memory after warm-up went from 94 MB to 88 MB.
+ */
+export const MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: "2" };
+
 /** Environment used for defaults decided at start. */
 export interface ConfigEnv {
   /** Environment variables. */

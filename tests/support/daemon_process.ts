@@ -1,5 +1,5 @@
 /** Starts `main.ts` as its own process, as an operator would, and talks to its HTTP API. */
-import { V8_FLAGS } from "../../config/config.ts";
+import { MALLOC_ENV, V8_FLAGS } from "../../config/config.ts";
 import { stopChild } from "./child.ts";
 
 /** A daemon process under test. */
@@ -24,7 +24,10 @@ export function freePort(): number {
   return port;
 }
 
-/** The command line that runs the daemon as production does: `deno run -A --v8-flags=... main.ts ...args`. */
+/**
+ * The command line that runs the daemon as production does: `deno run -A --v8-flags=... main.ts ...args`; its
+ * environment adds MALLOC_ENV.
+ */
 export function daemonCommand(args: readonly string[]): string[] {
   return [Deno.execPath(), "run", "-A", `--v8-flags=${V8_FLAGS.join(",")}`, `${ROOT}main.ts`, ...args];
 }
@@ -38,7 +41,7 @@ export async function runMain(
   const output = await new Deno.Command(argv[0], {
     args: argv.slice(1),
     cwd: ROOT,
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", ...MALLOC_ENV, ...options.env },
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(options.timeoutMs ?? 60_000),
@@ -62,7 +65,7 @@ export async function startDaemon(
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     cwd: ROOT,
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", ...MALLOC_ENV, ...options.env },
     stdout: "null",
     stderr: "piped",
   }).spawn();

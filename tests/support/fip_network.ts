@@ -8,6 +8,7 @@
  */
 import { canMakeNetns, createNetns, type NetNs, type NsProcess, run, startIn } from "./netns.ts";
 import { daemonCommand, waitFor } from "./daemon_process.ts";
+import { MALLOC_ENV } from "../../config/config.ts";
 import { createDaemonHost, type DaemonHost } from "./faults_cluster.ts";
 import { hasCommand } from "./prereq.ts";
 
@@ -271,7 +272,7 @@ export async function createFipNetwork(): Promise<FipNetwork> {
         ]);
         const { process } = await startIn(hosts[host], argv, {
           cwd: new URL("../../", import.meta.url).pathname,
-          env: { HOME: dh.dir },
+          env: { ...MALLOC_ENV, HOME: dh.dir },
         });
         const daemon: HostDaemon = { host, process, stderr: () => process.stderr() };
         daemons.set(host, daemon);

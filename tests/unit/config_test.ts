@@ -101,8 +101,11 @@ Deno.test("the README's flag table is the flag definitions'", async () => {
   assertEquals(squash(readme).includes(squash(flagsTable())), true, "run: deno run -A scripts/flags_table.ts --write");
 });
 
-Deno.test("deno task start runs with the daemon's V8 flags", async () => {
-  const { V8_FLAGS } = await import("../../config/config.ts");
+Deno.test("deno task start and the image run with the daemon's V8 flags and malloc environment", async () => {
+  const { MALLOC_ENV, V8_FLAGS } = await import("../../config/config.ts");
   const deno = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
-  assertEquals(deno.tasks.start, `deno run -A --v8-flags=${V8_FLAGS.join(",")} main.ts`);
+  const env = Object.entries(MALLOC_ENV).map(([name, value]) => `${name}=${value}`).join(" ");
+  assertEquals(deno.tasks.start, `${env} deno run -A --v8-flags=${V8_FLAGS.join(",")} main.ts`);
+  const dockerfile = await Deno.readTextFile(new URL("../../Dockerfile", import.meta.url));
+  assertEquals(dockerfile.match(/^ENV .*$/gm), [`ENV ${env}`]);
 });
