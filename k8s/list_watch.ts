@@ -4,7 +4,7 @@ import { KubeError } from "./errors.ts";
 import type { KubeObjectLike, ListWatch, RawWatchEvent } from "./informer.ts";
 
 /** One collection: its path (a namespace's or all namespaces') and selectors. */
-export interface Collection {
+export interface Collection<T = unknown> {
   /** The collection's URL path, e.g. `/apis/mpd.polardb.aliyun.com/v1/mpdclusters`. */
   readonly path: string;
   /** Names it in errors: `MPDClusters in all namespaces`. */
@@ -13,11 +13,17 @@ export interface Collection {
   readonly labelSelector?: string;
   /** Field selector, e.g. `metadata.name=ccm-config`. */
   readonly fieldSelector?: string;
+  /**
+   * What the cache keeps of each object (default: all of it). It gets any JSON value, however malformed, and must
+   * keep `metadata`'s name, namespace and resourceVersion.
+   */
+  readonly keep?: (object: unknown) => T;
 }
 
 /** The source of an informer for one collection, through the client's rate limit and token. */
-export function collectionSource<T extends KubeObjectLike>(kube: KubeClient, collection: Collection): ListWatch<T> {
+export function collectionSource<T extends KubeObjectLike>(kube: KubeClient, collection: Collection<T>): ListWatch<T> {
   const selectors = { labelSelector: collection.labelSelector, fieldSelector: collection.fieldSelector };
+  const keep = collection.keep;
   return {
     what: collection.what,
     async list(signal) {
@@ -34,7 +40,8 @@ export function collectionSource<T extends KubeObjectLike>(kube: KubeClient, col
           status: 200,
         });
       }
-      return { items: answer.items as T[], resourceVersion: version };
+      const items = keep ? answer.items.map(keep) : answer.items as T[];
+      return { items, resourceVersion: version };
     },
     async watch(resourceVersion, { signal, timeoutSeconds }) {
       const stream = await kube.openStream(collection.path, {
@@ -49,7 +56,19 @@ export function collectionSource<T extends KubeObjectLike>(kube: KubeClient, col
         signal,
         background: true,
       });
-      return stream as AsyncIterable<RawWatchEvent>;
+      return keep ? keptEvents(stream as AsyncIterable<RawWatchEvent>, keep) : stream as AsyncIterable<RawWatchEvent>;
     },
   };
+}
+
+// A bookmark's or an error's object is not one of the collection's: it passes as it is.
+const OBJECT_EVENTS = new Set(["ADDED", "MODIFIED", "DELETED"]);
+
+async function* keptEvents<T>(
+  stream: AsyncIterable<RawWatchEvent>,
+  keep: (object: unknown) => T,
+): AsyncIterableIterator<RawWatchEvent> {
+  for await (const event of stream) {
+    yield OBJECT_EVENTS.has(event?.type as string) ? { type: event.type, object: keep(event.object) } : event;
+  }
 }

@@ -106,11 +106,57 @@ export interface ConditionWriteResult {
 const GROUP_VERSION = "/apis/mpd.polardb.aliyun.com/v1";
 const seg = encodeURIComponent;
 
-/** The informer's source: every MPDCluster in every namespace. */
+type Json = Record<string, unknown>;
+
+function json(value: unknown): Json | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? value as Json : undefined;
+}
+
+function instanceEntry(value: unknown): DbInstanceStatus {
+  const entry = json(value);
+  return { nodeName: entry?.nodeName as string | undefined, insType: entry?.insType as string | undefined };
+}
+
+/**
+ * What the floating-IP job reads of an MPDCluster, for its watch cache: the name, the addresses, the leader and the
+ * rw instance's node, and `LeaderIPReady`. The operator's spec and status are otherwise large, and a host's cache holds
+ * every cluster of the platform. Values are kept as they came, malformed or not: the job judges them.
+ */
+export function slimMpdCluster(object: unknown): MPDCluster {
+  const root = json(object);
+  const metadata = json(root?.metadata);
+  const spec = json(root?.spec);
+  const status = json(root?.status);
+  const instances = status?.dbInstanceStatus;
+  const leaderFloatingIP = json(spec?.netCfg)?.leaderFloatingIP;
+  return {
+    apiVersion: root?.apiVersion as string | undefined,
+    kind: root?.kind as string | undefined,
+    metadata: {
+      name: metadata?.name as string | undefined,
+      namespace: metadata?.namespace as string | undefined,
+      resourceVersion: metadata?.resourceVersion as string | undefined,
+      uid: metadata?.uid as string | undefined,
+    },
+    spec: spec && { netCfg: leaderFloatingIP === undefined ? undefined : { leaderFloatingIP } } as MPDCluster["spec"],
+    status: status && {
+      leaderInstanceHost: status.leaderInstanceHost,
+      floatingIP: status.floatingIP,
+      dbInstanceStatus: Array.isArray(instances) ? instances.map(instanceEntry) : json(instances) &&
+        Object.fromEntries(Object.entries(json(instances)!).map(([k, v]) => [k, instanceEntry(v)])),
+      conditions: Array.isArray(status.conditions)
+        ? status.conditions.filter((c) => json(c)?.type === LEADER_IP_READY)
+        : status.conditions,
+    } as MPDCluster["status"],
+  };
+}
+
+/** The informer's source: every MPDCluster in every namespace, each as `slimMpdCluster` keeps it. */
 export function mpdClusterSource(kube: KubeClient): ListWatch<MPDCluster> {
   return collectionSource<MPDCluster>(kube, {
     path: `${GROUP_VERSION}/mpdclusters`,
     what: "MPDClusters in all namespaces",
+    keep: slimMpdCluster,
   });
 }
 
