@@ -55,6 +55,7 @@ async function runDaemon(config: Config): Promise<number> {
     authorize,
     node: config.currentNodeName,
     caches: () => cache?.states() ?? [],
+    jobCaches: () => floatingIp.caches(),
   });
   if (cache) {
     triggerOnChanges(cache, { config, trigger: (job) => scheduler.trigger(job) });

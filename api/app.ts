@@ -39,6 +39,11 @@ export interface AppDeps {
   readonly node: string;
   /** The health of the cluster cache's informers (none without a cache). */
   readonly caches?: () => readonly CacheState[];
+  /**
+   * The watches a job holds itself (the floating-IP job's): in `/api/v1/status`, not in `/readyz`, because only that
+   * job depends on them.
+   */
+  readonly jobCaches?: () => readonly CacheState[];
 }
 
 type Env = { Variables: { requestId: string } };
@@ -157,7 +162,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       node: deps.node,
       mode: deps.kube ? "cluster" : "local",
       jobs: deps.jobs.status().map(({ lastResult: _omitted, ...job }) => job),
-      caches: (deps.caches?.() ?? []).map((state) => ({
+      caches: [...deps.caches?.() ?? [], ...deps.jobCaches?.() ?? []].map((state) => ({
         ...state,
         lastError: state.lastError && { message: state.lastError.message, at: state.lastError.at.toISOString() },
       })),

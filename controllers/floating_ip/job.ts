@@ -12,6 +12,7 @@ import type { KubeClient } from "../../k8s/client.ts";
 import { createInformer, type Informer, type InformerOptions } from "../../k8s/informer.ts";
 import { floatingIpLeaseSource, type Lease } from "../../k8s/leases.ts";
 import { LEADER_IP_READY, type MPDCluster, mpdClusterSource, writeLeaderIpReady } from "../../k8s/mpd_clusters.ts";
+import type { CacheState } from "../../k8s/config_map_cache.ts";
 import type { JobDeps } from "../deps.ts";
 import { type ActionApplied, announceInBackground, applyAction } from "./apply.ts";
 import { desiredFloatingIp } from "./desired.ts";
@@ -66,6 +67,8 @@ export interface FloatingIpHooks {
 export interface FloatingIpController extends Controller<FloatingIpResult> {
   /** Sets what to call when a run should come now (the scheduler's trigger). */
   onWake(wake: () => void): void;
+  /** The health of its two watches (none in local mode). */
+  caches(): CacheState[];
 }
 
 /** What the job remembers between runs. */
@@ -96,6 +99,8 @@ interface FloatingIpState {
 interface Caches {
   readonly clusters: Informer<MPDCluster>;
   readonly leases: Informer<Lease>;
+  /** What each watches, for `/api/v1/status`. */
+  readonly what: { readonly clusters: string; readonly leases: string };
 }
 
 /** The job's parts, handed to the steps of a run. */
@@ -123,8 +128,9 @@ function clusterKey(object: MPDCluster): string {
 function createCaches(deps: JobDeps, hooks: FloatingIpHooks, state: FloatingIpState): Caches | null {
   if (deps.kube === null) return null;
   const informerOptions = { ...hooks.informers, clock: deps.clock, log: deps.log };
-  const clusters = createInformer(mpdClusterSource(deps.kube), informerOptions);
-  const leases = createInformer(floatingIpLeaseSource(deps.kube), informerOptions);
+  const sources = { clusters: mpdClusterSource(deps.kube), leases: floatingIpLeaseSource(deps.kube) };
+  const clusters = createInformer(sources.clusters, informerOptions);
+  const leases = createInformer(sources.leases, informerOptions);
   // Only a change of what a cluster asks for, or of a Lease's holder, wakes the job: the operator's other status
   // writes and every holder's renewals do not.
   clusters.onChange(({ type, object, previous }) => {
@@ -144,7 +150,7 @@ function createCaches(deps: JobDeps, hooks: FloatingIpHooks, state: FloatingIpSt
     if (type === "MODIFIED" && object.spec?.holderIdentity === previous?.spec?.holderIdentity) return;
     wakeSoon(state);
   });
-  return { clusters, leases };
+  return { clusters, leases, what: { clusters: sources.clusters.what, leases: sources.leases.what } };
 }
 
 // A failover moves many leaders at once, and the old holder clears their Leases within milliseconds of each other:
@@ -203,6 +209,14 @@ export function createFloatingIpController(
     timeoutMs: Math.max(options.renewIntervalMs * 2, 15_000),
     onWake(wake) {
       state.wake = wake;
+    },
+    caches() {
+      const { caches } = job;
+      if (caches === null) return [];
+      return [
+        { what: caches.what.clusters, ...caches.clusters.state() },
+        { what: caches.what.leases, ...caches.leases.state() },
+      ];
     },
     run: oneAtATime(state, async (ctx) => {
       const seen = await observe(job, ctx);
