@@ -62,7 +62,8 @@ class Cluster {
   /** The arrival time of the first PATCH after `since` that wrote `type` with `status`. */
   async patchTime(since: number, { type, status }: { type: string; status: string }): Promise<number | null> {
     for (const r of await this.requests()) {
-      if (r.method !== "PATCH" || r.time < since) continue;
+      // Only the Node's status: a repeated Event is PATCHed too, to raise its count.
+      if (r.method !== "PATCH" || !r.path.endsWith("/status") || r.time < since) continue;
       const sent = JSON.parse(r.body).status.conditions as NodeCondition[];
       if (sent.some((c) => c.type === type && c.status === status)) return r.time;
     }
