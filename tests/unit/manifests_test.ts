@@ -11,6 +11,8 @@ import { parseCommandLine } from "../../config/command_line.ts";
 import { ARGS_ENV, argsFromEnv } from "../../config/flags.ts";
 import { defaultConfig } from "../../config/config.ts";
 import { strategicMergePatch } from "../fake_kube/patch.ts";
+import { PodMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor";
+import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 
 const DIR = new URL("../../manifests/", import.meta.url);
 // deno-lint-ignore no-explicit-any
@@ -276,6 +278,9 @@ Deno.test("monitoring: a Component that builds with the base; the base alone nee
   const operatorKinds = (list: Doc[]) =>
     list.filter((d) => d.apiVersion.startsWith("monitoring.coreos.com/")).map((d) => d.kind).sort();
   assertEquals(operatorKinds(added), ["PodMonitor", "PrometheusRule"]);
+  // The operator's own schemas (its CRDs' OpenAPI), as for the base's objects.
+  const operatorModels: Record<string, new (data: Doc) => { validate(): void }> = { PodMonitor, PrometheusRule };
+  for (const doc of added.filter((d) => d.kind in operatorModels)) new operatorModels[doc.kind](doc).validate();
   assertEquals(operatorKinds(docs.map((d) => d.doc)), [], "the base alone needs no Prometheus Operator CRD");
   const base = loadYamlDocs(new URL("kustomization.yaml", DIR))[0];
   assertEquals(base.components, undefined, "the base does not pull the component in");
