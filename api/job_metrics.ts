@@ -53,8 +53,8 @@ export const DECLARED_JOB_METRICS: readonly DeclaredJobMetric[] = [
   },
 ];
 
-/** The gauge of the floating-IP job's `LeaderIPReady` conditions that are False, switched off ones aside. */
-export const FLOATING_IP_NOT_READY = "floating_ip_not_ready";
+// The gauge of the floating-IP job's `LeaderIPReady` conditions that are False, switched-off ones aside.
+const FLOATING_IP_NOT_READY = "floating_ip_not_ready";
 
 /**
  * Figures a job's result holds but its counters do not: for the floating-IP job, how many of the clusters whose leader

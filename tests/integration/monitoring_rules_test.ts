@@ -23,7 +23,10 @@ async function rulesFile(): Promise<{ dir: string; file: string }> {
 }
 
 /** An alert's annotations with the labels and value of one firing series put in, as the test expects them. */
-function rendered(rule: AlertRule, labels: Record<string, string>, value?: number): Record<string, string> {
+function rendered(
+  rule: AlertRule,
+  { labels, value }: { labels: Record<string, string>; value?: number },
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, template] of Object.entries(rule.annotations)) {
     out[key] = template
@@ -260,7 +263,7 @@ Deno.test({
             alertname: name,
             exp_alerts: c.fires.map((labels) => ({
               exp_labels: { ...rule.labels, ...labels },
-              exp_annotations: rendered(rule, labels, c.value),
+              exp_annotations: rendered(rule, { labels, value: c.value }),
             })),
           }],
         }));
