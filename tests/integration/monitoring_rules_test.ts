@@ -6,6 +6,7 @@
 import { dump } from "js-yaml";
 import { assert, assertEquals } from "../support/assert.ts";
 import { hasCommand, skipUnless } from "../support/prereq.ts";
+import { JOB_NAMES } from "../../core/jobs.ts";
 import { checkExpressions, metricNames, promtool } from "../support/promql.ts";
 import { type AlertRule, ALERTS, DASHBOARD, dashboardExpressions, RULE_GROUPS } from "../support/monitoring.ts";
 
@@ -310,6 +311,7 @@ Deno.test("the dashboard: a node variable, a cluster overview, a row per job, ea
   assertEquals(rows[0], "Cluster overview");
   const jobs = ["port-usage", "core-version", "log-cleanup", "node-network", "floating-ip", "image-replication"];
   assertEquals(rows.slice(1).map((r) => /\(([\w-]+)\)$/.exec(r)?.[1]), jobs);
+  for (const job of JOB_NAMES) assert(jobs.includes(job), `no dashboard row for job ${job}`);
   // Each panel below a job's row selects that job's own series and the chosen nodes.
   let row = "";
   for (const panel of dashboard.panels) {
