@@ -40,7 +40,7 @@ async function runDaemon(config: Config): Promise<number> {
     events: runtime.events,
     onRun: (name, run, details) => {
       runtime.metrics.jobRun(name, run);
-      for (const counter of details.outcome?.counters ?? []) runtime.metrics.jobCounter(counter);
+      if (details.outcome) runtime.metrics.jobOutcome(name, details.outcome);
     },
     onSkip: (name) => runtime.metrics.jobSkipped(name),
   });

@@ -1,7 +1,13 @@
-/** Prometheus metrics: per job runs, failures, skipped ticks, duration, last success; HTTP requests; process memory. */
+/**
+ * Prometheus metrics: per job runs, failures, skipped ticks, duration, last success, and the jobs' own figures; HTTP
+ * requests; build and process. Every job's counters exist at 0 from the start.
+ */
 import { Counter, Gauge, Histogram, Registry } from "./prometheus.ts";
+import { DECLARED_JOB_METRICS, resultFigures } from "./job_metrics.ts";
 import type { LastRun } from "../controllers/run_limit.ts";
-import type { JobCounter } from "../core/types.ts";
+import { JOB_NAMES } from "../core/jobs.ts";
+import type { JobCounter, RunOutcome } from "../core/types.ts";
+import { VERSION } from "../core/version.ts";
 
 /** The daemon's metrics and the hooks that feed them. */
 export interface Metrics {
@@ -17,7 +23,11 @@ export interface Metrics {
   kubeRequest(method: string, status: number): void;
   /** Adds to a job-specific counter, e.g. `log_cleanup_bytes_freed_total`, or sets a job-specific gauge. */
   jobCounter(counter: JobCounter): void;
+  /** Records a successful run's figures: its gauges replace every series the job's gauges had before. */
+  jobOutcome(name: string, outcome: RunOutcome): void;
 }
+
+const OUTCOMES: readonly LastRun["outcome"][] = ["success", "failure"];
 
 /** Creates the metrics on a new registry. */
 export function createMetrics(): Metrics {
@@ -64,10 +74,39 @@ export function createMetrics(): Metrics {
     help: "V8 heap used in bytes",
     collect: (gauge) => gauge.set({}, Deno.memoryUsage().heapUsed),
   }, registry);
+  new Gauge({
+    name: `${prefix}build_info`,
+    help: "Always 1; the daemon's version as a label",
+    labelNames: ["version"],
+  }, registry).set({ version: VERSION }, 1);
+  new Gauge({
+    name: "process_start_time_seconds",
+    help: "Start time of the process since the Unix epoch in seconds",
+  }, registry).set({}, performance.timeOrigin / 1000);
+  for (const job of JOB_NAMES) {
+    for (const outcome of OUTCOMES) runs.inc({ job, outcome }, 0);
+    skipped.inc({ job }, 0);
+    duration.start({ job });
+  }
   const extra = new Map<string, Counter>();
   const gauges = new Map<string, Gauge>();
   const histograms = new Map<string, Histogram>();
-  return {
+  for (const declared of DECLARED_JOB_METRICS) {
+    const labelNames = Object.keys(declared.series[0]);
+    const options = { name: `${prefix}${declared.name}`, help: declared.help, labelNames };
+    if (declared.kind === "histogram") {
+      const histogram = new Histogram({ ...options, buckets: declared.buckets ?? [] }, registry);
+      for (const labels of declared.series) histogram.start(labels);
+      histograms.set(declared.name, histogram);
+    } else {
+      const counter = new Counter(options, registry);
+      for (const labels of declared.series) counter.inc(labels, 0);
+      extra.set(declared.name, counter);
+    }
+  }
+  // The gauges each job reported in its last run: a series it no longer reports (a version gone) is removed.
+  const gaugesOfJob = new Map<string, Set<string>>();
+  const metrics: Metrics = {
     registry,
     jobRun(name, run) {
       runs.inc({ job: name, outcome: run.outcome });
@@ -118,5 +157,12 @@ export function createMetrics(): Metrics {
       }
       counter.inc(labels, value);
     },
+    jobOutcome(name, outcome) {
+      const figures = [...(outcome.counters ?? []), ...resultFigures(name, outcome.result)];
+      for (const gauge of gaugesOfJob.get(name) ?? []) gauges.get(gauge)?.clear();
+      gaugesOfJob.set(name, new Set(figures.filter((f) => f.kind === "gauge").map((f) => f.name)));
+      for (const figure of figures) metrics.jobCounter(figure);
+    },
   };
+  return metrics;
 }

@@ -134,6 +134,11 @@ export class Gauge extends Labelled<number> {
     this.entry(labels, () => 0).value = value;
   }
 
+  /** Removes every series: the `set` calls that follow say all that is true now. */
+  clear(): void {
+    this.series.clear();
+  }
+
   render(): string {
     this.#collect?.(this);
     const lines = [...this.series.values()].map((s) =>
@@ -159,14 +164,23 @@ export class Histogram extends Labelled<HistogramSeries> {
     this.#buckets = [...new Set(options.buckets)].filter(Number.isFinite).sort((a, b) => a - b);
   }
 
+  /** Shows a series with no observation yet, so that its first one counts in `increase()`. */
+  start(labels: Labels): void {
+    this.#series(labels);
+  }
+
   /** Records one observation. */
   observe(labels: Labels, value: number): void {
-    const series = this.entry(labels, () => ({ counts: this.#buckets.map(() => 0), sum: 0, count: 0 })).value;
+    const series = this.#series(labels);
     this.#buckets.forEach((bound, i) => {
       if (value <= bound) series.counts[i]++;
     });
     series.sum += value;
     series.count++;
+  }
+
+  #series(labels: Labels): HistogramSeries {
+    return this.entry(labels, () => ({ counts: this.#buckets.map(() => 0), sum: 0, count: 0 })).value;
   }
 
   render(): string {

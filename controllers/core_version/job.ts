@@ -1,7 +1,7 @@
 /** The core-version job: which engine versions have all their images on this host; availability ConfigMap; fan-out. */
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { JOBS } from "../../core/jobs.ts";
-import type { Controller, RunContext, RunOutcome } from "../../core/types.ts";
+import type { Controller, JobCounter, RunContext, RunOutcome } from "../../core/types.ts";
 import { type ImageListing, type ImageStoreKind, listImages } from "../../host/image_store.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import { applyConfigMap } from "../../k8s/config_maps.ts";
@@ -206,5 +206,30 @@ function outcome(
   } else {
     summary = `${counts}; ${store}; ConfigMap ${name} ${written ? "written" : "unchanged"}`;
   }
-  return { summary, result };
+  return { summary, result, counters: versionFigures(plan) };
+}
+
+/** How many versions are known and available here, and each version's missing images. */
+function versionFigures(plan: CoreVersionPlan): JobCounter[] {
+  return [
+    {
+      name: "core_version_versions",
+      help: "Engine versions in the version ConfigMaps",
+      kind: "gauge",
+      value: plan.versions.length,
+    },
+    {
+      name: "core_version_available_versions",
+      help: "Engine versions whose images are all in this host's image store",
+      kind: "gauge",
+      value: plan.existingVersions.length,
+    },
+    ...plan.versions.map((version): JobCounter => ({
+      name: "core_version_missing_images",
+      help: "Images of an engine version that this host's image store lacks",
+      kind: "gauge",
+      value: version.missing.length,
+      labels: { version: version.name },
+    })),
+  ];
 }

@@ -3,7 +3,7 @@
  * NodeClientNetworkUnavailable, NodeClientIP, NodeOobIP and NodeRefreshFlag on this host's Node.
  */
 import { JOBS } from "../../core/jobs.ts";
-import type { Controller, RunContext, RunOutcome } from "../../core/types.ts";
+import type { Controller, JobCounter, RunContext, RunOutcome } from "../../core/types.ts";
 import { type OobAnswer, readOobAddress } from "../../host/ipmi.ts";
 import { type InterfaceState, type NetProbeOptions, probeInterface } from "../../host/net_probe.ts";
 import type { KubeClient } from "../../k8s/client.ts";
@@ -12,6 +12,8 @@ import { clientNetworkEvent, conditionsOf, knownAddressOf, mergeConditions, type
 import { afterOobAnswer, OOB_UNCHECKED, oobCheckDue, type OobSchedule, oobSwitchedOff } from "./oob_schedule.ts";
 import { type NodeNetworkObserved, type NodeNetworkPlan, planNodeNetwork } from "./plan.ts";
 import { createNodeNetworkSettings, type NodeNetworkSettings } from "./settings.ts";
+
+const INTERFACE_STATES: readonly InterfaceState[] = ["UP", "DOWN", "UNKNOWN"];
 
 /** What the job takes from the flags. */
 export interface NodeNetworkOptions {
@@ -214,6 +216,14 @@ function outcome(
   return {
     summary: `${nic} ${state} ${ipv4 ?? "no IPv4"}, OOB ${oobText(checkOob, oob)}; ${action}`,
     result,
+    // One series per state, 1 for the one seen: a dashboard and an alert select the state by its label.
+    counters: INTERFACE_STATES.map((each): JobCounter => ({
+      name: "node_network_client_state",
+      help: "State of the client-network interface (1 for the state seen); not UP is NodeClientNetworkUnavailable True",
+      kind: "gauge",
+      value: each === state ? 1 : 0,
+      labels: { state: each },
+    })),
     routine: !plan.changed,
   };
 }

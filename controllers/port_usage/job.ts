@@ -176,5 +176,11 @@ function withGauge(summary: string, result: PortUsageResult): RunOutcome<PortUsa
     value: rangeSize(result.ephemeralOverlap),
     kind: "gauge",
   };
-  return { summary, result, counters: [gauge] };
+  const used: JobCounter = {
+    name: "port_usage_used_ports",
+    help: "Used ports found in the scanned ranges (0 while port printing is off)",
+    value: result.used.length,
+    kind: "gauge",
+  };
+  return { summary, result, counters: [gauge, used] };
 }

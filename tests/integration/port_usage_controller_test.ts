@@ -485,7 +485,10 @@ Deno.test("port-usage reports the ephemeral overlap: result, gauge, one Warning 
     const fixed = await run(fixer);
     assertEquals(fixed.result.ephemeralOverlap, []);
     assertEquals(await Deno.readTextFile(reservedFile), "8080,30000-32999,36000-39999\n");
-    assertEquals(fixed.counters?.map((c) => [c.name, c.value, c.kind]), [[OVERLAP_GAUGE, 0, "gauge"]]);
+    assertEquals(fixed.counters?.map((c) => [c.name, c.value, c.kind]), [
+      [OVERLAP_GAUGE, 0, "gauge"],
+      ["port_usage_used_ports", 0, "gauge"],
+    ]);
     const written = (await Deno.stat(reservedFile)).mtime?.getTime();
     // A span after which a second write would show in the mtime: the assertion is that none happens.
     await new Promise((resolve) => setTimeout(resolve, 20));

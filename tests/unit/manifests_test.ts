@@ -11,6 +11,8 @@ import { parseCommandLine } from "../../config/command_line.ts";
 import { ARGS_ENV, argsFromEnv } from "../../config/flags.ts";
 import { defaultConfig } from "../../config/config.ts";
 import { strategicMergePatch } from "../fake_kube/patch.ts";
+import { PodMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor";
+import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 
 const DIR = new URL("../../manifests/", import.meta.url);
 // deno-lint-ignore no-explicit-any
@@ -245,4 +247,63 @@ Deno.test("components/ipmi: a kustomize Component whose patch makes the daemon's
   assertEquals(containers[0].securityContext.privileged, true);
   assertEquals(containers[0].securityContext.allowPrivilegeEscalation, true, "privileged needs it");
   assertEquals(containers[0].image, container.image, "the rest of the container is the base's");
+});
+
+Deno.test("monitoring: a Component that builds with the base; the base alone needs no Prometheus Operator CRD", () => {
+  const componentDir = new URL("monitoring/", DIR);
+  const component = loadYamlDocs(new URL("kustomization.yaml", componentDir))[0];
+  assertEquals([component.apiVersion, component.kind], ["kustomize.config.k8s.io/v1alpha1", "Component"]);
+  // What kustomize adds to the base: the component's resources and the ConfigMap of its generator.
+  const added: Doc[] = (component.resources as string[]).flatMap((file) => loadYamlDocs(new URL(file, componentDir)));
+  for (const generator of component.configMapGenerator) {
+    const data: Record<string, string> = {};
+    for (const entry of generator.files as string[]) {
+      const [key, file] = entry.includes("=") ? entry.split("=") : [entry.slice(entry.lastIndexOf("/") + 1), entry];
+      data[key] = Deno.readTextFileSync(new URL(file, componentDir));
+    }
+    assertEquals(generator.options.disableNameSuffixHash, true, "the sidecar and the README name it");
+    const configMap = {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: generator.name, namespace: generator.namespace, labels: generator.options.labels },
+      data,
+    };
+    new ConfigMap(configMap).validate();
+    added.push(configMap);
+  }
+  const built = [...docs.map((d) => d.doc), ...added];
+  const ids = built.map((d) => `${d.apiVersion}/${d.kind}/${d.metadata.namespace ?? ""}/${d.metadata.name}`);
+  assertEquals(new Set(ids).size, ids.length, `no object twice: ${ids.join(", ")}`);
+  for (const doc of added) assertEquals(doc.metadata.namespace, "kube-system", `${doc.kind} ${doc.metadata.name}`);
+  const operatorKinds = (list: Doc[]) =>
+    list.filter((d) => d.apiVersion.startsWith("monitoring.coreos.com/")).map((d) => d.kind).sort();
+  assertEquals(operatorKinds(added), ["PodMonitor", "PrometheusRule"]);
+  // The operator's own schemas (its CRDs' OpenAPI), as for the base's objects.
+  const operatorModels: Record<string, new (data: Doc) => { validate(): void }> = { PodMonitor, PrometheusRule };
+  for (const doc of added.filter((d) => d.kind in operatorModels)) new operatorModels[doc.kind](doc).validate();
+  assertEquals(operatorKinds(docs.map((d) => d.doc)), [], "the base alone needs no Prometheus Operator CRD");
+  const base = loadYamlDocs(new URL("kustomization.yaml", DIR))[0];
+  assertEquals(base.components, undefined, "the base does not pull the component in");
+
+  // The dashboard: a ConfigMap the Grafana sidecar picks up, holding one dashboard's JSON.
+  const dashboard = added.find((d) => d.kind === "ConfigMap");
+  assertEquals(dashboard.metadata.labels.grafana_dashboard, "1");
+  const files = Object.keys(dashboard.data);
+  assertEquals(files.length, 1);
+  assertMatch(files[0], /\.json$/);
+  assertEquals(JSON.parse(dashboard.data[files[0]]).uid, "polarstack-daemon");
+
+  // The PodMonitor scrapes this DaemonSet's pods on the port the daemon serves, and labels series with the node.
+  const podMonitor = added.find((d) => d.kind === "PodMonitor").spec;
+  const podLabels = daemonSet.spec.template.metadata.labels;
+  for (const [key, value] of Object.entries(podMonitor.selector.matchLabels)) assertEquals(podLabels[key], value);
+  assertEquals(podMonitor.namespaceSelector.matchNames, [daemonSet.metadata.namespace]);
+  assert(podLabels[podMonitor.jobLabel], `the pods have the job label "${podMonitor.jobLabel}"`);
+  const [endpoint] = podMonitor.podMetricsEndpoints;
+  const port = container.ports.find((p: Doc) => p.name === endpoint.port);
+  const { config } = parseCommandLine(args, { env: {} });
+  assertEquals([port?.containerPort, config.port], [8900, 8900]);
+  assertEquals(endpoint.path, "/metrics");
+  assertEquals(endpoint.honorLabels, true, "the daemon's job label stays");
+  assertEquals(endpoint.relabelings, [{ sourceLabels: ["__meta_kubernetes_pod_node_name"], targetLabel: "node" }]);
 });

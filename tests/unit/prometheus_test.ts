@@ -120,3 +120,48 @@ Deno.test("names are checked, counters never go down, a name is registered once"
   assertThrows(() => counter.inc({}, -1), Error, 'Cannot add -1 to counter "c_total"');
   assertThrows(() => new Counter({ name: "c_total", help: "x" }, registry), Error, 'Cannot register metric "c_total"');
 });
+
+Deno.test("a job's gauges show what its last run reported: a series it no longer reports goes, others' stay", async () => {
+  const metrics = createMetrics();
+  const missing = (version: string, value: number) => ({
+    name: "core_version_missing_images",
+    help: "Missing",
+    kind: "gauge" as const,
+    value,
+    labels: { version },
+  });
+  metrics.jobOutcome("core-version", { summary: "", result: {}, counters: [missing("1.0", 0), missing("2.0", 3)] });
+  metrics.jobOutcome("port-usage", {
+    summary: "",
+    result: {},
+    counters: [{ name: "port_usage_used_ports", help: "Used", kind: "gauge", value: 7 }],
+  });
+  metrics.jobOutcome("core-version", { summary: "", result: {}, counters: [missing("1.0", 1)] });
+  const text = await metrics.registry.metrics();
+  assert(text.includes('polarstack_daemon_core_version_missing_images{version="1.0"} 1\n'), text);
+  assert(!text.includes('version="2.0"'), text);
+  assert(text.includes("polarstack_daemon_port_usage_used_ports 7\n"), text);
+});
+
+Deno.test("floating IPs not ready: the False LeaderIPReady conditions this node reports, but a switched-off job's", async () => {
+  const metrics = createMetrics();
+  const condition = (status: string, reason: string) => ({
+    cluster: { namespace: "db", name: reason },
+    status,
+    reason,
+  });
+  const result = {
+    conditions: [
+      condition("True", "AddressHeld"),
+      condition("False", "LeaseHeldElsewhere"),
+      condition("False", "InterfaceMissing"),
+      condition("False", "Disabled"),
+    ],
+  };
+  metrics.jobOutcome("floating-ip", { summary: "", result });
+  assert((await metrics.registry.metrics()).includes("polarstack_daemon_floating_ip_not_ready 2\n"));
+  metrics.jobOutcome("floating-ip", { summary: "", result: { conditions: [condition("True", "AddressHeld")] } });
+  assert((await metrics.registry.metrics()).includes("polarstack_daemon_floating_ip_not_ready 0\n"));
+  metrics.jobOutcome("port-usage", { summary: "", result });
+  assert(!(await metrics.registry.metrics()).includes("polarstack_daemon_floating_ip_not_ready 2"), "only its own job");
+});
