@@ -46,7 +46,8 @@ export interface KubeClient {
   patchEvent(name: string, namespace: string, patch: unknown): Promise<CoreV1Event>;
   /**
    * Performs a raw request (for APIs outside CoreV1, e.g. TokenReview); returns the parsed JSON body. `retries`
-   * overrides the client's count (0: the caller backs off itself).
+   * overrides the client's count (0: the caller backs off itself); `background` puts it behind the jobs' calls in
+   * the rate limit.
    */
   request(
     method: string,
@@ -57,6 +58,7 @@ export interface KubeClient {
       query?: Record<string, string | undefined>;
       retries?: number;
       background?: boolean;
+      contentType?: string;
     },
   ): Promise<unknown>;
   /**
@@ -170,6 +172,8 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
           path: `/api/v1/namespaces/${seg(ns)}/events`,
           body: event,
           what: `create Event "${event.reason}" on ${event.involvedObject?.kind} "${event.involvedObject?.name}"`,
+          // A report no decision waits for: the jobs' calls go first.
+          background: true,
         });
       },
       patchEvent(name, ns, patch) {
@@ -178,11 +182,12 @@ export function createKubeClient(connection: ClusterConnection, options: KubeCli
           path: `/api/v1/namespaces/${seg(ns)}/events/${seg(name)}`,
           body: patch,
           contentType: MERGE,
+          background: true,
           what: `patch Event "${name}"`,
         });
       },
-      request(method, path, { body, what, query, retries, background }) {
-        return call({ method: method as Call["method"], path, body, what, query, retries, background });
+      request(method, path, { body, what, query, retries, background, contentType }) {
+        return call({ method: method as Call["method"], path, body, what, query, retries, background, contentType });
       },
       openStream(path, { what, query, signal, background }) {
         const both = signal && stop ? linkSignals([stop, signal]).signal : signal ?? stop;

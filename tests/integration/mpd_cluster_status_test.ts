@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertRejects } from "../support/assert.ts";
 import { createKubeClient, type KubeClient } from "../../k8s/client.ts";
 import { KubeError } from "../../k8s/errors.ts";
-import { writeLeaderIpReady } from "../../k8s/mpd_clusters.ts";
+import { slimMpdCluster, writeLeaderIpReady } from "../../k8s/mpd_clusters.ts";
 import { waitFor } from "../support/daemon_process.ts";
 import { testClock } from "../support/job_deps.ts";
 import { type FakeKubeApiServer, type KubeObject, startFakeKubeApiServer } from "../fake_kube/server.ts";
@@ -33,7 +33,7 @@ async function withCluster(
   fn: (t: { server: FakeKubeApiServer; kube: KubeClient; seeded: KubeObject }) => Promise<void>,
 ): Promise<void> {
   const server = await startFakeKubeApiServer({ seed: [operatorCluster()] });
-  // The daemon's RBAC grants no MPDClusters yet: the admin token writes them.
+  // The admin token, as the operator would: these tests are about the write, not the RBAC.
   const kube = createKubeClient({ ...server.connection(), token: server.adminToken }, { userAgent: "test" });
   try {
     await fn({ server, kube, seeded: server.get("mpdclusters", "db", "pg")! });
@@ -172,4 +172,43 @@ Deno.test("LeaderIPReady: a storm of 409s is survived up to the attempts, and th
     assertEquals(server.requests.filter((r) => r.method === "PUT").length, 3);
     assertEquals(server.get("mpdclusters", "db", "pg")!.status.conditions.at(-1).reason, "Disabled");
   });
+});
+
+Deno.test("LeaderIPReady from the watch cache: one merge PATCH bound to its resourceVersion, as the daemon's RBAC allows; a stale cache reads again and keeps the operator's write", async () => {
+  const server = await startFakeKubeApiServer({ seed: [operatorCluster()] });
+  // The daemon's own ServiceAccount: the fake server enforces the manifests' RBAC.
+  const kube = createKubeClient(server.connection(), { userAgent: "test" });
+  const admin = createKubeClient({ ...server.connection(), token: server.adminToken }, { userAgent: "test" });
+  try {
+    const clock = testClock("2026-12-01T09:00:00Z");
+    const cached = slimMpdCluster(server.get("mpdclusters", "db", "pg"));
+    server.clearRequests();
+    const written = await writeLeaderIpReady(kube, target, {
+      condition: { status: "True", reason: "AddressHeld", message: "10.0.0.10 is on bond1" },
+      clock,
+      cached,
+    });
+    assertEquals(written.written, true);
+    assertEquals(server.requests.map((r) => `${r.method} ${r.path} ${r.status}`), [`PATCH ${STATUS_PATH} 200`]);
+    const after = server.get("mpdclusters", "db", "pg")!;
+    assertEquals(after.status.conditions.map((c: { type: string }) => c.type), ["Ready", "Custom", "LeaderIPReady"]);
+    assertEquals(after.status.operatorOnly, { nested: [1, 2, 3] });
+
+    // The operator writes a condition; the cache has not seen it yet.
+    const operatorWrite = structuredClone(after);
+    operatorWrite.status.conditions[0] = { type: "Ready", status: "False", reason: "Down", message: "down" };
+    await admin.request("PUT", STATUS_PATH, { body: operatorWrite, what: "the operator's write" });
+    server.clearRequests();
+    await writeLeaderIpReady(kube, target, {
+      condition: { status: "False", reason: "NotLeader", message: "the leader is on node-2" },
+      clock,
+      cached: slimMpdCluster(after),
+    });
+    assertEquals(server.requests.map((r) => `${r.method} ${r.status}`), ["PATCH 409", "GET 200", "PUT 200"]);
+    const last = server.get("mpdclusters", "db", "pg")!;
+    assertEquals(last.status.conditions[0].reason, "Down", "the operator's condition is kept");
+    assertEquals(last.status.conditions[2].reason, "NotLeader");
+  } finally {
+    await server.close();
+  }
 });
