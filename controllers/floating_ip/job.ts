@@ -11,7 +11,13 @@ import { listInterfaces, taggedAddresses } from "../../host/ip_addr.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import { createInformer, type Informer, type InformerOptions } from "../../k8s/informer.ts";
 import { floatingIpLeaseSource, type Lease } from "../../k8s/leases.ts";
-import { LEADER_IP_READY, type MPDCluster, mpdClusterSource, writeLeaderIpReady } from "../../k8s/mpd_clusters.ts";
+import {
+  LEADER_IP_READY,
+  type MPDCluster,
+  mpdClusterSource,
+  slimMpdCluster,
+  writeLeaderIpReady,
+} from "../../k8s/mpd_clusters.ts";
 import type { CacheState } from "../../k8s/config_map_cache.ts";
 import type { JobDeps } from "../deps.ts";
 import { type ActionApplied, announceInBackground, applyAction } from "./apply.ts";
@@ -32,6 +38,8 @@ import type {
 
 // How many addresses one run works on at once (each a probe, a few commands and Lease writes).
 const APPLY_CONCURRENCY = 8;
+// How long the stop waits for the reports still queued.
+const REPORT_GRACE_MS = 5_000;
 
 /** What the job takes from the flags. */
 export interface FloatingIpOptions {
@@ -94,6 +102,17 @@ interface FloatingIpState {
   batchTimer: ReturnType<typeof setTimeout> | null;
   firstRun: boolean;
   busy: Promise<unknown>;
+  /** The `LeaderIPReady` writes still to send, by `namespace/name`: the newest wins. */
+  readonly reports: Map<string, LeaderIpCondition>;
+  /** The writer sending them, while there are any. */
+  reporting: Promise<void> | null;
+  /**
+   * The clusters as this node's last report left them, with the version the cache held then: the base of the next
+   * report while the watch has not brought the write.
+   */
+  readonly reported: Map<string, { readonly cluster: MPDCluster; readonly shadows: string | null }>;
+  /** Ends the writer (the daemon's stop). */
+  readonly reportStop: AbortController;
 }
 
 interface Caches {
@@ -185,6 +204,10 @@ export function createFloatingIpController(
     batchTimer: null,
     firstRun: true,
     busy: Promise.resolve(),
+    reports: new Map(),
+    reporting: null,
+    reported: new Map(),
+    reportStop: new AbortController(),
   };
   const job: FloatingIpJob = {
     deps,
@@ -237,8 +260,13 @@ export function createFloatingIpController(
       if (state.wakeTimer !== null) clearTimeout(state.wakeTimer);
       if (state.batchTimer !== null) clearTimeout(state.batchTimer);
       state.wake = () => {};
+      // The last reports get a moment to reach the server (`once` ends right after its run), then are dropped.
+      let grace: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([state.reporting, new Promise((r) => grace = setTimeout(r, REPORT_GRACE_MS))]);
+      clearTimeout(grace);
+      state.reportStop.abort();
       const announcing = [...state.announcing.values()].map((a) => a.done);
-      await Promise.all([job.caches?.clusters.stop(), job.caches?.leases.stop(), ...announcing]);
+      await Promise.all([job.caches?.clusters.stop(), job.caches?.leases.stop(), state.reporting, ...announcing]);
     },
   };
 }
@@ -367,7 +395,7 @@ async function apply(
     }
   };
   await Promise.all(Array.from({ length: Math.min(APPLY_CONCURRENCY, pending.length) }, worker));
-  await writeConditions(job, { seen, conditions: conditionsAfter(plan, applied) });
+  queueReports(job, { seen, conditions: conditionsAfter(plan, applied) });
   return applied;
 }
 
@@ -395,16 +423,44 @@ async function stopAnnouncing(job: FloatingIpJob, address: string): Promise<void
   await running.done;
 }
 
-/** Writes each `LeaderIPReady` this node reports that the cached cluster does not already say. */
-async function writeConditions(
+/**
+ * Queues each `LeaderIPReady` this node reports, for a writer that runs beside the jobs' runs: a report is one or two
+ * API calls, and a run that waited for them (behind the rate limit, in a failover of many clusters) could not take the
+ * next Lease its peer released meanwhile.
+ */
+function queueReports(
   job: FloatingIpJob,
   { seen, conditions }: { seen: Seen; conditions: readonly LeaderIpCondition[] },
-) {
-  const { deps, caches } = job;
-  if (caches === null || seen.api === null || !seen.observed.apiReachable) return;
+): void {
+  if (job.caches === null || seen.api === null || !seen.observed.apiReachable) return;
   for (const condition of conditions) {
+    job.state.reports.set(`${condition.cluster.namespace}/${condition.cluster.name}`, condition);
+  }
+  startReporting(job);
+}
+
+function startReporting(job: FloatingIpJob): void {
+  const { state } = job;
+  if (state.reporting !== null || state.reports.size === 0 || state.reportStop.signal.aborted) return;
+  state.reporting = sendReports(job).finally(() => {
+    state.reporting = null;
+    startReporting(job);
+  });
+}
+
+/** Writes the queued reports one by one, each only when the cached cluster does not already say it. */
+async function sendReports(job: FloatingIpJob): Promise<void> {
+  const { deps, caches, state } = job;
+  if (caches === null || deps.kube === null) return;
+  const kube = deps.kube.withSignal(state.reportStop.signal);
+  for (const [key, condition] of state.reports) {
+    state.reports.delete(key);
     const { namespace, name } = condition.cluster;
-    const cached = caches.clusters.get(namespace, name);
+    const inCache = caches.clusters.get(namespace, name);
+    const mine = state.reported.get(key);
+    const cacheVersion = inCache?.metadata?.resourceVersion ?? null;
+    const cached = mine && mine.shadows === cacheVersion ? mine.cluster : inCache;
+    if (mine && mine.shadows !== cacheVersion) state.reported.delete(key);
     const current = (Array.isArray(cached?.status?.conditions) ? cached.status.conditions : [])
       .find((c) => c?.type === LEADER_IP_READY);
     if (
@@ -412,13 +468,18 @@ async function writeConditions(
       current.message === condition.message
     ) continue;
     try {
-      await writeLeaderIpReady(seen.api, condition.cluster, {
+      const done = await writeLeaderIpReady(kube, condition.cluster, {
         condition: { status: condition.status, reason: condition.reason, message: condition.message },
         clock: deps.clock,
+        cached,
       });
+      if (done.written && done.cluster) {
+        state.reported.set(key, { cluster: slimMpdCluster(done.cluster), shadows: cacheVersion });
+      }
     } catch (error) {
-      deps.log.warn("{error}", { error: (error as Error).message });
+      if (!state.reportStop.signal.aborted) deps.log.warn("{error}", { error: (error as Error).message });
     }
+    if (state.reportStop.signal.aborted) return;
   }
 }
 

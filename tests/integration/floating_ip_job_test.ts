@@ -127,7 +127,8 @@ Deno.test({
           virtualIfName(FIP),
         ]]);
         assertEquals((lease()?.spec as { holderIdentity: string }).holderIdentity, "h1");
-        assertEquals(condition()?.reason, "AddressHeld");
+        // The report is written beside the runs, right after this one.
+        await waitFor(() => condition()?.reason === "AddressHeld", { what: "LeaderIPReady AddressHeld" });
         const macvlan = (await addressesOn(host)).find((l) => l.ifname.startsWith(virtualIfName(FIP)));
         assertEquals(macvlan?.ips, [FIP]);
         assertEquals(macvlan?.address, virtualIfMac(FIP));
@@ -138,7 +139,7 @@ Deno.test({
         // Run 2: held; LeaderIPReady True; the operator's other condition is untouched.
         result = await run();
         assertEquals(result.addresses.map((a) => [a.action, a.held]), [["hold", true]]);
-        assertEquals(condition()?.status, "True");
+        await waitFor(() => condition()?.status === "True", { what: "LeaderIPReady True" });
         const ready = (fake.server.get("mpdclusters", "db", "pg")?.status as { conditions: Record<string, string>[] })
           .conditions.find((c) => c.type === "Ready");
         assertEquals(ready, { type: "Ready", status: "True", reason: "Up", message: "kept" });
@@ -193,8 +194,10 @@ Deno.test({
         for (let i = 0; i < 2; i++) await controller.run({ signal: AbortSignal.timeout(20_000), dryRun: false });
         assertEquals(fake.server.get("leases", NS, floatingIpLeaseName("db", "pg")), undefined);
         assertEquals((await addressesOn(host)).filter((l) => l.ips.includes(FIP)), []);
-        const status = fake.server.get("mpdclusters", "db", "pg")?.status as { conditions: Record<string, string>[] };
-        assertEquals(status.conditions.find((c) => c.type === "LeaderIPReady")?.reason, "Disabled");
+        const reason = () =>
+          (fake.server.get("mpdclusters", "db", "pg")?.status as { conditions: Record<string, string>[] }).conditions
+            .find((c) => c.type === "LeaderIPReady")?.reason;
+        await waitFor(() => reason() === "Disabled", { what: "LeaderIPReady Disabled" });
       } finally {
         await controller.close?.();
         await fake.close();
