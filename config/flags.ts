@@ -70,15 +70,17 @@ export const FLAGS = [
     parse: text,
     description: "Namespace of the daemon's ConfigMaps and pods",
   }),
+  // Room for a failover: each floating IP that moves costs its two hosts a Lease write, a report and an Event, and a
+  // host renews every Lease it holds every 4 s.
   flag("kube-api-qps", "kubeApiQps", {
     group: "cluster",
-    defaultText: "5",
+    defaultText: "10",
     parse: positiveNumber,
     description: "Client-side limit of API requests per second",
   }),
   flag("kube-api-burst", "kubeApiBurst", {
     group: "cluster",
-    defaultText: "10",
+    defaultText: "20",
     parse: integer(1, 10_000),
     description: "Client-side burst of API requests",
   }),

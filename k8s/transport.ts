@@ -79,7 +79,7 @@ const MAX_LINE_CHARS = 16 * 1024 * 1024;
 
 /** Creates the calls for one connection. */
 export function createTransport(connection: ClusterConnection, options: KubeClientOptions): Transport {
-  const limiter = new RateLimiter({ qps: options.qps ?? 5, burst: options.burst ?? 10 });
+  const limiter = new RateLimiter({ qps: options.qps ?? 10, burst: options.burst ?? 20 });
   const httpClient = connection.caCert || connection.clientCert
     ? Deno.createHttpClient({
       caCerts: connection.caCert ? [connection.caCert] : undefined,
