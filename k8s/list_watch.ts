@@ -27,21 +27,31 @@ export function collectionSource<T extends KubeObjectLike>(kube: KubeClient, col
   return {
     what: collection.what,
     async list(signal) {
-      const answer = await kube.withSignal(signal).request("GET", collection.path, {
-        what: `list ${collection.what}`,
-        query: selectors,
-        // The informer backs off itself, and says why meanwhile.
-        retries: 0,
-        background: true,
-      }) as { items?: unknown; metadata?: { resourceVersion?: unknown } } | null;
-      const version = answer?.metadata?.resourceVersion;
-      if (!Array.isArray(answer?.items) || typeof version !== "string") {
-        throw new KubeError(`Cannot list ${collection.what}: the answer has no items or no resourceVersion`, {
-          status: 200,
-        });
-      }
-      const items = keep ? answer.items.map(keep) : answer.items as T[];
-      return { items, resourceVersion: version };
+      // In pages, as client-go's reflector lists: what a page parses to is dropped (after `keep`) before the next
+      // one is read, so a long list never sits in memory whole.
+      const items: T[] = [];
+      let version: string | undefined;
+      let token: string | undefined;
+      do {
+        const answer = await kube.withSignal(signal).request("GET", collection.path, {
+          what: `list ${collection.what}`,
+          query: { ...selectors, limit: String(LIST_PAGE_SIZE), continue: token },
+          // The informer backs off itself, and says why meanwhile.
+          retries: 0,
+          background: true,
+        }) as { items?: unknown; metadata?: { resourceVersion?: unknown; continue?: unknown } } | null;
+        const pageVersion = answer?.metadata?.resourceVersion;
+        if (!Array.isArray(answer?.items) || typeof pageVersion !== "string") {
+          throw new KubeError(`Cannot list ${collection.what}: the answer has no items or no resourceVersion`, {
+            status: 200,
+          });
+        }
+        for (const item of answer.items) items.push(keep ? keep(item) : item as T);
+        version ??= pageVersion;
+        const next = answer.metadata?.continue;
+        token = typeof next === "string" && next !== "" ? next : undefined;
+      } while (token !== undefined);
+      return { items, resourceVersion: version! };
     },
     async watch(resourceVersion, { signal, timeoutSeconds }) {
       const stream = await kube.openStream(collection.path, {
@@ -60,6 +70,9 @@ export function collectionSource<T extends KubeObjectLike>(kube: KubeClient, col
     },
   };
 }
+
+// Objects per list page: 1,000 MPDClusters as the operator writes them are about 5 MB of JSON in one answer.
+const LIST_PAGE_SIZE = 100;
 
 // A bookmark's or an error's object is not one of the collection's: it passes as it is.
 const OBJECT_EVENTS = new Set(["ADDED", "MODIFIED", "DELETED"]);

@@ -7,6 +7,15 @@ import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } 
 import type { FakeStore } from "./store.ts";
 import { decodeObject, invalidMessage, validateObject } from "./validation.ts";
 
+/** The rest of a paginated list: its snapshot's items after the page served, at its resourceVersion. */
+interface ListPage {
+  readonly resourceVersion: string;
+  readonly items: readonly unknown[];
+}
+
+// Continue tokens kept at once; an older one gets 410 Expired, as a compacted one does on the real server.
+const MAX_PAGES = 64;
+
 const PATCH_TYPES = [
   "application/json-patch+json",
   "application/merge-patch+json",
@@ -120,6 +129,7 @@ function validated(route: Route, object: KubeObject): Response | null {
 
 /** The handlers of the resources in `store`. */
 export function createResourceHandlers(store: FakeStore): ResourceHandlers {
+  const pages = new Map<string, ListPage>();
   function list(route: Route, url: URL): Response {
     const info = RESOURCES[route.resource];
     let labels, fields;
@@ -129,15 +139,43 @@ export function createResourceHandlers(store: FakeStore): ResourceHandlers {
     } catch (error) {
       return failure(400, (error as Error).message);
     }
-    const items = store.list(route.resource, route.namespace)
-      .filter((o) => matchesLabels(labels, o.metadata?.labels) && matchesFields(fields, o))
-      .map(({ apiVersion: _a, kind: _k, ...rest }) => rest);
-    return json({
-      kind: `${info.kind}List`,
-      apiVersion: apiVersionOf(route.resource),
-      metadata: { resourceVersion: store.resourceVersion },
-      items,
-    });
+    const limitText = url.searchParams.get("limit");
+    const limit = limitText ? Number(limitText) : 0;
+    if (!Number.isInteger(limit) || limit < 0) return failure(400, `invalid limit "${limitText}"`);
+    const token = url.searchParams.get("continue");
+    let page: ListPage;
+    if (token) {
+      const next = pages.get(token);
+      if (!next) {
+        return failure(
+          410,
+          "The provided continue parameter is too old to display a consistent list result. You can start a new list " +
+            "without the continue parameter.",
+          { reason: "Expired" },
+        );
+      }
+      pages.delete(token);
+      page = next;
+    } else {
+      page = {
+        resourceVersion: store.resourceVersion,
+        items: store.list(route.resource, route.namespace)
+          .filter((o) => matchesLabels(labels, o.metadata?.labels) && matchesFields(fields, o))
+          .map(({ apiVersion: _a, kind: _k, ...rest }) => rest),
+      };
+    }
+    // As the real server does, the pages of one list are one snapshot, at the first page's resourceVersion.
+    const items = limit > 0 ? page.items.slice(0, limit) : page.items;
+    const rest = page.items.slice(items.length);
+    const metadata: Record<string, unknown> = { resourceVersion: page.resourceVersion };
+    if (rest.length > 0) {
+      const nextToken = btoa(crypto.randomUUID());
+      pages.set(nextToken, { resourceVersion: page.resourceVersion, items: rest });
+      for (const old of pages.keys()) if (pages.size > MAX_PAGES) pages.delete(old);
+      metadata.continue = nextToken;
+      metadata.remainingItemCount = rest.length;
+    }
+    return json({ kind: `${info.kind}List`, apiVersion: apiVersionOf(route.resource), metadata, items });
   }
 
   function get(route: Route): Response {

@@ -749,3 +749,33 @@ Deno.test("another listen address gets a certificate from the same CA", {
     await server.close();
   }
 });
+
+Deno.test("a list with limit comes in pages of one snapshot; a used or unknown continue token gets 410 Expired", async () => {
+  await withServer(async (server) => {
+    const path = `/api/v1/namespaces/${NS}/configmaps`;
+    const first = await call(server, "GET", `${path}?limit=2`);
+    assertEquals(first.status, 200);
+    assertEquals(first.json.items.length, 2);
+    assertEquals(first.json.metadata.remainingItemCount, 3);
+    const snapshot = first.json.metadata.resourceVersion;
+    // A write between pages is not in this list: its pages stay at the first page's resourceVersion.
+    server.put(configMap("f", { v: "f" }));
+    const token = first.json.metadata.continue;
+    const second = await call(server, "GET", `${path}?limit=2&continue=${encodeURIComponent(token)}`);
+    const third = await call(
+      server,
+      "GET",
+      `${path}?limit=2&continue=${encodeURIComponent(second.json.metadata.continue)}`,
+    );
+    assertEquals([second.json.metadata.resourceVersion, third.json.metadata.resourceVersion], [snapshot, snapshot]);
+    assertEquals(third.json.metadata.continue, undefined);
+    const names = [first, second, third].flatMap((p) => p.json.items.map((i: V1ConfigMap) => i.metadata?.name));
+    assertEquals(names.sort(), ["a", "b", "c", "d", "e"]);
+    for (const stale of [token, "bm90LWEtdG9rZW4="]) {
+      const expired = await call(server, "GET", `${path}?limit=2&continue=${encodeURIComponent(stale)}`);
+      assertEquals([expired.status, expired.json.reason], [410, "Expired"]);
+    }
+    assertEquals((await call(server, "GET", `${path}?limit=-1`)).status, 400);
+    assertEquals((await call(server, "GET", path)).json.items.length, 6, "without limit, one page");
+  }, ["a", "b", "c", "d", "e"].map((name) => configMap(name, { v: name })));
+});

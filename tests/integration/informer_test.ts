@@ -275,3 +275,34 @@ Deno.test("a stop after a full garbage collection still ends the watch (the stop
     assertEquals(informer.state().watching, false);
   });
 });
+
+Deno.test("informer: a long list comes in pages of 100 at one resourceVersion, each object kept as the source says", async () => {
+  const seed = Array.from({ length: 250 }, (_, i) => cluster(`db${i % 7}`, `c${i}`, `node-${i}`));
+  const server = await startFakeKubeApiServer({ seed });
+  const kube = createKubeClient(server.connection(), { userAgent: "test", qps: 1000, burst: 1000 });
+  const informer = createInformer(mpdClusterSource(kube), { clock: testClock("2026-12-01T09:00:00Z") });
+  try {
+    informer.start();
+    await waitFor(() => informer.synced, { what: "the first list" });
+    assertEquals(cached(informer), stored(server));
+    const pages = listCalls(server).map((r) => new URLSearchParams(r.query));
+    assertEquals(pages.map((q) => [q.get("limit"), q.has("continue")]), [["100", false], ["100", true], ["100", true]]);
+    // The watch starts from the list's resourceVersion, which all pages share.
+    await waitFor(() => watchCalls(server).length > 0, { what: "the watch" });
+    const rv = new URLSearchParams(watchCalls(server)[0].query).get("resourceVersion");
+    assertEquals(
+      rv,
+      server.list("mpdclusters").map((c) => Number(c.metadata.resourceVersion)).sort((a, b) => b - a)[0].toString(),
+    );
+    // What the cache keeps is the slim object, not the operator's whole one.
+    assertEquals(Object.keys(informer.list()[0].status ?? {}).sort(), [
+      "conditions",
+      "dbInstanceStatus",
+      "floatingIP",
+      "leaderInstanceHost",
+    ]);
+  } finally {
+    await informer.stop();
+    await server.close();
+  }
+});
