@@ -252,9 +252,9 @@ export function createImageReplicationController(
     version: string,
     sources: Map<string, { endpoint: PeerEndpoint; image: PeerImage }>,
     signal: AbortSignal,
-  ): Promise<{ peer: string; bytes: number } | { attempts: FailedAttempt[]; reason: string; messages: string[] }> {
+  ): Promise<{ peer: string; bytes: number } | { attempts: FailedAttempt[]; reason: string; last: string }> {
     const attempts: FailedAttempt[] = [];
-    const messages: string[] = [];
+    let last = "";
     const ref = [...sources.values()][0].image.ref;
     for (;;) {
       const load = new Map<string, number>();
@@ -263,7 +263,7 @@ export function createImageReplicationController(
         if (count !== null) load.set(endpoint.node, count);
       }));
       const next = nextAttempt([...sources.keys()], attempts, { receiver: options.node, load });
-      if (next.action === "give-up") return { attempts, reason: next.reason, messages };
+      if (next.action === "give-up") return { attempts, reason: next.reason, last };
       const wait = next.notBefore - deps.clock.now().getTime();
       if (wait > 0) {
         log.info("Next attempt at image {ref} from {peer} in {seconds} s", {
@@ -334,7 +334,8 @@ export function createImageReplicationController(
       finish("failed", { failure: result.failure, error: result.message });
       metric("transfers", 1, { outcome: result.failure });
       log.warn("{message} ({failure})", { message: result.message, failure: result.failure });
-      messages.push(result.message);
+      // The disk's message has the figures and names the store; other causes need the image and the peer.
+      last = result.failure === "DiskPressure" ? result.cause : result.message;
       attempts.push({
         peer: next.peer,
         failure: result.failure,
@@ -378,8 +379,8 @@ export function createImageReplicationController(
           for (const a of copied.attempts) if (a.failure === "ImageMismatch") dropped.add(a.peer);
           const failure = copied.attempts.find((a) => a.failure === "DiskPressure" || a.failure === "ImageMismatch")
             ?.failure ?? copied.attempts.at(-1)?.failure ?? "PeerFailed";
-          const last = copied.messages.at(-1);
-          return { ...base, outcome: "failed", failure, error: `${copied.reason}${last ? `: ${last}` : ""}` };
+          const error = failure === "DiskPressure" ? copied.last : `${copied.reason} (last: ${copied.last})`;
+          return { ...base, outcome: "failed", failure, error };
         }
         bytes += copied.bytes;
         peer = copied.peer;

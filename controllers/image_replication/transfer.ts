@@ -19,6 +19,8 @@ export type AttemptResult =
     readonly failure: AttemptFailure;
     /** One line naming the image, the peer and the cause. */
     readonly message: string;
+    /** The cause alone. */
+    readonly cause: string;
     /** Bytes received before it failed. */
     readonly bytes: number;
     /** A busy peer's Retry-After (ms). */
@@ -66,27 +68,60 @@ async function refusal(response: Response): Promise<string> {
 }
 
 /** Copies one image from one peer; throws only when `signal` stopped it. */
-export async function copyImage(image: PeerImage, peer: PeerEndpoint, options: AttemptOptions): Promise<AttemptResult> {
+export async function copyImage(
+  image: PeerImage,
+  peer: PeerEndpoint,
+  options: AttemptOptions,
+): Promise<AttemptResult> {
   const from = `image ${image.ref} from node ${peer.node}`;
   const failed = (failure: AttemptFailure, why: string, bytes = 0, retryAfterMs?: number): AttemptResult => ({
     ok: false,
     failure,
     message: `Cannot copy ${from}: ${why}`,
+    cause: why,
     bytes,
     retryAfterMs,
   });
-  const head = AbortSignal.any([options.signal, AbortSignal.timeout(options.stallMs)]);
+  // The request's signal also ends the body: the head's timeout is cleared once it arrived, the stall check follows.
+  const request = new AbortController();
+  const stop = () => request.abort(options.signal.reason);
+  options.signal.addEventListener("abort", stop, { once: true });
+  let headTimedOut = false;
+  const timer = setTimeout(() => {
+    headTimedOut = true;
+    request.abort();
+  }, options.stallMs);
   let response: Response;
   try {
     const url = `${peer.url}/api/v1/images/export?ref=${encodeURIComponent(image.ref)}`;
-    response = await fetch(url, { headers: options.headers(), signal: head });
+    response = await fetch(url, { headers: options.headers(), signal: request.signal });
   } catch (error) {
+    options.signal.removeEventListener("abort", stop);
     options.signal.throwIfAborted();
-    const cause = head.aborted
+    const cause = headTimedOut
       ? `no answer in ${options.stallMs / 1000} s`
       : ((error as Error & { cause?: Error }).cause?.message ?? (error as Error).message);
     return failed("PeerFailed", cause);
+  } finally {
+    clearTimeout(timer);
   }
+  try {
+    return await receive(response, { image, failed, options });
+  } finally {
+    options.signal.removeEventListener("abort", stop);
+  }
+}
+
+/** The rest of an attempt once the peer answered: its refusal, or the disk check, the stream and the ID check. */
+async function receive(
+  response: Response,
+  context: {
+    image: PeerImage;
+    failed: (failure: AttemptFailure, why: string, bytes?: number, retryAfterMs?: number) => AttemptResult;
+    options: AttemptOptions;
+  },
+): Promise<AttemptResult> {
+  const { image, failed, options } = context;
   if (response.status !== 200 || !response.body) {
     const retryAfter = Number(response.headers.get("retry-after"));
     const why = await refusal(response);
