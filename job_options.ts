@@ -87,5 +87,7 @@ export function imageReplicationOptions(config: Config): ImageReplicationOptions
     peerTokenFile: config.peerTokenFile,
     bytesPerSecond: config.imageReplicationBandwidth,
     stallMs: config.imageReplicationStallTimeout,
+    // The store's root is the host's: a container reaches it only through the prefix (nsenter).
+    diskThroughHost: config.hostCommandPrefix.trim() !== "",
   };
 }

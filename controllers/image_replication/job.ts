@@ -10,7 +10,7 @@ import type { Controller, JobCounter, RunContext, RunOutcome } from "../../core/
 import type { StreamingCommandRunner } from "../../host/command.ts";
 import type { ImageExport } from "../../host/image_stream.ts";
 import { listImages } from "../../host/image_store.ts";
-import { statFs } from "../../host/statfs.ts";
+import { dfFigures, statFs } from "../../host/statfs.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import { createPeerTokenReader } from "../../k8s/peer_token.ts";
 import { inventoryHolds, inventoryIds, normalizeImageRef } from "../core_version/image_ref.ts";
@@ -52,6 +52,8 @@ export interface ImageReplicationOptions {
   readonly bytesPerSecond: number;
   /** A copy that receives nothing this long moves on (ms). */
   readonly stallMs: number;
+  /** Read the store's free space with `df` through the runner (the host's mount namespace), not statfs here. */
+  readonly diskThroughHost: boolean;
 }
 
 /** What the job needs beyond every job's deps. */
@@ -295,7 +297,7 @@ export function createImageReplicationController(
         headers,
         checkDisk: async (bytes) => {
           const root = await store.root();
-          return checkDisk(statFs(root), bytes);
+          return checkDisk(options.diskThroughHost ? await dfFigures(deps.runCommand, root) : statFs(root), bytes);
         },
         bytesPerSecond: options.bytesPerSecond,
         stallMs: options.stallMs,
