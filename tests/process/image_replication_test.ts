@@ -22,6 +22,8 @@ const HOSTILE = "registry.local:5000/polardb/engine:4.0";
 const HUGE = "registry.local:5000/polardb/engine:5.0";
 const SECRET = "registry.local:5000/other/secret:1";
 const FAKE_ID = `sha256:${"ab".repeat(32)}`;
+/** The size of v-3's image in MiB: 24 by default, `PD_IMAGE_TEST_MB=200` for the large run. */
+const BIG_MB = Number(Deno.env.get("PD_IMAGE_TEST_MB") ?? "24");
 
 function versionConfigMap(name: string, images: Record<string, string>): Record<string, unknown> {
   return configMapObject(`postgresql-minor-version-info-${name}`, {
@@ -140,7 +142,7 @@ Deno.test({
     const ids: Record<string, string> = {};
     ids[ENGINE] = await importLargeImage(dockerA.socketPath, ENGINE, { bytes: 4 * MB, seed: 1 });
     ids[PFSD] = await importLargeImage(dockerA.socketPath, PFSD, { bytes: 1 * MB, seed: 2 });
-    ids[BIG] = await importLargeImage(dockerA.socketPath, BIG, { bytes: 24 * MB, seed: 3 });
+    ids[BIG] = await importLargeImage(dockerA.socketPath, BIG, { bytes: BIG_MB * MB, seed: 3 });
     ids[MOVED] = await importLargeImage(dockerA.socketPath, MOVED, { bytes: 1 * MB, seed: 4 });
     await importLargeImage(dockerA.socketPath, SECRET, { bytes: 1 * MB, seed: 5 });
     const server = await startFakeKubeApiServer({
@@ -177,7 +179,8 @@ Deno.test({
     const argsB = (mode: string) =>
       args("node-b", dockerB, [
         `--image-replication=${mode}`,
-        "--image-replication-bandwidth=4M",
+        // v-3's copy takes about 6 s, whatever its size: time to kill a in the middle.
+        `--image-replication-bandwidth=${Math.round((BIG_MB * MB) / 6)}`,
         "--image-replication-stall-timeout=3s",
       ]);
     let a: DaemonProcess | null = await startA();
@@ -206,10 +209,10 @@ Deno.test({
         "auto: b copies v-1 and v-3 from a; a killed mid-stream leaves nothing, then a back gives it",
         async () => {
           b = await startDaemon(argsB("auto"), { port: portB });
-          // v-1 first (name order), then v-3's 24 MB at 4 MB/s: a is killed once 4 MB of it arrived.
+          // v-1 first (name order), then v-3 in about 6 s: a is killed once a sixth of it arrived.
           await waitFor(async () => {
             const current = (await images(b!)).transfers[0];
-            return current?.ref === BIG && current.state === "copying" && current.bytesDone >= 4 * MB;
+            return current?.ref === BIG && current.state === "copying" && current.bytesDone >= (BIG_MB * MB) / 6;
           }, { what: "b receiving v-3's image", timeoutMs: 60_000 });
           assertEquals(await imageId(dockerB, ENGINE), ids[ENGINE]);
           assertEquals(await imageId(dockerB, PFSD), ids[PFSD]);
@@ -241,10 +244,10 @@ Deno.test({
             ),
             copied.join("\n"),
           );
-          assert(copied.some((m) => m.startsWith("Copied version v-3 (1 image, 25.")), copied.join("\n"));
+          assert(copied.some((m) => m.startsWith("Copied version v-3 (1 image, ")), copied.join("\n"));
           const metrics = await (await fetch(`${b.url}/metrics`)).text();
           const bytes = Number(/^polarstack_daemon_image_replication_bytes_total (\S+)$/m.exec(metrics)?.[1]);
-          assert(bytes >= 29 * MB, `bytes copied ${bytes}`);
+          assert(bytes >= (BIG_MB + 5) * MB, `bytes copied ${bytes}`);
           assertStringIncludes(metrics, 'polarstack_daemon_image_replication_transfers_total{outcome="success"} 3');
           assertStringIncludes(metrics, 'polarstack_daemon_image_replication_transfers_total{outcome="StreamCut"} 1');
           assertStringIncludes(metrics, "polarstack_daemon_image_replication_active_transfers 0");
@@ -304,6 +307,38 @@ Deno.test({
         assertStringIncludes(mismatch, `its details say ${ids[MOVED]}`);
         assertEquals(await imageId(dockerB, MOVED), null);
         assertEquals(await imageId(dockerB, movedId), null, "the loaded image is removed with its tag");
+
+        // once, as a person debugging the host would run it: the plan, nothing copied.
+        const once = await runMain([
+          ...argsB("off"),
+          "once",
+          "image-replication",
+          "--version",
+          "v-2",
+          "--dry-run",
+          "--json",
+        ]);
+        assertEquals(once.code, 0, once.stderr);
+        assertEquals(JSON.parse(once.stdout).versions, [{
+          version: "v-2",
+          images: [MOVED],
+          sources: ["node-a"],
+          outcome: "planned",
+        }]);
+        const elsewhere = await runMain([
+          ...argsB("off"),
+          "once",
+          "image-replication",
+          "--version",
+          "v-2",
+          "--from",
+          "node-x",
+        ]);
+        assertEquals(elsewhere.code, 1, elsewhere.stderr);
+        assertStringIncludes(
+          elsewhere.stderr,
+          "Cannot copy version v-2: no peer holds it whole with image IDs (asked from node node-x)",
+        );
       });
 
       await t.step(
