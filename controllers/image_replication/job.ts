@@ -22,6 +22,7 @@ import {
   type LocalVersion,
   type PeerImage,
   planReplication,
+  rankPeers,
   readPeerHoldings,
   type ReplicationCandidate,
 } from "./plan.ts";
@@ -146,6 +147,9 @@ export interface ImageReplicationController extends Controller<ImageReplicationR
   exportImage(ref: string, options: { signal: AbortSignal }): Promise<ImageExport | null>;
 }
 
+/** How many peers are asked for their load before an attempt. */
+const LOAD_QUERIES = 8;
+
 /** How many finished transfers `GET /api/v1/images` keeps showing. */
 const KEEP_TRANSFERS = 20;
 
@@ -259,10 +263,13 @@ export function createImageReplicationController(
     let last = "";
     const ref = [...sources.values()][0].image.ref;
     for (;;) {
+      // The loads of a few peers (the hash's first, so receivers ask different ones), not of every holder in a
+      // large cluster; the others rank after them as unknown.
+      const asked = rankPeers([...sources.keys()], options.node, { load: new Map() }).slice(0, LOAD_QUERIES);
       const load = new Map<string, number>();
-      await Promise.all([...sources.values()].map(async ({ endpoint }) => {
-        const count = await peerLoad(endpoint, { signal });
-        if (count !== null) load.set(endpoint.node, count);
+      await Promise.all(asked.map(async (node) => {
+        const count = await peerLoad(sources.get(node)!.endpoint, { signal });
+        if (count !== null) load.set(node, count);
       }));
       const next = nextAttempt([...sources.keys()], attempts, { receiver: options.node, load });
       if (next.action === "give-up") return { attempts, reason: next.reason, last };
