@@ -37,17 +37,65 @@ export function peerEndpoints(pods: readonly V1Pod[], self: string, defaultPort:
 /** How long a peer has to show its load. */
 const LOAD_TIMEOUT_MS = 2_000;
 
+/** The longest answer read for a load (a peer's own shows 20 transfers in a few kB). */
+const MAX_LOAD_ANSWER = 256 * 1024;
+
+/**
+ * The body as text; null once it passes `max` bytes or `timeoutMs` passes (the body is cancelled then), so a peer
+ * cannot make the daemon hold or wait for an endless answer.
+ */
+export async function boundedText(
+  body: ReadableStream<Uint8Array>,
+  max: number,
+  options: { timeoutMs: number },
+): Promise<string | null> {
+  const reader = body.getReader();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    reader.cancel().catch(() => {});
+  }, options.timeoutMs);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const chunk = await reader.read();
+      if (chunk.done) break;
+      size += chunk.value.length;
+      if (size > max) {
+        await reader.cancel();
+        return null;
+      }
+      chunks.push(chunk.value);
+    }
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (timedOut) return null;
+  const joined = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, at);
+    at += chunk.length;
+  }
+  return new TextDecoder().decode(joined);
+}
+
 /** The exports a peer has in progress (`exportsInProgress` of its `GET /api/v1/images`), or null when unknown. */
 export async function peerLoad(peer: PeerEndpoint, options: { signal: AbortSignal }): Promise<number | null> {
   try {
     const response = await fetch(`${peer.url}/api/v1/images`, {
       signal: AbortSignal.any([options.signal, AbortSignal.timeout(LOAD_TIMEOUT_MS)]),
     });
-    if (!response.ok) {
+    if (!response.ok || !response.body) {
       await response.body?.cancel();
       return null;
     }
-    const count = (await response.json() as { data?: { exportsInProgress?: unknown } }).data?.exportsInProgress;
+    const text = await boundedText(response.body, MAX_LOAD_ANSWER, { timeoutMs: LOAD_TIMEOUT_MS });
+    if (text === null) return null;
+    const count = (JSON.parse(text) as { data?: { exportsInProgress?: unknown } }).data?.exportsInProgress;
     return typeof count === "number" && Number.isInteger(count) && count >= 0 ? count : null;
   } catch {
     return null;

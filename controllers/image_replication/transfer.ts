@@ -6,7 +6,7 @@
 import { ImageLoadError } from "../../host/image_stream.ts";
 import { limitStream, StreamStalledError } from "../../host/stream_limits.ts";
 import type { DiskVerdict } from "./disk.ts";
-import type { PeerEndpoint } from "./peers.ts";
+import { boundedText, type PeerEndpoint } from "./peers.ts";
 import { type PeerImage, verifyLoaded } from "./plan.ts";
 import type { AttemptFailure } from "./retry.ts";
 import type { ReplicationStore } from "./store.ts";
@@ -56,8 +56,12 @@ function headerSize(response: Response, name: string): number | null {
   return Number(text.trim());
 }
 
-async function refusal(response: Response): Promise<string> {
-  const text = (await response.text().catch(() => "")).slice(0, 2000);
+/** The longest refusal read from a peer. */
+const MAX_REFUSAL = 64 * 1024;
+
+/** A refusal's status and message; its body is read only so far, and for at most `stallMs`. */
+async function refusal(response: Response, stallMs: number): Promise<string> {
+  const text = response.body ? (await boundedText(response.body, MAX_REFUSAL, { timeoutMs: stallMs })) ?? "" : "";
   try {
     const message = (JSON.parse(text) as { message?: unknown }).message;
     if (typeof message === "string" && message !== "") return `${response.status} ${message}`;
@@ -124,7 +128,7 @@ async function receive(
   const { image, failed, options } = context;
   if (response.status !== 200 || !response.body) {
     const retryAfter = Number(response.headers.get("retry-after"));
-    const why = await refusal(response);
+    const why = await refusal(response, options.stallMs);
     if (response.status === 429 || response.status === 503) {
       return failed("PeerBusy", why, 0, Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined);
     }

@@ -1,7 +1,7 @@
 /** Where the peers' daemons answer: the pod's IP and its declared `http` port, never this node's own pod. */
 import type { V1Pod } from "@kubernetes/client-node";
 import { assertEquals } from "../support/assert.ts";
-import { peerEndpoints } from "../../controllers/image_replication/peers.ts";
+import { boundedText, peerEndpoints } from "../../controllers/image_replication/peers.ts";
 
 function pod(
   name: string,
@@ -34,4 +34,23 @@ Deno.test("peer endpoints: declared http port, else --port; IPv6 bracketed; self
     { node: "node-a", pod: "d-a", url: "http://10.0.0.1:8901" },
     { node: "node-b", pod: "d-b", url: "http://[fd00::2]:8900" },
   ]);
+});
+
+Deno.test("boundedText: a peer's answer is read whole up to the limit; beyond it or past the time, null and cancelled", async () => {
+  const bytes = (text: string) => new TextEncoder().encode(text);
+  const short = new ReadableStream({
+    start(c) {
+      c.enqueue(bytes('{"data":'));
+      c.enqueue(bytes("1}"));
+      c.close();
+    },
+  });
+  assertEquals(await boundedText(short, 100, { timeoutMs: 1000 }), '{"data":1}');
+  let cancelled = 0;
+  const endless = () =>
+    new ReadableStream<Uint8Array>({ pull: (c) => c.enqueue(new Uint8Array(1000)), cancel: () => void cancelled++ });
+  assertEquals(await boundedText(endless(), 10_000, { timeoutMs: 1000 }), null);
+  const silent = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}), cancel: () => void cancelled++ });
+  assertEquals(await boundedText(silent, 10_000, { timeoutMs: 50 }), null);
+  assertEquals(cancelled, 2);
 });
