@@ -189,6 +189,9 @@ export function createImageReplicationController(
   const sleep = deps.sleep ?? defaultSleep;
   const requests: ReplicationRequest[] = [];
   const copiedListeners: (() => void)[] = [];
+  // Peer, image and advertised ID of every copy that did not match: not downloaded again (every version check would
+  // otherwise fetch it whole once more) until the peer advertises another ID.
+  const mismatched = new Set<string>();
   let started = true;
   const shown: TransferView[] = [];
   let current: { view: TransferView; progress: Progress } | null = null;
@@ -365,27 +368,28 @@ export function createImageReplicationController(
     const store = await openStore(storeOptions);
     let bytes = 0;
     let peer = "";
-    // A peer whose image did not match is not asked again for this version.
-    const dropped = new Set<string>();
     try {
       for (const ref of candidate.images.filter(plan.missing)) {
         const sources = new Map<string, { endpoint: PeerEndpoint; image: PeerImage }>();
         for (const source of candidate.sources) {
           const endpoint = plan.endpoints.get(source.node);
           const image = source.images.find((i) => i.ref === ref);
-          if (endpoint && image && !dropped.has(source.node)) sources.set(source.node, { endpoint, image });
+          if (endpoint && image && !mismatched.has(mismatchKey(source.node, image))) {
+            sources.set(source.node, { endpoint, image });
+          }
         }
         if (sources.size === 0) {
-          return {
-            ...base,
-            outcome: "failed",
-            failure: "NoPeer",
-            error: `No daemon of a peer that holds ${ref} answers`,
-          };
+          const why = candidate.sources.some((s) => plan.endpoints.has(s.node))
+            ? `every peer that holds ${ref} sent another image than it advertises, and still advertises it`
+            : `no daemon of a peer that holds ${ref} answers`;
+          return { ...base, outcome: "failed", failure: "NoPeer", error: why };
         }
         const copied = await copyOne(store, version, sources, signal);
         if ("attempts" in copied) {
-          for (const a of copied.attempts) if (a.failure === "ImageMismatch") dropped.add(a.peer);
+          for (const a of copied.attempts) {
+            if (mismatched.size > 10_000) mismatched.clear();
+            if (a.failure === "ImageMismatch") mismatched.add(mismatchKey(a.peer, sources.get(a.peer)!.image));
+          }
           const failure = copied.attempts.find((a) => a.failure === "DiskPressure" || a.failure === "ImageMismatch")
             ?.failure ?? copied.attempts.at(-1)?.failure ?? "PeerFailed";
           const error = failure === "DiskPressure" ? copied.last : `${copied.reason} (last: ${copied.last})`;
@@ -562,6 +566,10 @@ export function createImageReplicationController(
       return { ...image, stream };
     },
   };
+}
+
+function mismatchKey(peer: string, image: PeerImage): string {
+  return `${peer}\u0000${image.ref}\u0000${image.id}`;
 }
 
 function retryAfter(result: { retryAfterMs?: number }): { retryAfterMs?: number } {

@@ -307,6 +307,17 @@ Deno.test({
         assertStringIncludes(mismatch, `its details say ${ids[MOVED]}`);
         assertEquals(await imageId(dockerB, MOVED), null);
         assertEquals(await imageId(dockerB, movedId), null, "the loaded image is removed with its tag");
+        // Asked again while a still advertises the old ID: refused without downloading it once more.
+        const transfersBefore = (await images(b)).transfers.length;
+        const again = await fetch(`${b.url}/api/v1/ReplicateCoreVersion`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${server.peerToken}` },
+          body: JSON.stringify({ version: "v-2" }),
+        });
+        await again.body?.cancel();
+        const noPeer = await waitFor(() => events(server, "CoreVersionCopyFailed")[0], { what: "the second refusal" });
+        assertStringIncludes(noPeer, "sent another image than it advertises");
+        assertEquals((await images(b)).transfers.length, transfersBefore);
 
         // once, as a person debugging the host would run it: the plan, nothing copied.
         const once = await runMain([
