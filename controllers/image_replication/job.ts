@@ -437,8 +437,18 @@ export function createImageReplicationController(
     }
     started = false;
     if (asked.length <= 1) return await runOnce(ctx, asked[0] ?? null);
+    // Each request is worked on even when an earlier one failed; the run fails when one did.
     const outcomes: RunOutcome<ImageReplicationResult>[] = [];
-    for (const request of asked) outcomes.push(await runOnce(ctx, request));
+    const errors: string[] = [];
+    for (const request of asked) {
+      try {
+        outcomes.push(await runOnce(ctx, request));
+      } catch (error) {
+        ctx.signal.throwIfAborted();
+        errors.push((error as Error).message);
+      }
+    }
+    if (errors.length > 0) throw new Error(errors.join("; "));
     return {
       summary: outcomes.map((o) => o.summary).join("; "),
       result: {
@@ -499,7 +509,9 @@ export function createImageReplicationController(
     }
     const copied = versions.filter((v) => v.outcome === "copied").length;
     const failed = versions.filter((v) => v.outcome === "failed");
-    if (request?.version !== undefined && failed.length > 0) throw new Error(failed[0].error ?? "the copy failed");
+    if (request?.version !== undefined && failed.length > 0) {
+      throw new Error(`Cannot copy version ${failed[0].version}: ${failed[0].error}`);
+    }
     const parts = [
       ctx.dryRun ? `${versions.length} versions would be copied` : `${copied} versions copied`,
       ...(failed.length > 0 ? [`${failed.length} failed (${failed.map((f) => f.version).join(", ")})`] : []),
@@ -514,7 +526,8 @@ export function createImageReplicationController(
 
   return {
     name: job,
-    schedule: { cron: "*/10 * * * *" },
+    // Every version check triggers a run (auto); the hourly run is a safety net.
+    schedule: { cron: "0 * * * *" },
     runAtStart: true,
     // A version of several GB over a slow link takes long; shutdown still stops it at once.
     timeoutMs: 6 * 3_600_000,

@@ -34,7 +34,7 @@ export interface ReplicationStore {
   /** Streams an archive in; throws `ImageLoadError` when the store refused it or the stream broke. */
   load(archive: ReadableStream<Uint8Array>, options: { signal: AbortSignal }): Promise<void>;
   /** Removes a reference, and its image when no other reference keeps it. */
-  remove(ref: string, options: { id: string | null }): Promise<void>;
+  remove(ref: string, options: { id: string }): Promise<void>;
   /** The path whose file system receives the images (for the disk check). */
   root(): Promise<string>;
   /** Releases the connection. */
@@ -81,14 +81,7 @@ function dockerStore(docker: DockerApiClient): ReplicationStore {
     async load(archive, { signal }) {
       await loadDockerImage(docker, archive, { signal });
     },
-    async remove(ref, { id }) {
-      if (id === null) {
-        const found = await dockerImageInfo(docker, ref);
-        if (!found) return;
-        id = found.id;
-      }
-      await removeDockerImage(docker, ref, { id });
-    },
+    remove: (ref, { id }) => removeDockerImage(docker, ref, { id }),
     root: () => dockerRootDir(docker),
     close: () => docker.close(),
   };
