@@ -10,6 +10,7 @@ import { parseRangeList } from "./controllers/port_usage/ranges.ts";
 import type { LogCleanupOptions } from "./controllers/log_cleanup/job.ts";
 import type { NodeNetworkOptions } from "./controllers/node_network/job.ts";
 import type { FloatingIpOptions } from "./controllers/floating_ip/job.ts";
+import type { ImageReplicationOptions } from "./controllers/image_replication/job.ts";
 
 /** The port-usage job's options. */
 export function portUsageOptions(config: Config): PortUsageOptions {
@@ -70,5 +71,23 @@ export function floatingIpOptions(config: Config): FloatingIpOptions {
     renewIntervalMs: config.fipLeaseRenewInterval,
     // the cluster cache watches them: every run reads them from it, and a change runs the job at once
     settingsRefreshMs: config.clusterCache ? 0 : 60_000,
+  };
+}
+
+/** The image-replication job's options: the mode, the store and peers (as core-version's), the limits. */
+export function imageReplicationOptions(config: Config): ImageReplicationOptions {
+  return {
+    node: nodeKey(config.currentNodeName),
+    mode: config.imageReplication,
+    versionLabels: config.coreVersionCmLabels,
+    imageStore: config.imageStore,
+    dockerHost: config.dockerHost,
+    peerPodLabels: config.polarstackDaemonPodLabels,
+    peerPort: config.port,
+    peerTokenFile: config.peerTokenFile,
+    bytesPerSecond: config.imageReplicationBandwidth,
+    stallMs: config.imageReplicationStallTimeout,
+    // The store's root is the host's: a container reaches it only through the prefix (nsenter).
+    diskThroughHost: config.hostCommandPrefix.trim() !== "",
   };
 }

@@ -9,6 +9,7 @@ import { Scheduler } from "./controllers/scheduler.ts";
 import { FlagError } from "./core/flag_error.ts";
 import { systemClock } from "./core/types.ts";
 import { createApp } from "./api/app.ts";
+import { createImageExport } from "./api/image_export.ts";
 import { chooseAuthorizer } from "./api/auth.ts";
 import { taskLogger } from "./logging.ts";
 import { createControllers, createRuntime, serveApi } from "./runtime.ts";
@@ -29,7 +30,7 @@ async function runDaemon(config: Config): Promise<number> {
   });
   // The jobs read the ConfigMaps through the cache, when there is one.
   const cache = createCaches(runtime);
-  const { controllers, coreVersion, floatingIp, killCommands } = createControllers(
+  const { controllers, coreVersion, floatingIp, imageReplication, killCommands } = createControllers(
     cache ? { ...runtime, kube: cache.kube } : runtime,
   );
   const scheduler = new Scheduler(controllers, {
@@ -41,8 +42,19 @@ async function runDaemon(config: Config): Promise<number> {
     onRun: (name, run, details) => {
       runtime.metrics.jobRun(name, run);
       if (details.outcome) runtime.metrics.jobOutcome(name, details.outcome);
+      // auto: every version check is followed by a copy of what is missing here (a run that finds nothing is short).
+      if (name === coreVersion.name && run.outcome === "success" && config.imageReplication === "auto") {
+        scheduler.trigger(imageReplication.name);
+      }
     },
     onSkip: (name) => runtime.metrics.jobSkipped(name),
+  });
+  const imageExport = createImageExport({
+    authorize,
+    versionImages: () => imageReplication.versionImages(),
+    exportImage: (ref, options) => imageReplication.exportImage(ref, options),
+    concurrency: config.imageExportConcurrency,
+    log: taskLogger("api"),
   });
   const app = createApp({
     jobs: scheduler,
@@ -56,7 +68,10 @@ async function runDaemon(config: Config): Promise<number> {
     node: config.currentNodeName,
     caches: () => cache?.states() ?? [],
     jobCaches: () => floatingIp.caches(),
+    imageExport,
+    images: imageReplication,
   });
+  imageReplication.onCopied(() => scheduler.trigger(coreVersion.name));
   if (cache) {
     triggerOnChanges(cache, { config, trigger: (job) => scheduler.trigger(job) });
     cache.start();
@@ -79,11 +94,20 @@ async function runDaemon(config: Config): Promise<number> {
   return EXIT.ok;
 }
 
-async function runOnce(task: string, config: Config, options: { dryRun: boolean; json: boolean }): Promise<number> {
+async function runOnce(
+  task: string,
+  config: Config,
+  options: { dryRun: boolean; json: boolean; version?: string; from?: string },
+): Promise<number> {
   const runtime = createRuntime(config, { dryRun: options.dryRun });
-  const { controllers, killCommands } = createControllers(runtime);
+  const { controllers, coreVersion, imageReplication, killCommands } = createControllers(runtime);
   const controller = controllers.find((c) => c.name === task)!;
+  // Asked for by hand: it copies whatever --image-replication says, and then checks the versions here.
+  if (task === imageReplication.name) imageReplication.request({ version: options.version, from: options.from });
+  let copied = false;
+  imageReplication.onCopied(() => (copied = true));
   const { run, outcome } = await runWithLimit(controller, { dryRun: options.dryRun, clock: systemClock });
+  if (copied) await runWithLimit(coreVersion, { dryRun: false, clock: systemClock });
   await Promise.all(controllers.map((c) => c.close?.()));
   killCommands();
   await Promise.race([runtime.events.flush(), new Promise((r) => setTimeout(r, 5000))]);

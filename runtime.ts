@@ -9,6 +9,7 @@ import { createCoreVersionController } from "./controllers/core_version/job.ts";
 import {
   coreVersionOptions,
   floatingIpOptions,
+  imageReplicationOptions,
   logCleanupOptions,
   nodeNetworkOptions,
   portUsageOptions,
@@ -16,7 +17,8 @@ import {
 import { createFloatingIpController } from "./controllers/floating_ip/job.ts";
 import { createLogCleanupController } from "./controllers/log_cleanup/job.ts";
 import { createNodeNetworkController } from "./controllers/node_network/job.ts";
-import { createCommandRunner } from "./host/command.ts";
+import { createImageReplicationController } from "./controllers/image_replication/job.ts";
+import { createCommandRunner, createStreamingCommandRunner } from "./host/command.ts";
 import { createKubeClient, type KubeClient } from "./k8s/client.ts";
 import { createEventSink, type DaemonEventSink } from "./k8s/events.ts";
 import { chooseClusterSource, loadConnection } from "./k8s/kube_config.ts";
@@ -112,10 +114,11 @@ export function createRuntime(config: Config, options: { json?: boolean; dryRun?
 export function createControllers(runtime: Runtime) {
   // Aborted when the process is about to exit: a command still running (a hung ipmitool) is killed, not orphaned.
   const exiting = new AbortController();
-  const runCommand = createCommandRunner({
+  const commandOptions = {
     prefix: runtime.config.hostCommandPrefix.split(/\s+/).filter(Boolean),
     signal: exiting.signal,
-  });
+  };
+  const runCommand = createCommandRunner(commandOptions);
   const deps = (task: string): JobDeps => ({
     kube: runtime.kube,
     clock: systemClock,
@@ -125,14 +128,20 @@ export function createControllers(runtime: Runtime) {
   });
   const coreVersion = createCoreVersionController(deps(JOBS.coreVersion.name), coreVersionOptions(runtime.config));
   const floatingIp = createFloatingIpController(deps(JOBS.floatingIp.name), floatingIpOptions(runtime.config));
+  const imageReplication = createImageReplicationController({
+    ...deps(JOBS.imageReplication.name),
+    runStreaming: createStreamingCommandRunner(commandOptions),
+    recordMetric: (metric) => runtime.metrics.jobCounter(metric),
+  }, imageReplicationOptions(runtime.config));
   const controllers: Controller[] = [
     createPortUsageController(deps(JOBS.portUsage.name), portUsageOptions(runtime.config)),
     coreVersion,
     createLogCleanupController(deps(JOBS.logCleanup.name), logCleanupOptions(runtime.config)),
     createNodeNetworkController(deps(JOBS.nodeNetwork.name), nodeNetworkOptions(runtime.config)),
     floatingIp,
+    imageReplication,
   ];
-  return { controllers, coreVersion, floatingIp, killCommands: () => exiting.abort() };
+  return { controllers, coreVersion, floatingIp, imageReplication, killCommands: () => exiting.abort() };
 }
 
 /** Raises the open-file limit, then serves the API on both stacks with a connection cap below that limit. */

@@ -8,6 +8,7 @@ import { type JobName, JOBS } from "../core/jobs.ts";
 import type { Logger } from "../core/types.ts";
 import type { KubeClient } from "../k8s/client.ts";
 import { type CacheState, cacheTrouble } from "../k8s/config_map_cache.ts";
+import type { ImageExportEndpoint } from "./image_export.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** What the API reads; it never touches the host itself. */
@@ -44,6 +45,13 @@ export interface AppDeps {
    * job depends on them.
    */
   readonly jobCaches?: () => readonly CacheState[];
+  /** The image export endpoint for the peers, mounted under `/api/v1` (it checks its callers itself). */
+  readonly imageExport?: ImageExportEndpoint;
+  /** Image replication: its transfers for `GET /api/v1/images`, and copies asked for by the POST. */
+  readonly images?: {
+    transfers(): { incoming: number; transfers: readonly unknown[] };
+    request(request: { version: string }): void;
+  };
 }
 
 type Env = { Variables: { requestId: string } };
@@ -64,6 +72,8 @@ const ROUTES: Record<string, string[]> = {
   ...Object.fromEntries(Object.values(JOBS).map((job) => [`/api/v1${job.route}`, ["GET"]])),
   "/api/v1/RequestCheckCoreVersion": ["POST"],
   "/api/v1/InnerCheckCoreVersion": ["POST"],
+  "/api/v1/ReplicateCoreVersion": ["POST"],
+  "/api/v1/images/export": ["GET"],
 };
 
 const JOB_ROUTES: Record<string, JobName> = Object.fromEntries(Object.values(JOBS).map((job) => [job.route, job.name]));
@@ -76,6 +86,22 @@ function innerCheckHost(body: unknown): { host: string | undefined } | { error: 
   if (typeof host !== "string") return { error: "HostName must be a string" };
   if (host.length > 253) return { error: "HostName is longer than 253 characters" };
   return { host };
+}
+
+/** The version of a ReplicateCoreVersion body, or the reason the body is refused. */
+function replicateVersion(text: string): { version: string } | { error: string } {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return { error: "Request body is not valid JSON" };
+  }
+  const version = (body as { version?: unknown } | null)?.version;
+  if (typeof version !== "string" || version.trim() === "") {
+    return { error: 'Invalid request body: expected {"version": "<name>"}' };
+  }
+  if (version.length > 253) return { error: "Invalid request body: version is longer than 253 characters" };
+  return { version: version.trim() };
 }
 
 /** The original's envelope for a success. */
@@ -171,6 +197,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   // The last good result; when the latest run failed, also that run (`lastRun`, with its error). A job that has
   // only failed answers 500 with the error, one that has not finished a run yet 503.
   for (const [path, job] of Object.entries(JOB_ROUTES)) {
+    if (job === JOBS.imageReplication.name) continue;
     v1.get(path, (c) => {
       const lastRun = deps.jobs.status().find((j) => j.name === job)?.lastRun ?? null;
       const result = deps.jobs.lastResult(job);
@@ -188,6 +215,19 @@ export function createApp(deps: AppDeps): Hono<Env> {
       });
     });
   }
+
+  // Copies take minutes: the transfers as they stand, whether a run has finished or not, and the exports served now
+  // (the count the peers rank this host by).
+  v1.get(JOBS.imageReplication.route, (c) => {
+    const lastRun = deps.jobs.status().find((j) => j.name === JOBS.imageReplication.name)?.lastRun ?? null;
+    const result = deps.jobs.lastResult(JOBS.imageReplication.name) as Record<string, unknown> | null;
+    return ok(c, {
+      ...result,
+      ...(deps.images?.transfers() ?? { incoming: 0, transfers: [] }),
+      exportsInProgress: deps.imageExport?.active() ?? 0,
+      lastRun,
+    });
+  });
 
   v1.get("/GetStandByIp", async (c) => {
     const podName = c.req.query("podName")?.trim();
@@ -256,6 +296,20 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return ok(c, "OK");
   });
 
+  v1.post("/ReplicateCoreVersion", async (c) => {
+    const refused = await guard(c);
+    if (refused) return refused;
+    const parsed = replicateVersion(await c.req.text());
+    if ("error" in parsed) return fail(c, 400, parsed.error);
+    if (!deps.images) return fail(c, 503, "Image replication is not available in this process");
+    deps.images.request(parsed);
+    const run = deps.jobs.trigger(JOBS.imageReplication.name);
+    if (run === "stopping") return fail(c, 503, "The daemon is shutting down: no copy starts now");
+    deps.log.info("Copy of version {version} asked for: {run}", { version: parsed.version, run });
+    return ok(c, { version: parsed.version, run });
+  });
+
+  if (deps.imageExport) v1.route("/", deps.imageExport.app);
   app.route("/api/v1", v1);
 
   app.notFound((c) => {

@@ -51,6 +51,19 @@ export const DECLARED_JOB_METRICS: readonly DeclaredJobMetric[] = [
     series: [{}],
     buckets: [0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 20, 30],
   },
+  {
+    name: "image_replication_bytes_total",
+    help: "Bytes of images copied here from peers",
+    kind: "counter",
+    series: [{}],
+  },
+  {
+    name: "image_replication_transfers_total",
+    help: "Image transfers by outcome",
+    kind: "counter",
+    series: ["success", "ImageMismatch", "StreamCut", "Stalled", "Garbage", "PeerFailed", "PeerBusy", "DiskPressure"]
+      .map((outcome) => ({ outcome })),
+  },
 ];
 
 // The gauge of the floating-IP job's `LeaderIPReady` conditions that are False, switched-off ones aside.

@@ -23,6 +23,10 @@ export type Invocation =
     readonly config: Config;
     readonly dryRun: boolean;
     readonly json: boolean;
+    /** `once image-replication --version V`: the one version to copy. */
+    readonly version?: string;
+    /** `once image-replication --from NODE`: the one peer to copy from. */
+    readonly from?: string;
   };
 
 /** What the command line asks for: something to run, or a text to print (the help, the version). */
@@ -33,6 +37,12 @@ const ONCE_FLAGS = {
   "dry-run": "Compute everything, change nothing: no cluster write, no file removed",
   json: "Print one JSON document instead of a summary",
 } as const;
+/** The flags of `once image-replication` that take a value (`--version` names a version there, not this build). */
+const REPLICATION_FLAGS = {
+  version: "image-replication: copy only this version",
+  from: "image-replication: copy only from this peer's node",
+} as const;
+const REPLICATION_TASK = "image-replication";
 const DESCRIPTION = "The per-host daemon of PolarDB Stack: port usage, engine versions, log cleanup, client network, " +
   "floating IPs";
 
@@ -61,6 +71,7 @@ export function helpText(command: "daemon" | "once"): string {
       "",
       "once flags:",
       ...Object.entries(ONCE_FLAGS).map(([name, text]) => `  --${name} [bool]`.padEnd(44) + ` ${text}`),
+      ...Object.entries(REPLICATION_FLAGS).map(([name, text]) => `  --${name} <value>`.padEnd(44) + ` ${text}`),
     ]
     : [
       "Usage: polarstack-daemon [flags]",
@@ -90,6 +101,7 @@ function toBool(value: string | undefined, name: string): boolean {
 interface Words {
   readonly raw: Record<string, string>;
   readonly once: Record<string, string>;
+  readonly replication: Record<string, string>;
   readonly positionals: string[];
   help: boolean;
   version: boolean;
@@ -100,9 +112,17 @@ interface Words {
  * word (`--local once` is `--local=true once`), and a later value wins.
  */
 function splitWords(words: readonly string[]): Words {
-  const out: Words = { raw: {}, once: {}, positionals: [], help: false, version: false };
+  const out: Words = { raw: {}, once: {}, replication: {}, positionals: [], help: false, version: false };
   for (let i = 0; i < words.length; i++) {
     const word = words[i];
+    const replicating = out.positionals[0] === "once" && out.positionals[1] === REPLICATION_TASK;
+    const named = /^--(version|from)(?:=(.*))?$/s.exec(word);
+    if (replicating && named) {
+      const value = named[2] ?? words[++i];
+      if (value === undefined || value.trim() === "") throw new FlagError(`Flag --${named[1]} needs a value`);
+      out.replication[named[1]] = value.trim();
+      continue;
+    }
     if (word === "-h" || word === "--help") {
       out.help = true;
       continue;
@@ -165,6 +185,7 @@ export function readCommandLine(
     config,
     dryRun: toBool(words.once["dry-run"], "dry-run"),
     json: toBool(words.once.json, "json"),
+    ...words.replication,
   };
 }
 

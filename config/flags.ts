@@ -1,6 +1,6 @@
 /** The daemon's flags: names and defaults of the original, their parsers, and the flags read from the environment. */
 import { parseRangeList } from "../controllers/port_usage/ranges.ts";
-import { duration, integer, oneOf, parseGoBool, positiveNumber, text } from "./values.ts";
+import { byteCount, duration, integer, oneOf, parseGoBool, positiveNumber, text } from "./values.ts";
 
 // A bad list exits 2 at start like every other bad flag, not 1 at the first scan.
 function portRangeList(s: string): string {
@@ -178,6 +178,31 @@ export const FLAGS = [
     defaultText: "1h",
     parse: duration(1000),
     description: "Rewrite the availability ConfigMap at least this often",
+  }),
+  flag("image-replication", "imageReplication", {
+    group: "image-replication",
+    defaultText: "off",
+    parse: oneOf("off", "auto"),
+    description:
+      "auto: after each version check, copy the images of every version missing here from a peer that has it",
+  }),
+  flag("image-export-concurrency", "imageExportConcurrency", {
+    group: "image-replication",
+    defaultText: "2",
+    parse: integer(1, 64),
+    description: "Image exports this host serves to its peers at once (more get 429)",
+  }),
+  flag("image-replication-bandwidth", "imageReplicationBandwidth", {
+    group: "image-replication",
+    defaultText: "0",
+    parse: byteCount,
+    description: "Cap of an incoming image copy in bytes per second, e.g. 100M; 0: no cap",
+  }),
+  flag("image-replication-stall-timeout", "imageReplicationStallTimeout", {
+    group: "image-replication",
+    defaultText: "60s",
+    parse: duration(100),
+    description: "An image copy that receives nothing for this long moves on to the next peer",
   }),
   flag("dbcluster-log-dir", "dbclusterLogDir", {
     group: "log-cleanup",

@@ -75,3 +75,22 @@ export function oneOf<T extends string>(...values: T[]): (text: string) => T {
 export function text(s: string): string {
   return s;
 }
+
+const BYTE_UNITS: Record<string, number> = {
+  "": 1,
+  k: 1e3,
+  m: 1e6,
+  g: 1e9,
+  t: 1e12,
+  ki: 2 ** 10,
+  mi: 2 ** 20,
+  gi: 2 ** 30,
+};
+
+/** A byte count: `0`, `1500`, `100M` (decimal units k, M, G, T) or `64Mi` (binary Ki, Mi, Gi), an optional `B`. */
+export function byteCount(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?$/i.exec(text.trim());
+  const unit = BYTE_UNITS[(m?.[2] ?? "").toLowerCase()];
+  if (!m || unit === undefined) throw new Error(`"${text}" is not a byte count (examples: 0, 100M, 1G, 64Mi)`);
+  return Math.round(Number(m[1]) * unit);
+}

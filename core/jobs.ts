@@ -10,6 +10,7 @@ export const JOBS = {
   logCleanup: { name: "log-cleanup", route: "/log-cleanup" },
   nodeNetwork: { name: "node-network", route: "/node-network" },
   floatingIp: { name: "floating-ip", route: "/floating-ips" },
+  imageReplication: { name: "image-replication", route: "/images" },
 } as const;
 
 /** A job's task name, e.g. `port-usage`. */

@@ -212,9 +212,60 @@ export async function containerdImageInfo(
   target: ContainerdTarget = {},
 ): Promise<{ id: string; size: number } | null> {
   const listing = await ctrText(runCommand, target, ["images", "ls", `name==${ref}`]);
-  const row = listing.split("\n").slice(1).map((line) => line.trim().split(/\s+/)).find((cols) => cols[0] === ref);
-  const digest = row?.find((col) => /^sha256:[0-9a-f]{64}$/.test(col));
+  const digest = listingRows(listing).find((row) => row.name === ref)?.digest;
   if (!digest) return null;
+  return await containerdConfigOf(runCommand, digest, { target, ref });
+}
+
+/** The name and target digest of every row of `ctr images ls`. */
+function listingRows(listing: string): { name: string; digest: string }[] {
+  return listing.split("\n").slice(1).flatMap((line) => {
+    const cols = line.trim().split(/\s+/);
+    const digest = cols.find((col) => /^sha256:[0-9a-f]{64}$/.test(col));
+    return digest && cols[0] ? [{ name: cols[0], digest }] : [];
+  });
+}
+
+/**
+ * Every image of containerd with its ID (config digest) and names, from one `ctr images ls` and, for each target not
+ * in `cache` yet, its manifest (content is immutable, so the cache never goes stale; it is emptied past 4,096). An
+ * image whose manifest cannot be read is left out.
+ */
+export async function listContainerdImageIds(
+  runCommand: CommandRunner,
+  target: ContainerdTarget,
+  options: { cache: Map<string, string> },
+): Promise<{ id: string; names: string[] }[]> {
+  const { cache } = options;
+  const byDigest = new Map<string, string[]>();
+  for (const row of listingRows(await ctrText(runCommand, target, ["images", "ls"]))) {
+    byDigest.set(row.digest, [...byDigest.get(row.digest) ?? [], row.name]);
+  }
+  if (cache.size > 4096) cache.clear();
+  const images: { id: string; names: string[] }[] = [];
+  for (const [digest, names] of byDigest) {
+    let id = cache.get(digest);
+    if (id === undefined) {
+      try {
+        id = (await containerdConfigOf(runCommand, digest, { target, ref: names[0] })).id;
+      } catch {
+        // Content that cannot be read (another platform only, a broken import): this image gives no ID.
+        continue;
+      }
+      cache.set(digest, id);
+    }
+    images.push({ id, names });
+  }
+  return images;
+}
+
+/** The config digest and size of the manifest `digest` (this machine's platform when it is an index). */
+async function containerdConfigOf(
+  runCommand: CommandRunner,
+  digest: string,
+  options: { target: ContainerdTarget; ref: string },
+): Promise<{ id: string; size: number }> {
+  const { target, ref } = options;
   let manifest = JSON.parse(await ctrText(runCommand, target, ["content", "get", digest])) as {
     manifests?: Descriptor[];
     config?: Descriptor;

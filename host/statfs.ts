@@ -1,4 +1,5 @@
 /** How full a file system is: `statvfs(3)` from libc through Deno's FFI, for the image store's root. */
+import type { CommandRunner } from "./command.ts";
 import { FdCallError } from "./dir_fd.ts";
 
 /** The figures `df` shows for the file system holding a path. */
@@ -41,4 +42,19 @@ export function statFs(path: string): FsFigures {
     usedBytes: Number((blocks - bfree) * frsize),
     availableBytes: Number(bavail * frsize),
   };
+}
+
+/**
+ * The same figures from `df` run through the command runner: with `--host-command-prefix` it runs in the host's mount
+ * namespace, where the image store's root is (a container does not mount it).
+ */
+export async function dfFigures(runCommand: CommandRunner, path: string): Promise<FsFigures> {
+  const result = await runCommand(["df", "-B1", "--output=size,used,avail", "--", path], { timeoutMs: 10_000 });
+  const numbers = result.stdout.trim().split("\n").at(-1)?.trim().split(/\s+/).map(Number) ?? [];
+  if (result.code !== 0 || numbers.length !== 3 || !numbers.every(Number.isFinite)) {
+    const why = result.timedOut ? "timed out" : result.stderr.trim().split("\n").pop() || `exit code ${result.code}`;
+    throw new Error(`Cannot read the free space of ${path} with df: ${why}`);
+  }
+  const [totalBytes, usedBytes, availableBytes] = numbers;
+  return { path, totalBytes, usedBytes, availableBytes };
 }

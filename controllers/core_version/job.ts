@@ -3,6 +3,7 @@ import type { V1ConfigMap } from "@kubernetes/client-node";
 import { JOBS } from "../../core/jobs.ts";
 import type { Controller, JobCounter, RunContext, RunOutcome } from "../../core/types.ts";
 import { type ImageListing, type ImageStoreKind, listImages } from "../../host/image_store.ts";
+import { listContainerdImageIds } from "../../host/image_stream.ts";
 import type { KubeClient } from "../../k8s/client.ts";
 import { applyConfigMap } from "../../k8s/config_maps.ts";
 import { createPeerTokenReader } from "../../k8s/peer_token.ts";
@@ -86,6 +87,19 @@ export function createCoreVersionController(deps: JobDeps, options: CoreVersionO
     headers: peerTokenHeaders(options.peerTokenFile, deps),
   });
 
+  // containerd lists no IDs: each is read once from the image's manifest, then kept by manifest digest.
+  const manifestConfigs = new Map<string, string>();
+  async function containerdIds(): Promise<NonNullable<ImageListing["images"]> | undefined> {
+    try {
+      return await listContainerdImageIds(deps.runCommand, {}, { cache: manifestConfigs });
+    } catch (error) {
+      log.warn("Cannot read the IDs of containerd's images, so peers cannot copy from this host: {error}", {
+        error: (error as Error).message,
+      });
+      return undefined;
+    }
+  }
+
   async function observe(kube: KubeClient | null, signal: AbortSignal): Promise<Observation> {
     const versions = kube ? readVersions(await kube.listConfigMaps(options.versionLabels), deps) : [];
     const listing = await listImages({
@@ -95,7 +109,8 @@ export function createCoreVersionController(deps: JobDeps, options: CoreVersionO
       signal,
     });
     const inventory = new Set(listing.refs.map(normalizeImageRef));
-    const imageIds = listing.images ? idsByRef(listing.images) : undefined;
+    const images = listing.images ?? (listing.store === "containerd" ? await containerdIds() : undefined);
+    const imageIds = images ? idsByRef(images) : undefined;
     return { observed: { versions, inventory, imageIds, now: deps.clock.now() }, listing };
   }
 

@@ -5,6 +5,8 @@ import { planCoreVersion } from "../../controllers/core_version/plan.ts";
 import { createCommandRunner } from "../../host/command.ts";
 import { createDockerApiClient } from "../../host/docker_api.ts";
 import { listImages } from "../../host/image_store.ts";
+import { containerdImageInfo, listContainerdImageIds } from "../../host/image_stream.ts";
+import type { CommandRunner } from "../../host/command.ts";
 import { startContainerd } from "../support/containerd_daemon.ts";
 import { hasDockerd, startDockerDaemon } from "../support/docker_daemon.ts";
 import { hasCommand, isRoot, skipUnless } from "../support/prereq.ts";
@@ -135,6 +137,44 @@ Deno.test({
           await Deno.remove(dir, { recursive: true });
         }
       });
+
+      await t.step(
+        "image IDs: one listing, each manifest read once, the config digest containerd itself names",
+        async () => {
+          let calls = 0;
+          const counted: CommandRunner = (argv, options) => {
+            calls++;
+            return runCommand(argv, options);
+          };
+          const cache = new Map<string, string>();
+          const target = { address: containerd.address };
+          const images = await listContainerdImageIds(counted, target, { cache });
+          const engine = images.find((i) => i.names.includes("registry:5000/polardb/engine:1.0"));
+          const busybox = images.find((i) => i.names.includes("docker.io/library/busybox:1.36"));
+          assertEquals(
+            engine?.names.sort(),
+            [
+              "registry:5000/polardb/engine:1.0",
+              `registry:5000/polardb/engine@${digest}`,
+              "registry:5000/polardb/engine:latest",
+            ].sort(),
+          );
+          assertEquals(
+            engine?.id,
+            (await containerdImageInfo(runCommand, "registry:5000/polardb/engine:1.0", target))?.id,
+          );
+          assertEquals(
+            busybox?.id,
+            (await containerdImageInfo(runCommand, "docker.io/library/busybox:1.36", target))?.id,
+          );
+          assert(engine?.id !== busybox?.id && /^sha256:[0-9a-f]{64}$/.test(engine?.id ?? ""));
+          // ctr images ls, then one ctr content get per manifest (two images).
+          assertEquals(calls, 3);
+          calls = 0;
+          assertEquals(await listContainerdImageIds(counted, target, { cache }), images);
+          assertEquals(calls, 1, "the manifests are not read again");
+        },
+      );
     } finally {
       await containerd.stop();
     }

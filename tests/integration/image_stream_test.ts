@@ -18,7 +18,7 @@ import {
   removeContainerdImage,
   removeDockerImage,
 } from "../../host/image_stream.ts";
-import { statFs } from "../../host/statfs.ts";
+import { dfFigures, statFs } from "../../host/statfs.ts";
 import { limitStream, StreamStalledError } from "../../host/stream_limits.ts";
 import { startContainerd } from "../support/containerd_daemon.ts";
 import { hasDockerd, startDockerDaemon, type TestDockerDaemon } from "../support/docker_daemon.ts";
@@ -147,26 +147,37 @@ Deno.test({
         assertEquals((await dockerImageInfo(clientB, small))?.id, (await dockerImageInfo(clientA, small))?.id);
       });
 
-      await t.step("statvfs of the data root agrees with df", async () => {
-        const root = await dockerRootDir(clientB);
-        const figures = statFs(root);
-        const df = await runCommand(["df", "-B1", "--output=used,avail,size", root], { timeoutMs: 10_000 });
-        const [used, avail, size] = df.stdout.trim().split("\n")[1].trim().split(/\s+/).map(Number);
-        // The shared disk moves between the two reads: allow 64 MiB.
-        assert(Math.abs(figures.usedBytes - used) < 64 * MB, `${figures.usedBytes} vs ${used}`);
-        assert(Math.abs(figures.availableBytes - avail) < 64 * MB, `${figures.availableBytes} vs ${avail}`);
-        assertEquals(figures.totalBytes, size);
-        assertEquals(
-          (() => {
-            try {
-              statFs(`${root}/no/such/dir`);
-            } catch (error) {
-              return (error as Error).message;
-            }
-          })(),
-          `statvfs of ${root}/no/such/dir failed: ENOENT`,
-        );
-      });
+      await t.step(
+        "statvfs of the data root agrees with df, and so does the df the runner runs on a host",
+        async () => {
+          const root = await dockerRootDir(clientB);
+          const figures = statFs(root);
+          const df = await runCommand(["df", "-B1", "--output=used,avail,size", root], { timeoutMs: 10_000 });
+          const [used, avail, size] = df.stdout.trim().split("\n")[1].trim().split(/\s+/).map(Number);
+          // The shared disk moves between the two reads: allow 64 MiB.
+          assert(Math.abs(figures.usedBytes - used) < 64 * MB, `${figures.usedBytes} vs ${used}`);
+          assert(Math.abs(figures.availableBytes - avail) < 64 * MB, `${figures.availableBytes} vs ${avail}`);
+          assertEquals(figures.totalBytes, size);
+          const viaRunner = await dfFigures(runCommand, root);
+          assertEquals(viaRunner.totalBytes, figures.totalBytes);
+          assert(Math.abs(viaRunner.availableBytes - figures.availableBytes) < 64 * MB, `${viaRunner.availableBytes}`);
+          await assertRejects(
+            () => dfFigures(runCommand, `${root}/no/such/dir`),
+            Error,
+            `Cannot read the free space of ${root}/no/such/dir with df: `,
+          );
+          assertEquals(
+            (() => {
+              try {
+                statFs(`${root}/no/such/dir`);
+              } catch (error) {
+                return (error as Error).message;
+              }
+            })(),
+            `statvfs of ${root}/no/such/dir failed: ENOENT`,
+          );
+        },
+      );
     } finally {
       clientA.close();
       clientB.close();

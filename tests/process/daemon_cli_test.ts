@@ -29,7 +29,7 @@ Deno.test("a typo of once names the command and the tasks; --port-ranges=abc exi
   assertEquals(typo.code, 2);
   assertEquals(
     typo.stderr.trim(),
-    'Unknown command "oncee": the command is once <task>, with a task of port-usage, core-version, log-cleanup, node-network, floating-ip',
+    'Unknown command "oncee": the command is once <task>, with a task of port-usage, core-version, log-cleanup, node-network, floating-ip, image-replication',
   );
   for (const args of [["--port-ranges=abc"], ["once", "port-usage", "--local", "--port-ranges=abc"]]) {
     const { code, stderr } = await runMain(args);

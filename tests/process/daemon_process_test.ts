@@ -141,6 +141,7 @@ Deno.test("local mode: the daemon serves /healthz and every job on /api/v1/statu
     assertEquals(status.data.jobs.map((j: { name: string }) => j.name).sort(), [
       "core-version",
       "floating-ip",
+      "image-replication",
       "log-cleanup",
       "node-network",
       "port-usage",

@@ -259,6 +259,51 @@ Deno.test("POST routes refuse callers the authorizer refuses", async () => {
   assertEquals(res.status, 200);
 });
 
+Deno.test("ReplicateCoreVersion: authorized, a version in the body, handed to the job; /images answers before any run", async () => {
+  const asked: { version: string }[] = [];
+  const images = {
+    transfers: () => ({ incoming: 1, transfers: [{ version: "v-1", state: "copying" }] }),
+    request: (request: { version: string }) => void asked.push(request),
+  };
+  const triggered: string[] = [];
+  const jobs = {
+    status: () => [],
+    lastResult: () => null,
+    notYetRun: () => [],
+    trigger: (name: string) => (triggered.push(name), "queued" as const),
+  };
+  const { app } = setUp({
+    authorize: (h) => Promise.resolve(h ? null : { status: 401 as const, message: "Missing bearer token" }),
+    images,
+    jobs,
+  });
+  const post = (body: string, headers: Record<string, string> = { Authorization: "Bearer x" }) =>
+    app.request("/api/v1/ReplicateCoreVersion", { method: "POST", body, headers });
+  let res = await post('{"version":"v-1"}', {});
+  assertEquals(res.status, 401);
+  for (
+    const [body, message] of [
+      ["not json", "Request body is not valid JSON"],
+      ['{"version": 3}', 'Invalid request body: expected {"version": "<name>"}'],
+      ['{"version": " "}', 'Invalid request body: expected {"version": "<name>"}'],
+      ["null", 'Invalid request body: expected {"version": "<name>"}'],
+    ]
+  ) {
+    res = await post(body);
+    assertEquals([res.status, (await res.json()).message], [400, message], body);
+  }
+  assertEquals(asked, []);
+  res = await post('{"version":" v-1 "}');
+  assertEquals([res.status, (await res.json()).data], [200, { version: "v-1", run: "queued" }]);
+  assertEquals([asked, triggered], [[{ version: "v-1" }], ["image-replication"]]);
+  res = await app.request("/api/v1/images");
+  assertEquals(res.status, 200);
+  const data = (await res.json()).data;
+  assertEquals([data.incoming, data.exportsInProgress, data.transfers.length, data.lastRun], [1, 0, 1, null]);
+  res = await app.request("/api/v1/images/export?ref=x");
+  assertEquals(res.status, 404, "no export endpoint given: no route");
+});
+
 Deno.test("GetStandByIp: 400 names the parameter; 503 in local mode", async () => {
   const { app } = setUp();
   let res = await app.request("/api/v1/GetStandByIp");

@@ -23,6 +23,25 @@ Deno.test("once: the task, --dry-run and --json (only after once), anywhere amon
   assertThrows(() => parseCommandLine(["--json", "once", "port-usage"], { env }), FlagError, "Unknown flag --json");
 });
 
+Deno.test("once image-replication: --version names a version there, --from a peer; elsewhere they are not flags", () => {
+  const once = parseCommandLine(["once", "image-replication", "--version", "v-1", "--from=Node-A", "--json"], { env });
+  assertEquals(once.kind === "once" && [once.task, once.version, once.from, once.json], [
+    "image-replication",
+    "v-1",
+    "Node-A",
+    true,
+  ]);
+  const all = parseCommandLine(["once", "image-replication", "--dry-run"], { env });
+  assertEquals(all.kind === "once" && [all.version, all.from, all.dryRun], [undefined, undefined, true]);
+  assertThrows(() => parseCommandLine(["once", "image-replication", "--version"], { env }), FlagError, "needs a value");
+  assertThrows(
+    () => parseCommandLine(["once", "core-version", "--from", "a"], { env }),
+    FlagError,
+    "Unknown flag --from",
+  );
+  assertEquals(readCommandLine(["once", "core-version", "--version"], { env }).kind, "print");
+});
+
 Deno.test("$POLARSTACK_DAEMON_ARGS (one flag a line) comes first, so the command line wins", () => {
   const fromEnv = { POLARSTACK_DAEMON_ARGS: "--v=3\n# a comment\n--port=9100\n" };
   const { config } = parseCommandLine(["--port=9200"], { env: fromEnv });

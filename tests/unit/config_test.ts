@@ -1,6 +1,6 @@
 import { assertEquals, assertThrows } from "../support/assert.ts";
 import { buildConfig, defaultConfig } from "../../config/config.ts";
-import { parseGoBool, parseGoDuration } from "../../config/values.ts";
+import { byteCount, parseGoBool, parseGoDuration } from "../../config/values.ts";
 import { FlagError } from "../../core/flag_error.ts";
 import { FLAGS } from "../../config/flags.ts";
 
@@ -20,6 +20,31 @@ Deno.test("parseGoDuration takes Go's syntax", () => {
   for (const bad of ["", "3", "abc", "1x", "-1s", "1h 30m", "s"]) {
     assertThrows(() => parseGoDuration(bad), Error, "is not a duration");
   }
+});
+
+Deno.test("byteCount takes decimal and binary units; the image-replication flags' defaults", () => {
+  const cases: [string, number][] = [["0", 0], ["1500", 1500], ["100M", 100e6], ["1g", 1e9], ["64Mi", 64 * 2 ** 20], [
+    "2.5kB",
+    2500,
+  ]];
+  for (const [text, bytes] of cases) assertEquals(byteCount(text), bytes, text);
+  for (const bad of ["", "M", "-1", "1x", "1 0M", "1MiB2"]) {
+    assertThrows(() => byteCount(bad), Error, "is not a byte count");
+  }
+  const config = defaultConfig();
+  assertEquals(
+    [config.imageReplication, config.imageExportConcurrency, config.imageReplicationBandwidth],
+    ["off", 2, 0],
+  );
+  assertEquals(
+    buildConfig({ imageReplicationBandwidth: "100M" }, { env: {}, hostname: "h" }).imageReplicationBandwidth,
+    1e8,
+  );
+  assertThrows(
+    () => buildConfig({ imageReplication: "on" }, { env: {}, hostname: "h" }),
+    FlagError,
+    "--image-replication",
+  );
 });
 
 Deno.test("parseGoBool takes strconv.ParseBool's words", () => {

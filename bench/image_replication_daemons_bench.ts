@@ -1,0 +1,151 @@
+/**
+ * Image replication through the two daemons: the job on daemon b copies one version (one image) from daemon a
+ * (`POST /api/v1/ReplicateCoreVersion`, done when b's `GET /api/v1/images` shows the transfer done), two local dockerd
+ * and the fake API server, against `docker save | docker load` piped directly between the same two stores; with the
+ * RSS growth of each daemon during its copies. Size: 256 MiB, PD_BENCH_IMAGE_MB=1024 for 1 GiB. Needs root and
+ * dockerd. Run: `deno run -A bench/image_replication_daemons_bench.ts`.
+ */
+import { createDockerApiClient } from "../host/docker_api.ts";
+import { removeDockerImage } from "../host/image_stream.ts";
+import { type FakeKubeApiServer, startFakeKubeApiServer } from "../tests/fake_kube/server.ts";
+import { freePort, startDaemon } from "../tests/support/daemon_process.ts";
+import { startDockerDaemon, type TestDockerDaemon } from "../tests/support/docker_daemon.ts";
+import { configMapObject, nodeObject, VERSION_LABELS } from "../tests/support/faults_cluster.ts";
+import { importLargeImage } from "../tests/support/large_image.ts";
+
+const MIB = 1024 * 1024;
+const SIZE_MB = Number(Deno.env.get("PD_BENCH_IMAGE_MB") ?? "256");
+const ROUNDS = 3;
+const REF = "registry.local:5000/polardb/engine:bench";
+
+function rssMb(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]) / 1024;
+}
+
+function pod(node: string, port: number): Record<string, unknown> {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: `polarstack-daemon-${node}`, namespace: "kube-system", labels: { app: "polarstack-daemon" } },
+    spec: { nodeName: node, containers: [{ name: "d", image: "x", ports: [{ name: "http", containerPort: port }] }] },
+    status: { phase: "Running", podIP: "127.0.0.1" },
+  };
+}
+
+function median(values: number[]): number {
+  return [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)];
+}
+
+async function peer(a: TestDockerDaemon, b: TestDockerDaemon): Promise<number> {
+  const start = performance.now();
+  const out = await new Deno.Command("sh", {
+    args: ["-c", 'docker -H "$1" save "$3" | docker -H "$2" load -q', "sh", a.host, b.host, REF],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`docker save | docker load failed: ${new TextDecoder().decode(out.stderr)}`);
+  return (performance.now() - start) / 1000;
+}
+
+async function waitDone(url: string, round: number): Promise<{ bytes: number }> {
+  for (;;) {
+    const data = (await (await fetch(`${url}/api/v1/images`)).json()).data;
+    const done = (data.transfers as { state: string; bytesDone: number }[]).filter((t) => t.state === "done");
+    if (done.length > round) return { bytes: done[0].bytesDone };
+    const failed = (data.transfers as { state: string; error?: string }[]).find((t) => t.state === "failed");
+    if (failed) throw new Error(`The copy failed: ${failed.error}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const [a, b] = await Promise.all([startDockerDaemon(), startDockerDaemon()]);
+const clientB = createDockerApiClient(b.host);
+const dir = await Deno.makeTempDir({ prefix: "pd-bench-img-" });
+let server: FakeKubeApiServer | null = null;
+const daemons: { stop(): Promise<number> }[] = [];
+try {
+  const id = await importLargeImage(a.socketPath, REF, { bytes: SIZE_MB * MIB, seed: 9 });
+  const [portA, portB] = [freePort(), freePort()];
+  server = await startFakeKubeApiServer({
+    seed: [
+      nodeObject("node-a"),
+      nodeObject("node-b"),
+      configMapObject("controller-config", { data: { isCheckOObIP: "false" } }),
+      configMapObject("bench-version", { labels: VERSION_LABELS, data: { name: "bench", pgEngineImage: REF } }),
+      pod("node-a", portA),
+      pod("node-b", portB),
+    ],
+  });
+  await Deno.writeTextFile(`${dir}/token`, server.peerToken);
+  const args = (node: string, docker: TestDockerDaemon) => [
+    ...["--kubeconfig", server!.kubeconfigPath, "--current-node-name", node, "--docker-host", docker.host],
+    ...["--image-store", "docker", "--dbcluster-log-dir", dir, "--net-card-name", "lo"],
+    ...["--peer-token-file", `${dir}/token`],
+  ];
+  const senderDaemon = await startDaemon(args("node-a", a), { port: portA });
+  daemons.push(senderDaemon);
+  const receiverDaemon = await startDaemon(args("node-b", b), { port: portB });
+  daemons.push(receiverDaemon);
+  // a's availability ConfigMap lists the version once its first check ran.
+  while (!server.get("configmaps", "kube-system", "polarstack-daemon-version-availability-node-a")) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const ours: number[] = [];
+  const pipe: number[] = [];
+  let bytes = 0;
+  let senderMb = 0;
+  let receiverMb = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    const base = [rssMb(senderDaemon.child.pid), rssMb(receiverDaemon.child.pid)];
+    const peak = [...base];
+    const sampler = setInterval(() => {
+      peak[0] = Math.max(peak[0], rssMb(senderDaemon.child.pid));
+      peak[1] = Math.max(peak[1], rssMb(receiverDaemon.child.pid));
+    }, 20);
+    const start = performance.now();
+    const asked = await fetch(`${receiverDaemon.url}/api/v1/ReplicateCoreVersion`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${server.peerToken}` },
+      body: JSON.stringify({ version: "bench" }),
+    });
+    await asked.body?.cancel();
+    bytes = (await waitDone(receiverDaemon.url, round)).bytes;
+    ours.push((performance.now() - start) / 1000);
+    clearInterval(sampler);
+    senderMb = Math.max(senderMb, peak[0] - base[0]);
+    receiverMb = Math.max(receiverMb, peak[1] - base[1]);
+    await removeDockerImage(clientB, REF, { id });
+    // Alternate, so a slower moment of the shared machine hits both.
+    pipe.push(await peer(a, b));
+    await removeDockerImage(clientB, REF, { id });
+  }
+  const [oursS, pipeS] = [median(ours), median(pipe)];
+  console.log(`image copy through two daemons (two local dockerd, vfs), ${(bytes / MIB).toFixed(0)} MiB, median of 3`);
+  console.log(
+    `  ours (POST ReplicateCoreVersion, the job): ${oursS.toFixed(2)} s, ${(bytes / MIB / oursS).toFixed(0)} MiB/s`,
+  );
+  console.log(
+    `  docker save | docker load (pipe):         ${pipeS.toFixed(2)} s, ${(bytes / MIB / pipeS).toFixed(0)} MiB/s`,
+  );
+  console.log(`  ratio (pipe time / ours): ${(pipeS / oursS).toFixed(2)} (target 0.8)`);
+  console.log(
+    `  RSS growth during a copy, sender / receiver daemon: ${senderMb.toFixed(1)} / ${receiverMb.toFixed(1)} MB`,
+  );
+  console.log(
+    "RESULT " + JSON.stringify({
+      bench: "image_replication_daemons",
+      archiveMiB: Math.round(bytes / MIB),
+      oursSeconds: Number(oursS.toFixed(3)),
+      pipeSeconds: Number(pipeS.toFixed(3)),
+      ratio: Number((pipeS / oursS).toFixed(2)),
+      senderRssGrowthMb: Number(senderMb.toFixed(1)),
+      receiverRssGrowthMb: Number(receiverMb.toFixed(1)),
+    }),
+  );
+} finally {
+  for (const daemon of daemons) await daemon.stop();
+  await server?.close();
+  clientB.close();
+  await Promise.all([a.stop(), b.stop()]);
+  await Deno.remove(dir, { recursive: true });
+}
