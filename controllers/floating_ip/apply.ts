@@ -67,8 +67,38 @@ function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Applies one action; never throws: a failure ends the action and is returned. */
-export async function applyAction(deps: ApplyDeps, action: FloatingIpAction): Promise<ActionApplied> {
+/** Removes what the action removes; never throws: the first failure ends it and is returned. */
+export async function applyRemovals(
+  deps: ApplyDeps,
+  action: FloatingIpAction,
+): Promise<{ removed: string[]; error: string | null }> {
+  const removed: string[] = [];
+  const options = { timeoutMs: deps.commandTimeoutMs, signal: deps.signal };
+  for (const tagged of action.remove) {
+    try {
+      await removeTagged(deps.runCommand, hostTagged(tagged), options);
+    } catch (error) {
+      return { removed, error: message(error) };
+    }
+    removed.push(tagged.device);
+    deps.events.record(clusterEvent(action.cluster, {
+      type: "Normal",
+      reason: "FloatingIPRemoved",
+      message: `Removed floating IP ${action.address} from ${tagged.device}: ${action.message}`,
+    }));
+  }
+  return { removed, error: null };
+}
+
+/**
+ * Applies one action; never throws: a failure ends the action and is returned. `removal` is what `applyRemovals`
+ * did when it ran first (the action's removals are then not done again).
+ */
+export async function applyAction(
+  deps: ApplyDeps,
+  action: FloatingIpAction,
+  removal?: { removed: string[]; error: string | null },
+): Promise<ActionApplied> {
   const removed: string[] = [];
   let leasesWritten = 0;
   const result = (
@@ -83,19 +113,9 @@ export async function applyAction(deps: ApplyDeps, action: FloatingIpAction): Pr
   });
   const options = { timeoutMs: deps.commandTimeoutMs, signal: deps.signal };
 
-  for (const tagged of action.remove) {
-    try {
-      await removeTagged(deps.runCommand, hostTagged(tagged), options);
-    } catch (error) {
-      return result({ error: message(error) });
-    }
-    removed.push(tagged.device);
-    deps.events.record(clusterEvent(action.cluster, {
-      type: "Normal",
-      reason: "FloatingIPRemoved",
-      message: `Removed floating IP ${action.address} from ${tagged.device}: ${action.message}`,
-    }));
-  }
+  const removals = removal ?? await applyRemovals(deps, action);
+  removed.push(...removals.removed);
+  if (removals.error !== null) return result({ error: removals.error });
 
   for (const write of action.leases) {
     const current = deps.leases.get(write.name) ?? null;

@@ -20,7 +20,7 @@ import {
 } from "../../k8s/mpd_clusters.ts";
 import type { CacheState } from "../../k8s/config_map_cache.ts";
 import type { JobDeps } from "../deps.ts";
-import { type ActionApplied, announceInBackground, applyAction } from "./apply.ts";
+import { type ActionApplied, announceInBackground, applyAction, applyRemovals } from "./apply.ts";
 import { desiredFloatingIp } from "./desired.ts";
 import { viewLease } from "./lease_view.ts";
 import { clusterObservations, leaseObserved, type LeaseSightings, planTagged } from "./observe.ts";
@@ -379,24 +379,36 @@ async function apply(
   };
   // The addresses are independent: a probe (1 s) of one must not hold up the move of another.
   const pending = plan.actions.filter(needsApplying);
-  const worker = async () => {
-    for (let action = pending.shift(); action !== undefined; action = pending.shift()) {
-      // An announcement still sending after the removal would claim the address for this host: the next holder's
-      // probe would hear it, and clients could be pointed back here.
-      if (action.remove.length > 0) await stopAnnouncing(job, action.address);
-      const done = await applyAction(applyDeps, action);
-      applied.set(action.address, done);
-      const now = deps.clock.now();
-      if (done.removed.length > 0 || done.added) state.lastChange.set(action.address, now);
-      if (done.apiFailed) state.apiFailedAt = now.getTime();
-      if (done.error) deps.log.warn("{error}", { error: done.error });
-      // after a Lease write the next run holds (or, for an acquire without probe, probes) at once
-      if (done.error === null && action.kind === "acquire") state.wake();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(APPLY_CONCURRENCY, pending.length) }, worker));
+  // Every removal of the run comes first, so that the Leases this host lets go are cleared together: the next holder
+  // then takes them in one run, where a Lease cleared a removal later would wait for that run's probes.
+  const removals = new Map<string, { removed: string[]; error: string | null }>();
+  await eachAtOnce(pending.filter((a) => a.remove.length > 0), async (action) => {
+    // An announcement still sending after the removal would claim the address for this host: the next holder's
+    // probe would hear it, and clients could be pointed back here.
+    await stopAnnouncing(job, action.address);
+    removals.set(action.address, await applyRemovals(applyDeps, action));
+  });
+  await eachAtOnce(pending, async (action) => {
+    const done = await applyAction(applyDeps, action, removals.get(action.address));
+    applied.set(action.address, done);
+    const now = deps.clock.now();
+    if (done.removed.length > 0 || done.added) state.lastChange.set(action.address, now);
+    if (done.apiFailed) state.apiFailedAt = now.getTime();
+    if (done.error) deps.log.warn("{error}", { error: done.error });
+    // after a Lease write the next run holds (or, for an acquire without probe, probes) at once
+    if (done.error === null && action.kind === "acquire") state.wake();
+  });
   queueReports(job, { seen, conditions: conditionsAfter(plan, applied) });
   return applied;
+}
+
+/** Calls `fn` for each item, at most APPLY_CONCURRENCY at once. */
+async function eachAtOnce<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  const queue = [...items];
+  const worker = async () => {
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await fn(item);
+  };
+  await Promise.all(Array.from({ length: Math.min(APPLY_CONCURRENCY, queue.length) }, worker));
 }
 
 function announce(job: FloatingIpJob, target: { device: string; ip: string }): void {
