@@ -173,6 +173,12 @@ export const FLAGS = [
     parse: oneOf("auto", "docker", "containerd"),
     description: "Image store: auto, docker or containerd",
   }),
+  flag("containerd-address", "containerdAddress", {
+    group: "core-version",
+    defaultText: "",
+    parse: text,
+    description: "containerd socket for every ctr call (default ctr's, /run/containerd/containerd.sock)",
+  }),
   flag("version-check-report-interval", "versionCheckReportInterval", {
     group: "core-version",
     defaultText: "1h",

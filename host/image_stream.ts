@@ -283,6 +283,19 @@ async function containerdConfigOf(
   return { id, size };
 }
 
+/**
+ * The folder of containerd's content store, where `ctr images import` writes (its root is /var/lib/containerd by
+ * default, k3s's elsewhere): the content plugin's `root` export in `ctr plugins ls --detailed`.
+ */
+export async function containerdContentRoot(runCommand: CommandRunner, target: ContainerdTarget = {}): Promise<string> {
+  const text = await ctrText(runCommand, target, ["plugins", "ls", "--detailed"]);
+  // One block per plugin, each opening with its `Type:` line.
+  const block = text.split(/^(?=Type:)/m).find((b) => /^Type:\s+io\.containerd\.content\.v1\s*$/m.test(b));
+  const root = block && /^\s+root\s+(\/\S*)\s*$/m.exec(block)?.[1];
+  if (!root) throw new Error("Cannot read containerd's content root: ctr plugins ls shows no content plugin root");
+  return root;
+}
+
 /** Options of the containerd streams. */
 export interface ContainerdStreamOptions extends ContainerdTarget {
   /** The streaming runner. */

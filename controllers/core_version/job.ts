@@ -29,6 +29,8 @@ export interface CoreVersionOptions {
   readonly imageStore: "auto" | "docker" | "containerd";
   /** The Docker Engine's address (`--docker-host`). */
   readonly dockerHost: string;
+  /** containerd's socket (`--containerd-address`); empty: ctr's default. */
+  readonly containerdAddress: string;
   /** Rewrite the availability ConfigMap at least this often, in milliseconds (`--version-check-report-interval`). */
   readonly reportIntervalMs: number;
   /** Label selector of the other daemons' pods (`--polarstack-daemon-pod-labels`). */
@@ -87,11 +89,12 @@ export function createCoreVersionController(deps: JobDeps, options: CoreVersionO
     headers: peerTokenHeaders(options.peerTokenFile, deps),
   });
 
+  const containerdTarget = { address: options.containerdAddress || undefined };
   // containerd lists no IDs: each is read once from the image's manifest, then kept by manifest digest.
   const manifestConfigs = new Map<string, string>();
   async function containerdIds(): Promise<NonNullable<ImageListing["images"]> | undefined> {
     try {
-      return await listContainerdImageIds(deps.runCommand, {}, { cache: manifestConfigs });
+      return await listContainerdImageIds(deps.runCommand, containerdTarget, { cache: manifestConfigs });
     } catch (error) {
       log.warn("Cannot read the IDs of containerd's images, so peers cannot copy from this host: {error}", {
         error: (error as Error).message,
@@ -105,6 +108,7 @@ export function createCoreVersionController(deps: JobDeps, options: CoreVersionO
     const listing = await listImages({
       kind: options.imageStore,
       dockerHost: options.dockerHost,
+      containerdAddress: containerdTarget.address,
       runCommand: deps.runCommand,
       signal,
     });

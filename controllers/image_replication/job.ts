@@ -44,6 +44,8 @@ export interface ImageReplicationOptions {
   readonly imageStore: "auto" | "docker" | "containerd";
   /** `--docker-host`. */
   readonly dockerHost: string;
+  /** `--containerd-address`; empty: ctr's default. */
+  readonly containerdAddress: string;
   /** Label selector of the daemons' pods. */
   readonly peerPodLabels: string;
   /** The daemons' port when a pod declares none. */
@@ -135,9 +137,11 @@ export function createImageReplicationController(
     const token = peerToken();
     return token ? { Authorization: `Bearer ${token}` } : {};
   };
+  const containerdAddress = options.containerdAddress || undefined;
   const storeOptions = {
     kind: options.imageStore,
     dockerHost: options.dockerHost,
+    containerdAddress,
     runCommand: deps.runCommand,
     runStreaming: deps.runStreaming,
   };
@@ -167,6 +171,7 @@ export function createImageReplicationController(
     const listing = await listImages({
       kind: options.imageStore,
       dockerHost: options.dockerHost,
+      containerdAddress,
       runCommand: deps.runCommand,
       signal,
     });

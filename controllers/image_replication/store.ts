@@ -5,6 +5,7 @@
 import type { CommandRunner, StreamingCommandRunner } from "../../host/command.ts";
 import { createDockerApiClient, type DockerApiClient } from "../../host/docker_api.ts";
 import {
+  containerdContentRoot,
   containerdImageInfo,
   dockerImageInfo,
   dockerRootDir,
@@ -16,9 +17,6 @@ import {
   removeContainerdImage,
   removeDockerImage,
 } from "../../host/image_stream.ts";
-
-/** containerd's default root: where `ctr images import` writes its content. */
-const CONTAINERD_ROOT = "/var/lib/containerd";
 
 /** A containerd stream may take this long (a Docker stream ends only by its signal). */
 const CTR_STREAM_TIMEOUT_MS = 6 * 3_600_000;
@@ -47,6 +45,8 @@ export interface StoreOptions {
   readonly kind: "auto" | "docker" | "containerd";
   /** `--docker-host`. */
   readonly dockerHost: string;
+  /** `--containerd-address`; ctr's default when absent. */
+  readonly containerdAddress?: string;
   /** The command runner, for `ctr`. */
   readonly runCommand: CommandRunner;
   /** The streaming runner, for `ctr images export/import`. */
@@ -89,17 +89,18 @@ function dockerStore(docker: DockerApiClient): ReplicationStore {
 
 function containerdStore(options: StoreOptions): ReplicationStore {
   const { runCommand, runStreaming } = options;
-  const streams = { runStreaming, timeoutMs: CTR_STREAM_TIMEOUT_MS };
+  const target = { address: options.containerdAddress };
+  const streams = { ...target, runStreaming, timeoutMs: CTR_STREAM_TIMEOUT_MS };
   return {
     kind: "containerd",
-    info: (ref) => containerdImageInfo(runCommand, ref),
+    info: (ref) => containerdImageInfo(runCommand, ref, target),
     async exportImage(ref, { signal }) {
-      if (!(await containerdImageInfo(runCommand, ref))) return null;
+      if (!(await containerdImageInfo(runCommand, ref, target))) return null;
       return await exportContainerdImage(runCommand, ref, { ...streams, signal });
     },
     load: (archive, { signal }) => loadContainerdImage(archive, { ...streams, signal }),
-    remove: (ref) => removeContainerdImage(runCommand, ref),
-    root: () => Promise.resolve(CONTAINERD_ROOT),
+    remove: (ref) => removeContainerdImage(runCommand, ref, target),
+    root: () => containerdContentRoot(runCommand, target),
     close: () => {},
   };
 }
