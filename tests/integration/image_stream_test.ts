@@ -7,6 +7,7 @@ import { assert, assertEquals, assertRejects } from "../support/assert.ts";
 import { createCommandRunner, createStreamingCommandRunner } from "../../host/command.ts";
 import { createDockerApiClient } from "../../host/docker_api.ts";
 import {
+  containerdContentRoot,
   containerdImageInfo,
   dockerImageInfo,
   dockerRootDir,
@@ -246,6 +247,21 @@ Deno.test({
         assertEquals(await containerdImageInfo(runCommand, ref, { address: b.address }), null);
         await removeContainerdImage(runCommand, ref, { address: b.address });
       });
+
+      await t.step(
+        "the content root (for the disk check) is the content plugin's folder under containerd's root",
+        async () => {
+          const root = await containerdContentRoot(runCommand, { address: b.address });
+          const dir = b.address.slice(0, b.address.lastIndexOf("/"));
+          assertEquals(root, `${dir}/root/io.containerd.content.v1.content`);
+          assert(Deno.statSync(root).isDirectory);
+          await assertRejects(
+            () => containerdContentRoot(runCommand, { address: `${dir}/absent.sock` }),
+            Error,
+            "ctr plugins ls exited with code 1",
+          );
+        },
+      );
 
       await t.step("an export of a missing image says so", async () => {
         await assertRejects(

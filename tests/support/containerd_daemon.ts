@@ -7,6 +7,8 @@ export interface TestContainerd {
   readonly address: string;
   /** Imports one tiny image as `repo:tag` for every tag into namespace k8s.io, plus `repo@sha256:...`; returns the digest. */
   importImage(repo: string, tags: readonly string[]): Promise<string>;
+  /** Imports an image archive into namespace k8s.io as it is (no unpacking, names from its index). */
+  importArchive(tar: Uint8Array): Promise<void>;
   /** Stops containerd and removes its folders. */
   stop(): Promise<void>;
 }
@@ -79,6 +81,9 @@ export async function startContainerd(): Promise<TestContainerd> {
       const args = ["-n", "k8s.io", "images", "import", "--no-unpack", "--digests", "--base-name", repo, "-"];
       await ctr(address, args, tar);
       return digest;
+    },
+    async importArchive(tar) {
+      await ctr(address, ["-n", "k8s.io", "images", "import", "--no-unpack", "-"], tar);
     },
     stop,
   };

@@ -61,13 +61,19 @@ async function sha256(data: Uint8Array): Promise<string> {
   return "sha256:" + Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** An OCI image layout archive holding one tiny image under every name of `names`; returns it and the manifest digest. */
+/**
+ * An OCI image layout archive holding one image under every name of `names` (tiny, or with a file of `layerBytes`
+ * random bytes); returns it, the manifest digest and the image ID (config digest).
+ */
 export async function ociImageTar(
   label: string,
   names: readonly string[],
-): Promise<{ tar: Uint8Array; digest: string }> {
+  options: { layerBytes?: number } = {},
+): Promise<{ tar: Uint8Array; digest: string; id: string }> {
   const arch = Deno.build.arch === "aarch64" ? "arm64" : "amd64";
-  const layer = rootfsTar(label);
+  const layer = options.layerBytes
+    ? tarArchive([{ name: "hello.txt", data: label }, { name: "data.bin", data: randomBytes(options.layerBytes) }])
+    : rootfsTar(label);
   const layerDigest = await sha256(layer);
   const config = encoder.encode(JSON.stringify({
     architecture: arch,
@@ -101,5 +107,12 @@ export async function ociImageTar(
     { name: blob(configDigest), data: config },
     { name: blob(digest), data: manifest },
   ]);
-  return { tar, digest };
+  return { tar, digest, id: configDigest };
+}
+
+function randomBytes(length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  // getRandomValues fills at most 64 KiB at a time.
+  for (let at = 0; at < length; at += 65536) crypto.getRandomValues(bytes.subarray(at, at + 65536));
+  return bytes;
 }
