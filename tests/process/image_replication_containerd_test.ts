@@ -138,6 +138,12 @@ Deno.test({
       await waitFor(() => existingVersions(server, "node-a").join() === "v-1,v-2", {
         what: "a's availability ConfigMap listing v-1 and v-2",
       });
+      // a's version check read its containerd through the flag: every image's ID is the config digest.
+      const published = server.get("configmaps", "kube-system", "polarstack-daemon-version-availability-node-a") as {
+        data: { details: string };
+      };
+      const details = JSON.parse(published.data.details) as { name: string; imageIds: Record<string, string> }[];
+      assertEquals(Object.assign({}, ...details.map((v) => v.imageIds)), ids);
       assertEquals(await names(ctrB.address), []);
 
       await t.step("b copies v-1 from a's containerd into its own: the same image IDs, then b lists v-1", async () => {
