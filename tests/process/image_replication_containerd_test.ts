@@ -8,9 +8,10 @@ import { assert, assertEquals } from "../support/assert.ts";
 import { type DaemonProcess, freePort, startDaemon, waitFor } from "../support/daemon_process.ts";
 import { startContainerd } from "../support/containerd_daemon.ts";
 import { ociImageTar } from "../support/docker_tar.ts";
-import { configMapObject, nodeObject, VERSION_LABELS } from "../support/faults_cluster.ts";
+import { configMapObject, nodeObject } from "../support/faults_cluster.ts";
 import { hasCommand, isRoot, skipUnless } from "../support/prereq.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "../fake_kube/server.ts";
+import { daemonPod, existingVersions, images, versionConfigMap } from "../support/image_cluster.ts";
+import { startFakeKubeApiServer } from "../fake_kube/server.ts";
 
 const MB = 1024 * 1024;
 const ENGINE = "registry.local:5000/polardb/engine:1.0";
@@ -23,32 +24,6 @@ const BIG = "registry.local:5000/polardb/engine:2.0";
 const BIG_BYTES = 32 * MB;
 /** b's cap: v-2's image takes about 6 s, time to kill a in the middle. */
 const BANDWIDTH = BIG_BYTES / 6;
-
-function versionConfigMap(name: string, images: Record<string, string>): Record<string, unknown> {
-  return configMapObject(`postgresql-minor-version-info-${name}`, {
-    labels: VERSION_LABELS,
-    data: { name, ...images },
-  });
-}
-
-function daemonPod(node: string, port: number): Record<string, unknown> {
-  return {
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: { name: `polarstack-daemon-${node}`, namespace: "kube-system", labels: { app: "polarstack-daemon" } },
-    spec: {
-      nodeName: node,
-      containers: [{ name: "d", image: "x", ports: [{ name: "http", containerPort: port, hostPort: port }] }],
-    },
-    status: { phase: "Running", podIP: "127.0.0.1" },
-  };
-}
-
-function existingVersions(server: FakeKubeApiServer, node: string): string[] {
-  const cm = server.get("configmaps", "kube-system", `polarstack-daemon-version-availability-${node}`);
-  const text = (cm as { data?: Record<string, string> } | undefined)?.data?.existingVersions ?? "";
-  return text === "" ? [] : text.split(",");
-}
 
 async function ctr(address: string, args: string[]): Promise<string> {
   const out = await new Deno.Command("ctr", {
@@ -73,14 +48,6 @@ async function imageId(address: string, ref: string): Promise<string | null> {
   const digest = row?.find((col) => /^sha256:[0-9a-f]{64}$/.test(col));
   if (!digest) return null;
   return JSON.parse(await ctr(address, ["content", "get", digest])).config.digest;
-}
-
-interface ImagesView {
-  transfers: { version: string; ref: string; peer: string; state: string; bytesDone: number; failure?: string }[];
-}
-
-async function images(daemon: DaemonProcess): Promise<ImagesView> {
-  return (await (await fetch(`${daemon.url}/api/v1/images`)).json()).data;
 }
 
 Deno.test({

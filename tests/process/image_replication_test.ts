@@ -8,9 +8,10 @@
 import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
 import { type DaemonProcess, freePort, runMain, startDaemon, waitFor } from "../support/daemon_process.ts";
 import { hasDockerd, startDockerDaemon, type TestDockerDaemon } from "../support/docker_daemon.ts";
-import { configMapObject, nodeObject, VERSION_LABELS } from "../support/faults_cluster.ts";
+import { configMapObject, nodeObject } from "../support/faults_cluster.ts";
 import { importLargeImage } from "../support/large_image.ts";
 import { hasCommand, isRoot, skipUnless } from "../support/prereq.ts";
+import { daemonPod, existingVersions, images, versionConfigMap } from "../support/image_cluster.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "../fake_kube/server.ts";
 
 const MB = 1024 * 1024;
@@ -25,38 +26,12 @@ const FAKE_ID = `sha256:${"ab".repeat(32)}`;
 /** The size of v-3's image in MiB: 24 by default, `PD_IMAGE_TEST_MB=200` for the large run. */
 const BIG_MB = Number(Deno.env.get("PD_IMAGE_TEST_MB") ?? "24");
 
-function versionConfigMap(name: string, images: Record<string, string>): Record<string, unknown> {
-  return configMapObject(`postgresql-minor-version-info-${name}`, {
-    labels: VERSION_LABELS,
-    data: { name, ...images },
-  });
-}
-
-function daemonPod(node: string, port: number): Record<string, unknown> {
-  return {
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: { name: `polarstack-daemon-${node}`, namespace: "kube-system", labels: { app: "polarstack-daemon" } },
-    spec: {
-      nodeName: node,
-      containers: [{ name: "d", image: "x", ports: [{ name: "http", containerPort: port, hostPort: port }] }],
-    },
-    status: { phase: "Running", podIP: "127.0.0.1" },
-  };
-}
-
 /** The availability ConfigMap a peer would write, holding `version` with these image IDs. */
 function availability(node: string, version: string, ids: Record<string, string>): Record<string, unknown> {
   const details = [{ name: version, images: Object.keys(ids), missing: [], available: true, imageIds: ids }];
   return configMapObject(`polarstack-daemon-version-availability-${node}`, {
     data: { existingVersions: version, checkTime: "2026-12-01T00:00:00Z", details: JSON.stringify(details) },
   });
-}
-
-function existingVersions(server: FakeKubeApiServer, node: string): string[] {
-  const cm = server.get("configmaps", "kube-system", `polarstack-daemon-version-availability-${node}`);
-  const text = (cm as { data?: Record<string, string> } | undefined)?.data?.existingVersions ?? "";
-  return text === "" ? [] : text.split(",");
 }
 
 async function imageId(docker: TestDockerDaemon, ref: string): Promise<string | null> {
@@ -67,16 +42,6 @@ async function imageId(docker: TestDockerDaemon, ref: string): Promise<string | 
 async function allImages(docker: TestDockerDaemon): Promise<string[]> {
   return (JSON.parse((await docker.request("GET", "/images/json?all=1")).text) as { Id: string }[])
     .map((i) => i.Id).sort();
-}
-
-interface ImagesView {
-  incoming: number;
-  exportsInProgress: number;
-  transfers: { version: string; ref: string; peer: string; state: string; bytesDone: number; failure?: string }[];
-}
-
-async function images(daemon: DaemonProcess): Promise<ImagesView> {
-  return (await (await fetch(`${daemon.url}/api/v1/images`)).json()).data;
 }
 
 function events(server: FakeKubeApiServer, reason: string): string[] {
