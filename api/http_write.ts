@@ -92,9 +92,57 @@ function chunk(data: Uint8Array): Uint8Array {
   return out;
 }
 
+/** The Content-Length a handler set on a response, or null when it set none that is valid. */
+function declaredLength(response: Response): number | null {
+  const text = response.headers.get("content-length");
+  return text !== null && /^\d{1,15}$/.test(text) ? Number(text) : null;
+}
+
 /**
- * Writes a response. A body that ends within two reads goes with Content-Length; a longer one is streamed as it comes
- * (chunked, or until close for HTTP/1.0). Returns whether the connection is still usable.
+ * A long body whose length the handler declared (an image export) goes as it comes, each piece as it is, with no
+ * chunk framing that would copy every piece. A body that ends short of its length, or runs past it, closes the
+ * connection: the client sees the cut instead of a whole answer.
+ */
+async function writeDeclared(
+  connection: Connection,
+  { response, reader, parts, declared, options }: {
+    response: Response;
+    reader: ReadableStreamDefaultReader<Uint8Array>;
+    parts: Uint8Array[];
+    declared: number;
+    options: { close: boolean; timeoutMs: number };
+  },
+): Promise<boolean> {
+  let sent = 0;
+  let over = false;
+  const send = async (data: Uint8Array) => {
+    if (data.length > declared - sent) {
+      over = true;
+      data = data.subarray(0, declared - sent);
+    }
+    sent += data.length;
+    return data.length === 0 || await connection.write(data, options.timeoutMs);
+  };
+  const head = encoder.encode(responseHead(response, { length: declared, close: options.close }));
+  if (!await connection.write(head, options.timeoutMs)) return false;
+  for (const part of parts) if (!await send(part)) return false;
+  while (!over) {
+    const next = await reader.read();
+    if (next.done) break;
+    if (!await send(next.value)) return false;
+  }
+  if (over || sent < declared) {
+    await reader.cancel().catch(() => {});
+    connection.close();
+    return false;
+  }
+  return !options.close;
+}
+
+/**
+ * Writes a response. A body that ends within two reads goes with Content-Length; a longer one goes as it comes: with
+ * the Content-Length its handler declared, else chunked (or until close for HTTP/1.0). Returns whether the connection
+ * is still usable.
  */
 export async function writeResponse(
   connection: Connection,
@@ -121,6 +169,8 @@ export async function writeResponse(
       const head = encoder.encode(responseHead(response, { length: body.length, close: options.close }));
       return await connection.write(concat(head, body), options.timeoutMs);
     }
+    const declared = declaredLength(response);
+    if (declared !== null) return await writeDeclared(connection, { response, reader, parts, declared, options });
     const close = options.close || options.version === "1.0";
     const frame = close ? (data: Uint8Array) => data : chunk;
     let out: Uint8Array = encoder.encode(responseHead(response, { length: null, close }));

@@ -277,6 +277,65 @@ Deno.test("a streamed response body reaches the client chunk by chunk, and stops
   }
 });
 
+Deno.test("a long body with a declared Content-Length goes unframed; one that ends short or runs over is cut with the connection", async () => {
+  const app = daemonApp();
+  const piece = new Uint8Array(32 * 1024).fill(120);
+  const body = (pieces: number, declared: number) =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          // One piece per turn, as an image export's come.
+          await new Promise((r) => setTimeout(r, 1));
+          if (pieces-- > 0) controller.enqueue(piece);
+          else controller.close();
+        },
+      }, { highWaterMark: 0 }),
+      { headers: { "Content-Length": String(declared) } },
+    );
+  app.get("/declared", () => body(5, 5 * piece.length));
+  app.get("/short", () => body(3, 5 * piece.length));
+  app.get("/over", () => body(6, 5 * piece.length));
+  const server = serveApp(app.fetch, { port: 0, hostname: "127.0.0.1" });
+  /** Everything the server sends on one connection until it closes it or goes quiet for a second. */
+  const exchange = async (path: string) => {
+    const conn = await connect(server.port);
+    await conn.write(encoder.encode(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    const received: Uint8Array[] = [];
+    let closed = false;
+    for (;;) {
+      const buffer = new Uint8Array(65536);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const quiet = new Promise<"quiet">((r) => timer = setTimeout(() => r("quiet"), 1000));
+      const n = await Promise.race([conn.read(buffer), quiet]);
+      clearTimeout(timer);
+      if (n === "quiet") break;
+      if (n === null) {
+        closed = true;
+        break;
+      }
+      received.push(buffer.subarray(0, n));
+    }
+    conn.close();
+    const all = new Uint8Array(received.reduce((sum, r) => sum + r.length, 0));
+    received.reduce((at, r) => (all.set(r, at), at + r.length), 0);
+    const text = new TextDecoder().decode(all);
+    const end = text.indexOf("\r\n\r\n");
+    return { head: text.slice(0, end), bodyBytes: all.length - end - 4, closed };
+  };
+  try {
+    const whole = await exchange("/declared");
+    assertStringIncludes(whole.head, `content-length: ${5 * piece.length}`);
+    assert(!whole.head.includes("transfer-encoding"), whole.head);
+    assertEquals([whole.bodyBytes, whole.closed], [5 * piece.length, false], "the whole body, the connection kept");
+    const short = await exchange("/short");
+    assertEquals([short.bodyBytes, short.closed], [3 * piece.length, true], "a short body: what came, then closed");
+    const over = await exchange("/over");
+    assertEquals([over.bodyBytes, over.closed], [5 * piece.length, true], "cut at its length, then closed");
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("over the connection cap a request is answered 503 and closed; freed slots serve again", async () => {
   const server = serveApp(daemonApp().fetch, { port: 0, hostname: "127.0.0.1", maxConnections: 3 });
   try {
