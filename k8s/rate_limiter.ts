@@ -1,8 +1,8 @@
 /**
  * A client-side token bucket, so one host can never flood the API server. Waiting calls queue in two lanes: a job's
- * call (bound by its run's time limit) gets each new token before a cache's list or watch, which has no deadline and
- * resumes on its own. At start the caches open about fifteen lists and watches at once; in one lane they held the
- * node-network run's first PATCH past its 2 s limit.
+ * call (bound by its run's time limit) gets each new token before a background call, one no decision waits for (a
+ * cache's list or watch, which resumes on its own, an Event, a report). At start the caches open about fifteen lists
+ * and watches at once; in one lane they held the node-network run's first PATCH past its 2 s limit.
  */
 
 /** Options of the token bucket. */
@@ -19,7 +19,7 @@ export interface RateLimiterOptions {
 export interface TakeOptions {
   /** Stops the wait; the waiter leaves the queue and takes no token. */
   readonly signal?: AbortSignal;
-  /** A cache's call: it waits while any job's call waits. */
+  /** A background call: it waits while any job's call waits. */
   readonly background?: boolean;
 }
 
@@ -32,7 +32,7 @@ export class RateLimiter {
   readonly #burst: number;
   readonly #now: () => number;
   readonly #jobs: Array<() => void> = [];
-  readonly #caches: Array<() => void> = [];
+  readonly #background: Array<() => void> = [];
 
   /** Starts full. */
   constructor(options: RateLimiterOptions) {
@@ -46,27 +46,27 @@ export class RateLimiter {
   }
 
   /** How many calls wait for a token, by lane. */
-  get waiting(): { readonly jobs: number; readonly caches: number } {
-    return { jobs: this.#jobs.length, caches: this.#caches.length };
+  get waiting(): { readonly jobs: number; readonly background: number } {
+    return { jobs: this.#jobs.length, background: this.#background.length };
   }
 
-  /** Waits for a token: a job's call before any cache's, each lane first come first served. */
+  /** Waits for a token: a job's call before any background call, each lane first come first served. */
   take(options: TakeOptions = {}): Promise<void> {
     const background = options.background ?? false;
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
-    const ahead = this.#jobs.length + (background ? this.#caches.length : 0);
+    const ahead = this.#jobs.length + (background ? this.#background.length : 0);
     this.#refill();
     if (ahead === 0 && this.#tokens >= 1) {
       this.#tokens -= 1;
       return Promise.resolve();
     }
     return new Promise((resolve, reject) => {
-      const lane = background ? this.#caches : this.#jobs;
+      const lane = background ? this.#background : this.#jobs;
       const onAbort = () => {
         const at = lane.indexOf(waiter);
         if (at >= 0) lane.splice(at, 1);
-        if (this.#jobs.length + this.#caches.length === 0) this.#stopTimer();
+        if (this.#jobs.length + this.#background.length === 0) this.#stopTimer();
         reject(signal?.reason);
       };
       const waiter = () => {
@@ -90,7 +90,7 @@ export class RateLimiter {
     this.#timer = undefined;
     this.#refill();
     while (this.#tokens >= 1) {
-      const waiter = this.#jobs.shift() ?? this.#caches.shift();
+      const waiter = this.#jobs.shift() ?? this.#background.shift();
       if (!waiter) return;
       this.#tokens -= 1;
       waiter();
@@ -104,7 +104,7 @@ export class RateLimiter {
   }
 
   #schedule(): void {
-    if (this.#timer !== undefined || this.#jobs.length + this.#caches.length === 0) return;
+    if (this.#timer !== undefined || this.#jobs.length + this.#background.length === 0) return;
     const waitMs = Math.max(0, Math.ceil(((1 - this.#tokens) / this.#qps) * 1000));
     this.#timer = setTimeout(() => this.#grant(), waitMs);
   }

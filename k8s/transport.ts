@@ -44,7 +44,7 @@ export interface Call {
   readonly what: string;
   /** How many times a retryable failure of this call is retried; the client's `retries` when absent. */
   readonly retries?: number;
-  /** A cache's list or watch: it waits for the rate limit while any job's call waits. */
+  /** A call no decision waits for (a cache's list or watch, an Event, a report): behind the jobs' in the rate limit. */
   readonly background?: boolean;
 }
 

@@ -40,20 +40,20 @@ Deno.test("rate limiter: a burst goes at once, then QPS spaces the rest", async 
   await all;
   // Four more tokens at 40 per second take at least 100 ms.
   assert(granted[6] >= 95, `the seventh call went after ${granted[6]} ms`);
-  assertEquals(limiter.waiting, { jobs: 0, caches: 0 });
+  assertEquals(limiter.waiting, { jobs: 0, background: 0 });
   assertThrows(() => new RateLimiter({ qps: 0, burst: 1 }), Error, "Invalid QPS 0");
 });
 
-Deno.test("rate limiter: a job's call gets the next token before the caches' calls waiting longer", async () => {
+Deno.test("rate limiter: a job's call gets the next token before the background calls waiting longer", async () => {
   const limiter = new RateLimiter({ qps: 50, burst: 1 });
   await limiter.take();
   const order: string[] = [];
   const caches = ["list a", "watch a", "list b"].map((name) =>
     limiter.take({ background: true }).then(() => order.push(name))
   );
-  assertEquals(limiter.waiting, { jobs: 0, caches: 3 });
+  assertEquals(limiter.waiting, { jobs: 0, background: 3 });
   const job = limiter.take().then(() => order.push("job"));
-  assertEquals(limiter.waiting, { jobs: 1, caches: 3 });
+  assertEquals(limiter.waiting, { jobs: 1, background: 3 });
   await Promise.all([...caches, job]);
   assertEquals(order, ["job", "list a", "watch a", "list b"]);
 });
@@ -67,7 +67,7 @@ Deno.test("rate limiter: a stopped wait leaves the queue and takes no token", as
   const next = limiter.take().then(() => order.push("next"));
   stop.abort(new Error("run over"));
   await stopped;
-  assertEquals(limiter.waiting, { jobs: 1, caches: 0 });
+  assertEquals(limiter.waiting, { jobs: 1, background: 0 });
   await next;
   assertEquals(order, ["aborted", "next"]);
   await assertRejects(() => limiter.take({ signal: stop.signal }), Error, "run over");
