@@ -10,7 +10,7 @@ import { V8_FLAGS } from "../config/config.ts";
 import { simulateSpread } from "../controllers/image_replication/spread_sim.ts";
 import { createDockerApiClient } from "../host/docker_api.ts";
 import { removeDockerImage } from "../host/image_stream.ts";
-import { startDockerDaemon } from "../tests/support/docker_daemon.ts";
+import { dockerSavePipe, startDockerDaemon } from "../tests/support/docker_daemon.ts";
 import { importLargeImage } from "../tests/support/large_image.ts";
 
 const MIB = 1024 * 1024;
@@ -74,19 +74,6 @@ async function ours(): Promise<{ seconds: number; bytes: number; senderMb: numbe
   return { ...result, senderMb: peak[0] - base[0], receiverMb: peak[1] - base[1] };
 }
 
-/** The peer: `docker save | docker load` through a kernel pipe, arguments passed as positional parameters. */
-async function peer(): Promise<{ seconds: number }> {
-  const start = performance.now();
-  const out = await new Deno.Command("sh", {
-    args: ["-c", 'docker -H "$1" save "$3" | docker -H "$2" load -q', "sh", a.host, b.host, REF],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const seconds = (performance.now() - start) / 1000;
-  if (!out.success) throw new Error(`docker save | docker load failed: ${new TextDecoder().decode(out.stderr)}`);
-  return { seconds };
-}
-
 function median(values: number[]): number {
   const sorted = [...values].sort((x, y) => x - y);
   return sorted[Math.floor(sorted.length / 2)];
@@ -100,7 +87,7 @@ try {
     // Alternate, so a slower moment of the shared machine hits both.
     oursRuns.push(await ours());
     await removeDockerImage(clientB, REF, { id });
-    peerRuns.push((await peer()).seconds);
+    peerRuns.push(await dockerSavePipe(a, b, REF));
     await removeDockerImage(clientB, REF, { id });
   }
   const bytes = oursRuns[0].bytes;

@@ -9,7 +9,7 @@ import { createDockerApiClient } from "../host/docker_api.ts";
 import { removeDockerImage } from "../host/image_stream.ts";
 import { type FakeKubeApiServer, startFakeKubeApiServer } from "../tests/fake_kube/server.ts";
 import { freePort, startDaemon } from "../tests/support/daemon_process.ts";
-import { startDockerDaemon, type TestDockerDaemon } from "../tests/support/docker_daemon.ts";
+import { dockerSavePipe, startDockerDaemon, type TestDockerDaemon } from "../tests/support/docker_daemon.ts";
 import { configMapObject, nodeObject, VERSION_LABELS } from "../tests/support/faults_cluster.ts";
 import { importLargeImage } from "../tests/support/large_image.ts";
 
@@ -34,17 +34,6 @@ function pod(node: string, port: number): Record<string, unknown> {
 
 function median(values: number[]): number {
   return [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)];
-}
-
-async function peer(a: TestDockerDaemon, b: TestDockerDaemon): Promise<number> {
-  const start = performance.now();
-  const out = await new Deno.Command("sh", {
-    args: ["-c", 'docker -H "$1" save "$3" | docker -H "$2" load -q', "sh", a.host, b.host, REF],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(`docker save | docker load failed: ${new TextDecoder().decode(out.stderr)}`);
-  return (performance.now() - start) / 1000;
 }
 
 async function waitDone(url: string, round: number): Promise<{ bytes: number }> {
@@ -116,7 +105,7 @@ try {
     receiverMb = Math.max(receiverMb, peak[1] - base[1]);
     await removeDockerImage(clientB, REF, { id });
     // Alternate, so a slower moment of the shared machine hits both.
-    pipe.push(await peer(a, b));
+    pipe.push(await dockerSavePipe(a, b, REF));
     await removeDockerImage(clientB, REF, { id });
   }
   const [oursS, pipeS] = [median(ours), median(pipe)];

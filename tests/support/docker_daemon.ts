@@ -126,3 +126,18 @@ export async function startDockerDaemon(): Promise<TestDockerDaemon> {
     stop,
   };
 }
+
+/**
+ * The image-copy benchmarks' peer: `docker save | docker load` from `from` to `to` through a kernel pipe (arguments
+ * passed as positional parameters, never spliced into the script); resolves to the seconds it took.
+ */
+export async function dockerSavePipe(from: TestDockerDaemon, to: TestDockerDaemon, ref: string): Promise<number> {
+  const start = performance.now();
+  const out = await new Deno.Command("sh", {
+    args: ["-c", 'docker -H "$1" save "$3" | docker -H "$2" load -q', "sh", from.host, to.host, ref],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`docker save | docker load failed: ${new TextDecoder().decode(out.stderr)}`);
+  return (performance.now() - start) / 1000;
+}
