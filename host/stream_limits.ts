@@ -2,6 +2,7 @@
  * Limits on a byte stream between two image stores: a bandwidth cap (bytes per second, smoothed over 64 KiB
  * pieces) and a stall timeout, with a count of the bytes that passed for progress.
  */
+import { type ByteReader, byteReader, byteStreamFrom, readFull } from "../core/byte_stream.ts";
 
 /** A stream that stopped sending for longer than its stall timeout. */
 export class StreamStalledError extends Error {
@@ -26,9 +27,6 @@ export interface StreamLimits {
   readonly sleep?: (ms: number) => Promise<void>;
 }
 
-/** The largest piece passed on at once, so a capped stream flows evenly. */
-const PIECE = 64 * 1024;
-
 /** How long to wait before passing more, after `sent` bytes in `elapsedMs` at `bytesPerSecond`. */
 export function throttleDelayMs(sent: number, elapsedMs: number, bytesPerSecond: number): number {
   if (!(bytesPerSecond > 0)) return 0;
@@ -39,57 +37,85 @@ function defaultSleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Wraps `input` with the limits; cancelling the result cancels `input`. */
+/**
+ * Wraps `input` with the limits; cancelling the result cancels `input`. Pieces go straight from `input` into the
+ * consumer's memory, each as large as its buffer unless the stream ends (see core/byte_stream.ts); the stall timeout
+ * applies to every read of `input`.
+ */
 export function limitStream(input: ReadableStream<Uint8Array>, limits: StreamLimits): ReadableStream<Uint8Array> {
   const now = limits.now ?? (() => performance.now());
   const sleep = limits.sleep ?? defaultSleep;
-  const reader = input.getReader();
+  const reader = byteReader(input);
   const rate = limits.bytesPerSecond ?? 0;
   let started = -1;
   let sent = 0;
-  let pending: Uint8Array | null = null;
 
-  async function read(): Promise<ReadableStreamReadResult<Uint8Array>> {
-    if (limits.stallMs === undefined) return await reader.read();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stalled = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StreamStalledError(limits.stallMs!)), limits.stallMs);
-    });
-    try {
-      return await Promise.race([reader.read(), stalled]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
+  const watch = limits.stallMs === undefined ? null : stallWatch(reader, limits.stallMs);
+  const read = watch?.read ?? reader.read;
 
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
+  return byteStreamFrom({
+    async read(into) {
       if (started < 0) started = now();
-      if (pending === null || pending.length === 0) {
-        let chunk: ReadableStreamReadResult<Uint8Array>;
-        try {
-          chunk = await read();
-        } catch (error) {
-          await reader.cancel(error).catch(() => {});
-          controller.error(error);
-          return;
-        }
-        if (chunk.done) {
-          controller.close();
-          return;
-        }
-        pending = chunk.value;
+      let piece: Uint8Array;
+      try {
+        piece = await readFull(read, into);
+      } catch (error) {
+        watch?.stop();
+        await reader.cancel(error).catch(() => {});
+        throw error;
       }
-      const piece = pending.subarray(0, PIECE);
-      pending = pending.subarray(piece.length);
+      if (piece.length === 0) {
+        watch?.stop();
+        return piece;
+      }
       const wait = throttleDelayMs(sent, now() - started, rate);
       if (wait > 0) await sleep(wait);
       sent += piece.length;
       limits.onBytes?.(piece.length);
-      controller.enqueue(piece);
+      return piece;
     },
     cancel(reason) {
+      watch?.stop();
       return reader.cancel(reason);
     },
-  }, { highWaterMark: 0 });
+  });
+}
+
+/**
+ * Reads of `reader` that fail with `StreamStalledError` once one waits `stallMs` for data. One timer watches all
+ * reads, re-armed once per `stallMs`, where a timer and a race for every read would cost several objects each.
+ */
+function stallWatch(reader: ByteReader, stallMs: number): { read: ByteReader["read"]; stop(): void } {
+  let since: number | null = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stalled: StreamStalledError | null = null;
+  const check = () => {
+    timer = undefined;
+    if (since === null) return;
+    const waited = performance.now() - since;
+    if (waited < stallMs) {
+      timer = setTimeout(check, stallMs - waited);
+      return;
+    }
+    stalled = new StreamStalledError(stallMs);
+    // A cancel ends the read that waits, with no bytes.
+    reader.cancel(stalled).catch(() => {});
+  };
+  return {
+    async read(into) {
+      since = performance.now();
+      timer ??= setTimeout(check, stallMs);
+      try {
+        const piece = await reader.read(into);
+        if (stalled) throw stalled;
+        return piece;
+      } finally {
+        since = null;
+      }
+    },
+    stop() {
+      clearTimeout(timer);
+      timer = undefined;
+    },
+  };
 }
