@@ -1,4 +1,6 @@
 /** A small Docker Engine API client: HTTP over the daemon's unix socket (or tcp://), version negotiated from `/_ping`. */
+import { linkSignals } from "../core/signals.ts";
+import { type UploadAnswer, UploadBodyError, uploadStream } from "./http_upload.ts";
 
 /** A JSON answer of the Engine API. */
 export interface DockerResponse {
@@ -21,6 +23,11 @@ export interface DockerApiClient {
    * when the daemon cannot be reached.
    */
   send(path: string, init: DockerSendInit): Promise<Response>;
+  /**
+   * A POST of a long stream (an image load) on a connection of its own, each piece written from one buffer; only
+   * `init.signal` limits it. Throws `UploadBodyError` when `body` failed, else when the daemon cannot be reached.
+   */
+  upload(path: string, body: ReadableStream<Uint8Array>, init: DockerUploadInit): Promise<UploadAnswer>;
   /** Releases the HTTP client. */
   close(): void;
 }
@@ -45,6 +52,14 @@ export interface DockerSendInit {
   readonly signal?: AbortSignal;
 }
 
+/** Options of `upload`. */
+export interface DockerUploadInit {
+  /** Request headers. */
+  readonly headers?: Record<string, string>;
+  /** Ends the call, body included. */
+  readonly signal?: AbortSignal;
+}
+
 /** One image of `GET /images/json` (only the fields used here). */
 export interface DockerImageSummary {
   /** The image ID, `sha256:<64 hex>`. */
@@ -60,14 +75,18 @@ export function createDockerApiClient(host: string, options: DockerApiOptions = 
   const timeoutMs = options.timeoutMs ?? 20_000;
   let base: string;
   let client: Deno.HttpClient | undefined;
+  let address: Deno.ConnectOptions | Deno.UnixConnectOptions;
   if (host.startsWith("unix://")) {
     const path = host.slice("unix://".length);
     if (!path.startsWith("/")) throw new Error(`Invalid Docker host "${host}": the socket path must be absolute`);
     // The host part of the URL is ignored: every request goes to the socket.
     base = "http://docker";
     client = Deno.createHttpClient({ proxy: { transport: "unix", path } });
+    address = { transport: "unix", path };
   } else if (host.startsWith("tcp://") || host.startsWith("http://")) {
     base = `http://${host.replace(/^[a-z]+:\/\//, "").replace(/\/+$/, "")}`;
+    const url = new URL(base);
+    address = { hostname: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 80) };
   } else {
     throw new Error(`Invalid Docker host "${host}": expected unix:///path or tcp://host:port`);
   }
@@ -107,6 +126,18 @@ export function createDockerApiClient(host: string, options: DockerApiOptions = 
     }
   }
 
+  async function upload(path: string, body: ReadableStream<Uint8Array>, init: DockerUploadInit) {
+    const linked = linkSignals([init.signal, options.signal]);
+    try {
+      return await uploadStream(address, body, { path, headers: init.headers, signal: linked.signal });
+    } catch (error) {
+      if (error instanceof UploadBodyError) throw error;
+      throw new Error(connectionCause(error, false, timeoutMs));
+    } finally {
+      linked.dispose();
+    }
+  }
+
   async function negotiate(): Promise<string> {
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
@@ -134,6 +165,7 @@ export function createDockerApiClient(host: string, options: DockerApiOptions = 
     },
     get,
     send,
+    upload,
     close() {
       client?.close();
     },

@@ -3,8 +3,10 @@
  * (`POST /images/load`, `ctr images import -`), the image ID, removal of a reference and its image. Bytes pass
  * through; nothing holds a whole image in memory and nothing is written to a temporary file.
  */
+import { byteReader, byteStreamFrom, readFull } from "../core/byte_stream.ts";
 import type { CommandRunner, StreamingCommandRunner } from "./command.ts";
 import type { DockerApiClient } from "./docker_api.ts";
+import { UploadBodyError } from "./http_upload.ts";
 
 /** An image read out of a store. */
 export interface ImageExport {
@@ -93,38 +95,20 @@ export async function loadDockerImage(
   options: { signal?: AbortSignal } = {},
 ): Promise<string[]> {
   const version = await docker.apiVersion();
-  // Keep the input's own error: fetch only says that its body failed.
-  let inputError: Error | null = null;
-  const reader = archive.getReader();
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const chunk = await reader.read();
-        if (chunk.done) controller.close();
-        else controller.enqueue(chunk.value);
-      } catch (error) {
-        inputError = error instanceof Error ? error : new Error(String(error));
-        controller.error(inputError);
-      }
-    },
-    cancel: (reason) => reader.cancel(reason),
-  }, { highWaterMark: 0 });
-  let response: Response;
+  let answer: { status: number; text: string };
   try {
-    response = await docker.send(`/v${version}/images/load?quiet=1`, {
-      method: "POST",
-      body,
+    answer = await docker.upload(`/v${version}/images/load?quiet=1`, archive, {
       headers: { "Content-Type": "application/x-tar" },
       signal: options.signal,
     });
   } catch (error) {
-    const cause = inputError ? `the stream failed: ${(inputError as Error).message}` : (error as Error).message;
-    throw new ImageLoadError(`Cannot load image: ${cause}`, inputError);
+    const inputError = error instanceof UploadBodyError ? error.cause : null;
+    throw new ImageLoadError(`Cannot load image: ${(error as Error).message}`, inputError);
   }
-  const text = await response.text();
-  if (response.status !== 200) {
-    const cause = `the Docker Engine answered ${response.status}: ${text.trim().slice(0, 300)}`;
-    throw new ImageLoadError(`Cannot load image: ${cause}`, inputError);
+  const text = answer.text;
+  if (answer.status !== 200) {
+    const cause = `the Docker Engine answered ${answer.status}: ${text.trim().slice(0, 300)}`;
+    throw new ImageLoadError(`Cannot load image: ${cause}`, null);
   }
   const loaded: string[] = [];
   for (const line of text.split("\n")) {
@@ -136,7 +120,7 @@ export async function loadDockerImage(
       continue;
     }
     if (typeof message.error === "string") {
-      throw new ImageLoadError(`Cannot load image: the Docker Engine says ${message.error}`, inputError);
+      throw new ImageLoadError(`Cannot load image: the Docker Engine says ${message.error}`, null);
     }
     const stream = typeof message.stream === "string" ? message.stream.trim() : "";
     const named = /^Loaded image(?: ID)?: (.+)$/.exec(stream);
@@ -319,17 +303,17 @@ export async function exportContainerdImage(
     signal: options.signal,
   });
   // The archive's end is only whole when ctr exits 0: hold the close until then.
-  const reader = run.stdout.getReader();
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const chunk = await reader.read();
-      if (!chunk.done) return controller.enqueue(chunk.value);
+  const reader = byteReader(run.stdout);
+  const stream = byteStreamFrom({
+    async read(into) {
+      const piece = await readFull(reader.read, into);
+      if (piece.length > 0) return piece;
       const result = await run.finished;
-      if (result.code === 0) return controller.close();
-      controller.error(new Error(`ctr images export ${ref} failed: ${describeExit(result)}`));
+      if (result.code === 0) return piece;
+      throw new Error(`ctr images export ${ref} failed: ${describeExit(result)}`);
     },
     cancel: (reason) => reader.cancel(reason),
-  }, { highWaterMark: 0 });
+  });
   return { ...info, stream };
 }
 
