@@ -1,4 +1,5 @@
 /** Writing an HTTP/1.1 response: the status line, the head, the body with Content-Length or chunked. */
+import { type ByteReader, byteReader, PIECE_BYTES } from "../core/byte_stream.ts";
 import type { Connection } from "./http_socket.ts";
 
 const encoder = new TextEncoder();
@@ -83,13 +84,22 @@ function responseHead(
   return text + "\r\n";
 }
 
-function chunk(data: Uint8Array): Uint8Array {
-  const prefix = encoder.encode(`${data.length.toString(16)}\r\n`);
-  const out = new Uint8Array(prefix.length + data.length + 2);
-  out.set(prefix);
-  out.set(data, prefix.length);
-  out.set([13, 10], prefix.length + data.length);
+/** Room for a chunk's size line before its data: six hex digits (leading zeros are valid) and CRLF. */
+const CHUNK_HEAD = 8;
+
+/** Frames the `n` bytes at `CHUNK_HEAD` of `buffer` as one chunk in place, into the room around them. */
+function frameInPlace(buffer: ArrayBuffer, n: number): Uint8Array {
+  const out = new Uint8Array(buffer, 0, CHUNK_HEAD + n + 2);
+  out.set(encoder.encode(`${n.toString(16).padStart(CHUNK_HEAD - 2, "0")}\r\n`));
+  out.set([13, 10], CHUNK_HEAD + n);
   return out;
+}
+
+/** One chunk of `data`, copied (for the first pieces, read before the body was known to be long). */
+function chunk(data: Uint8Array): Uint8Array {
+  const buffer = new ArrayBuffer(CHUNK_HEAD + data.length + 2);
+  new Uint8Array(buffer).set(data, CHUNK_HEAD);
+  return frameInPlace(buffer, data.length);
 }
 
 /** The Content-Length a handler set on a response, or null when it set none that is valid. */
@@ -107,7 +117,7 @@ async function writeDeclared(
   connection: Connection,
   { response, reader, parts, declared, options }: {
     response: Response;
-    reader: ReadableStreamDefaultReader<Uint8Array>;
+    reader: ByteReader;
     parts: Uint8Array[];
     declared: number;
     options: { close: boolean; timeoutMs: number };
@@ -126,10 +136,12 @@ async function writeDeclared(
   const head = encoder.encode(responseHead(response, { length: declared, close: options.close }));
   if (!await connection.write(head, options.timeoutMs)) return false;
   for (const part of parts) if (!await send(part)) return false;
+  let buffer = new ArrayBuffer(PIECE_BYTES);
   while (!over) {
-    const next = await reader.read();
-    if (next.done) break;
-    if (!await send(next.value)) return false;
+    const piece = await reader.read(new Uint8Array(buffer));
+    if (piece.length === 0) break;
+    buffer = piece.buffer as ArrayBuffer;
+    if (!await send(piece)) return false;
   }
   if (over || sent < declared) {
     await reader.cancel().catch(() => {});
@@ -150,17 +162,18 @@ export async function writeResponse(
   options: { head: boolean; close: boolean; version: "1.0" | "1.1"; timeoutMs: number },
 ): Promise<boolean> {
   const noBody = options.head || response.status === 204 || response.status === 304 || response.status < 200;
-  const reader = response.body?.getReader();
-  if (!reader || noBody) {
-    await reader?.cancel();
+  const first = response.body?.getReader();
+  if (!first || noBody) {
+    await first?.cancel();
     const head = responseHead(response, { length: 0, close: options.close, bodyless: noBody });
     return await connection.write(encoder.encode(head), options.timeoutMs);
   }
+  let reader: { cancel(): Promise<void> } = first;
   let finished = false;
   try {
     const parts: Uint8Array[] = [];
     for (let i = 0; i < 2 && !finished; i++) {
-      const next = await reader.read();
+      const next = await first.read();
       if (next.done) finished = true;
       else if (next.value.length > 0) parts.push(next.value);
     }
@@ -169,17 +182,27 @@ export async function writeResponse(
       const head = encoder.encode(responseHead(response, { length: body.length, close: options.close }));
       return await connection.write(concat(head, body), options.timeoutMs);
     }
+    // A long body: the rest is read into one buffer, piece by piece (core/byte_stream.ts).
+    first.releaseLock();
+    const rest = byteReader(response.body!);
+    reader = rest;
     const declared = declaredLength(response);
-    if (declared !== null) return await writeDeclared(connection, { response, reader, parts, declared, options });
+    if (declared !== null) {
+      return await writeDeclared(connection, { response, reader: rest, parts, declared, options });
+    }
     const close = options.close || options.version === "1.0";
-    const frame = close ? (data: Uint8Array) => data : chunk;
     let out: Uint8Array = encoder.encode(responseHead(response, { length: null, close }));
-    for (const part of parts) out = concat(out, frame(part));
+    for (const part of parts) out = concat(out, close ? part : chunk(part));
     if (!await connection.write(out, options.timeoutMs)) return false;
+    // Until close the pieces go bare; chunked, each is framed in the room left around it.
+    const at = close ? 0 : CHUNK_HEAD;
+    let buffer = new ArrayBuffer(at + PIECE_BYTES + 2);
     for (;;) {
-      const next = await reader.read();
-      if (next.done) break;
-      if (next.value.length > 0 && !await connection.write(frame(next.value), options.timeoutMs)) return false;
+      const piece = await rest.read(new Uint8Array(buffer, at, PIECE_BYTES));
+      if (piece.length === 0) break;
+      buffer = piece.buffer as ArrayBuffer;
+      const framed = close ? piece : frameInPlace(buffer, piece.length);
+      if (!await connection.write(framed, options.timeoutMs)) return false;
     }
     finished = true;
     if (close) return false;

@@ -6,6 +6,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { normalizeImageRef } from "../controllers/core_version/image_ref.ts";
+import { byteReader, byteStreamFrom, readFull } from "../core/byte_stream.ts";
 import type { Logger } from "../core/types.ts";
 import type { Refusal } from "./auth.ts";
 
@@ -106,20 +107,14 @@ export function createImageExport(deps: ImageExportDeps): ImageExportEndpoint {
       return envelope(c, 404, `Image ${ref} is not in this host's image store`);
     }
     deps.log.info("Exporting image {ref} ({id}, {size} bytes)", { ref, id: image.id, size: image.size });
-    const reader = image.stream.getReader();
+    // A byte stream, so the server's one buffer goes down to the store's socket, filled: no buffer per piece.
+    const reader = byteReader(image.stream);
     let sent = 0;
-    const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
+    const body = byteStreamFrom({
+      async read(into) {
+        let piece: Uint8Array;
         try {
-          const chunk = await reader.read();
-          if (chunk.done) {
-            release();
-            deps.log.info("Exported image {ref}: {sent} bytes", { ref, sent });
-            controller.close();
-            return;
-          }
-          sent += chunk.value.length;
-          controller.enqueue(chunk.value);
+          piece = await readFull(reader.read, into);
         } catch (error) {
           release();
           deps.log.warn("Export of image {ref} broke after {sent} bytes: {error}", {
@@ -127,8 +122,14 @@ export function createImageExport(deps: ImageExportDeps): ImageExportEndpoint {
             sent,
             error: (error as Error).message,
           });
-          controller.error(error);
+          throw error;
         }
+        if (piece.length === 0) {
+          release();
+          deps.log.info("Exported image {ref}: {sent} bytes", { ref, sent });
+        }
+        sent += piece.length;
+        return piece;
       },
       async cancel(reason) {
         release();
@@ -136,7 +137,7 @@ export function createImageExport(deps: ImageExportDeps): ImageExportEndpoint {
         abort.abort(reason);
         await reader.cancel(reason).catch(() => {});
       },
-    }, { highWaterMark: 0 });
+    });
     const headers: Record<string, string> = {
       "Content-Type": "application/x-tar",
       "X-Image-Id": image.id,

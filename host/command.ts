@@ -1,4 +1,5 @@
 /** The one place that runs commands: an argument array and a timeout, never a shell. */
+import { byteReader, PIECE_BYTES } from "../core/byte_stream.ts";
 import { linkSignals } from "../core/signals.ts";
 
 /** What a command left behind. */
@@ -153,12 +154,14 @@ export function createStreamingCommandRunner(options: CommandRunnerOptions = {})
  */
 async function feed(child: Deno.ChildProcess, input: ReadableStream<Uint8Array>): Promise<Error | null> {
   const writer = child.stdin.getWriter();
-  const reader = input.getReader();
+  // One buffer for every piece: a write resolves once the pipe took it all.
+  const reader = byteReader(input);
+  let buffer = new ArrayBuffer(PIECE_BYTES);
   try {
     for (;;) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
+      let piece: Uint8Array;
       try {
-        chunk = await reader.read();
+        piece = await reader.read(new Uint8Array(buffer));
       } catch (error) {
         try {
           child.kill("SIGKILL");
@@ -168,8 +171,9 @@ async function feed(child: Deno.ChildProcess, input: ReadableStream<Uint8Array>)
         await writer.abort().catch(() => {});
         return error instanceof Error ? error : new Error(String(error));
       }
-      if (chunk.done) break;
-      await writer.write(chunk.value);
+      if (piece.length === 0) break;
+      buffer = piece.buffer as ArrayBuffer;
+      await writer.write(piece);
     }
     await writer.close();
     return null;

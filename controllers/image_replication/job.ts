@@ -5,6 +5,7 @@
  * an Event, then asks for a version check at once.
  */
 import type { V1ConfigMap } from "@kubernetes/client-node";
+import { byteReader, byteStreamFrom } from "../../core/byte_stream.ts";
 import { JOBS } from "../../core/jobs.ts";
 import type { Controller, JobCounter, RunContext, RunOutcome } from "../../core/types.ts";
 import type { StreamingCommandRunner } from "../../host/command.ts";
@@ -496,26 +497,25 @@ export function createImageReplicationController(
         store.close();
         return null;
       }
-      // The connection lives as long as the stream.
-      const reader = image.stream.getReader();
-      const stream = new ReadableStream<Uint8Array>({
-        async pull(controller) {
+      // The connection lives as long as the stream; a byte stream, so the export's buffer goes down to the store.
+      const reader = byteReader(image.stream);
+      const stream = byteStreamFrom({
+        async read(into) {
+          let piece: Uint8Array;
           try {
-            const chunk = await reader.read();
-            if (chunk.done) {
-              store.close();
-              controller.close();
-            } else controller.enqueue(chunk.value);
+            piece = await reader.read(into);
           } catch (error) {
             store.close();
-            controller.error(error);
+            throw error;
           }
+          if (piece.length === 0) store.close();
+          return piece;
         },
         async cancel(reason) {
           await reader.cancel(reason).catch(() => {});
           store.close();
         },
-      }, { highWaterMark: 0 });
+      });
       return { ...image, stream };
     },
   };
