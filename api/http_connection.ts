@@ -1,14 +1,6 @@
 /** Serving one connection: reading request heads and bodies under their timeouts, handing requests to the app. */
-import {
-  bodyLength,
-  findHeadEnd,
-  header,
-  HeadError,
-  keepsAlive,
-  parseHead,
-  type RequestHead,
-  requestUrl,
-} from "./http_head.ts";
+import { findHeadEnd } from "../core/http_framing.ts";
+import { bodyLength, header, HeadError, keepsAlive, parseHead, type RequestHead, requestUrl } from "./http_head.ts";
 import type { Connection } from "./http_socket.ts";
 import { concat, errorResponse, writeError, writeResponse } from "./http_write.ts";
 

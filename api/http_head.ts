@@ -84,11 +84,3 @@ export function requestUrl(head: RequestHead, origin: string): string {
     ? head.target
     : `http://${host && HOST.test(host) ? host : origin}${head.target === "*" ? "/" : head.target}`;
 }
-
-/** Where the empty line that ends a head starts in `bytes`, searching from `from` on; -1 while it has not come. */
-export function findHeadEnd(bytes: Uint8Array, from: number): number {
-  for (let i = Math.max(0, from - 3); i + 3 < bytes.length; i++) {
-    if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) return i;
-  }
-  return -1;
-}

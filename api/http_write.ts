@@ -1,5 +1,6 @@
 /** Writing an HTTP/1.1 response: the status line, the head, the body with Content-Length or chunked. */
 import { type ByteReader, byteReader, PIECE_BYTES } from "../core/byte_stream.ts";
+import { CHUNK_HEAD, CHUNK_TAIL, frameChunk } from "../core/http_framing.ts";
 import type { Connection } from "./http_socket.ts";
 
 const encoder = new TextEncoder();
@@ -84,22 +85,11 @@ function responseHead(
   return text + "\r\n";
 }
 
-/** Room for a chunk's size line before its data: six hex digits (leading zeros are valid) and CRLF. */
-const CHUNK_HEAD = 8;
-
-/** Frames the `n` bytes at `CHUNK_HEAD` of `buffer` as one chunk in place, into the room around them. */
-function frameInPlace(buffer: ArrayBuffer, n: number): Uint8Array {
-  const out = new Uint8Array(buffer, 0, CHUNK_HEAD + n + 2);
-  out.set(encoder.encode(`${n.toString(16).padStart(CHUNK_HEAD - 2, "0")}\r\n`));
-  out.set([13, 10], CHUNK_HEAD + n);
-  return out;
-}
-
 /** One chunk of `data`, copied (for the first pieces, read before the body was known to be long). */
 function chunk(data: Uint8Array): Uint8Array {
-  const buffer = new ArrayBuffer(CHUNK_HEAD + data.length + 2);
+  const buffer = new ArrayBuffer(CHUNK_HEAD + data.length + CHUNK_TAIL);
   new Uint8Array(buffer).set(data, CHUNK_HEAD);
-  return frameInPlace(buffer, data.length);
+  return frameChunk(buffer, data.length);
 }
 
 /** The Content-Length a handler set on a response, or null when it set none that is valid. */
@@ -196,12 +186,12 @@ export async function writeResponse(
     if (!await connection.write(out, options.timeoutMs)) return false;
     // Until close the pieces go bare; chunked, each is framed in the room left around it.
     const at = close ? 0 : CHUNK_HEAD;
-    let buffer = new ArrayBuffer(at + PIECE_BYTES + 2);
+    let buffer = new ArrayBuffer(at + PIECE_BYTES + CHUNK_TAIL);
     for (;;) {
       const piece = await rest.read(new Uint8Array(buffer, at, PIECE_BYTES));
       if (piece.length === 0) break;
       buffer = piece.buffer as ArrayBuffer;
-      const framed = close ? piece : frameInPlace(buffer, piece.length);
+      const framed = close ? piece : frameChunk(buffer, piece.length);
       if (!await connection.write(framed, options.timeoutMs)) return false;
     }
     finished = true;

@@ -93,6 +93,17 @@ export async function readFull(
   return new Uint8Array(buffer, start, filled);
 }
 
+/** The pieces, one after another, in one array. */
+export function joinBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
 /** Where `byteStreamFrom` takes its pieces. */
 export interface ByteSource {
   /** Reads the next piece into `into`, as `ByteReader.read` does (no bytes: the end); a throw fails the stream. */

@@ -4,7 +4,8 @@
  * each piece in a buffer of its own until V8 collects it. The body goes chunked, and a body that fails ends the connection without
  * the last chunk, so the server never takes a cut stream for a whole one.
  */
-import { byteReader, PIECE_BYTES, readFull } from "../core/byte_stream.ts";
+import { byteReader, joinBytes, PIECE_BYTES, readFull } from "../core/byte_stream.ts";
+import { CHUNK_HEAD, CHUNK_TAIL, findHeadEnd, frameChunk } from "../core/http_framing.ts";
 
 /** The server's answer. */
 export interface UploadAnswer {
@@ -41,9 +42,6 @@ const EARLY_ANSWER_MS = 2000;
 
 const encoder = new TextEncoder();
 
-/** Room for a chunk's size line: six hex digits (leading zeros are valid) and CRLF. */
-const CHUNK_HEAD = 8;
-
 /** Writes all of `bytes`. */
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));
@@ -67,13 +65,7 @@ async function readAnswer(conn: Deno.Conn): Promise<Uint8Array> {
     parts.push(buffer.subarray(0, n));
     length += n;
   }
-  const all = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    all.set(part, at);
-    at += part.length;
-  }
-  return all;
+  return joinBytes(parts);
 }
 
 /** Decodes a chunked body as far as it is whole. */
@@ -88,20 +80,12 @@ function dechunk(bytes: Uint8Array): Uint8Array {
     parts.push(bytes.subarray(lineEnd + 1, Math.min(bytes.length, lineEnd + 1 + size)));
     at = lineEnd + 1 + size + 2;
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  return joinBytes(parts);
 }
 
 /** The status and body of a whole answer; throws when it is not HTTP. */
 export function parseAnswer(bytes: Uint8Array): UploadAnswer {
-  const end = bytes.findIndex((_, i) =>
-    bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10
-  );
+  const end = findHeadEnd(bytes, 0);
   const head = new TextDecoder().decode(end < 0 ? bytes.subarray(0, 2048) : bytes.subarray(0, end));
   const status = /^HTTP\/1\.[01] (\d{3})/.exec(head);
   if (end < 0 || !status) throw new Error(`the answer is not HTTP: ${JSON.stringify(head.slice(0, 80))}`);
@@ -138,7 +122,7 @@ export async function uploadStream(
     for (const [name, value] of Object.entries(request.headers ?? {})) head += `${name}: ${value}\r\n`;
     head += "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
     await writeAll(conn, encoder.encode(head));
-    let buffer = new ArrayBuffer(CHUNK_HEAD + PIECE_BYTES + 2);
+    let buffer = new ArrayBuffer(CHUNK_HEAD + PIECE_BYTES + CHUNK_TAIL);
     for (;;) {
       let piece: Uint8Array;
       try {
@@ -148,11 +132,8 @@ export async function uploadStream(
       }
       if (piece.length === 0) break;
       buffer = piece.buffer as ArrayBuffer;
-      const framed = new Uint8Array(buffer, 0, CHUNK_HEAD + piece.length + 2);
-      framed.set(encoder.encode(`${piece.length.toString(16).padStart(CHUNK_HEAD - 2, "0")}\r\n`));
-      framed.set([13, 10], CHUNK_HEAD + piece.length);
       try {
-        await writeAll(conn, framed);
+        await writeAll(conn, frameChunk(buffer, piece.length));
       } catch (error) {
         request.signal?.throwIfAborted();
         // The server stopped taking the body: it may have answered why.
