@@ -85,6 +85,7 @@ function dechunk(bytes: Uint8Array): Uint8Array {
 
 /** The status and body of a whole answer; throws when it is not HTTP. */
 export function parseAnswer(bytes: Uint8Array): UploadAnswer {
+  if (bytes.length === 0) throw new Error("the connection closed without an answer");
   const end = findHeadEnd(bytes, 0);
   const head = new TextDecoder().decode(end < 0 ? bytes.subarray(0, 2048) : bytes.subarray(0, end));
   const status = /^HTTP\/1\.[01] (\d{3})/.exec(head);

@@ -166,13 +166,18 @@ Deno.test("parseAnswer reads chunked, Content-Length and close-delimited answers
   assertEquals(parse("HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nabcdef"), { status: 404, text: "ab" });
   assertEquals(parse("HTTP/1.0 200 OK\r\n\r\nuntil close"), { status: 200, text: "until close" });
   assertEquals(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"), { status: 200, text: "ab" });
-  for (const bad of ["", "SSH-2.0-OpenSSH\r\n\r\n", "HTTP/1.1 200 OK\r\nno end of head"]) {
-    let thrown = false;
+  const refusals: Record<string, string> = {
+    "": "the connection closed without an answer",
+    "SSH-2.0-OpenSSH\r\n\r\n": 'the answer is not HTTP: "SSH-2.0-OpenSSH"',
+    "HTTP/1.1 200 OK\r\nno end of head": 'the answer is not HTTP: "HTTP/1.1 200 OK\\r\\nno end of head"',
+  };
+  for (const [bad, message] of Object.entries(refusals)) {
+    let thrown = "";
     try {
       parse(bad);
     } catch (error) {
-      thrown = /the answer is not HTTP/.test((error as Error).message);
+      thrown = (error as Error).message;
     }
-    assert(thrown, `refused: ${JSON.stringify(bad)}`);
+    assertEquals(thrown, message, `refused: ${JSON.stringify(bad)}`);
   }
 });

@@ -1,4 +1,5 @@
 /** Tiny tar archives for tests: a one-file root file system (`docker import`) and an OCI image layout (`ctr images import`). */
+import { joinBytes } from "../../core/byte_stream.ts";
 
 /** One file of an archive. */
 export interface TarEntry {
@@ -42,13 +43,7 @@ export function tarArchive(entries: readonly TarEntry[]): Uint8Array {
     blocks.push(padded);
   }
   blocks.push(new Uint8Array(1024));
-  const out = new Uint8Array(blocks.reduce((n, b) => n + b.length, 0));
-  let at = 0;
-  for (const block of blocks) {
-    out.set(block, at);
-    at += block.length;
-  }
-  return out;
+  return joinBytes(blocks);
 }
 
 /** A root file system of one small file; `label` makes images distinct (different layer, different id). */
