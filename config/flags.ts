@@ -208,7 +208,8 @@ export const FLAGS = [
     group: "image-replication",
     defaultText: "60s",
     parse: duration(100),
-    description: "An image copy that receives nothing for this long moves on to the next peer",
+    description:
+      "An image copy that receives nothing for this long, or whose image store takes nothing, moves on to the next peer",
   }),
   flag("dbcluster-log-dir", "dbclusterLogDir", {
     group: "log-cleanup",

@@ -93,6 +93,40 @@ export async function readFull(
   return new Uint8Array(buffer, start, filled);
 }
 
+/** A consumer that took none of what was written to it for longer than its stall timeout. */
+export class WriteStalledError extends Error {
+  /** `who` names the consumer, e.g. `the Docker Engine`. */
+  constructor(readonly stallMs: number, who: string) {
+    super(`${who} took no data for ${stallMs / 1000} s`);
+    this.name = "WriteStalledError";
+  }
+}
+
+/**
+ * Awaits `write`. When it has not settled after `stallMs` (absent: no limit), calls `stop`, which must make it
+ * settle (close the connection, kill the process), and throws `WriteStalledError` naming `who`.
+ */
+export async function writeWithin<T>(
+  write: Promise<T>,
+  stallMs: number | undefined,
+  options: { stop: () => void; who: string },
+): Promise<T> {
+  if (stallMs === undefined) return await write;
+  let stalled = false;
+  const timer = setTimeout(() => {
+    stalled = true;
+    options.stop();
+  }, stallMs);
+  try {
+    return await write;
+  } catch (error) {
+    if (stalled) throw new WriteStalledError(stallMs, options.who);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The pieces, one after another, in one array. */
 export function joinBytes(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));

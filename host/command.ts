@@ -1,5 +1,5 @@
 /** The one place that runs commands: an argument array and a timeout, never a shell. */
-import { byteReader, PIECE_BYTES } from "../core/byte_stream.ts";
+import { byteReader, PIECE_BYTES, WriteStalledError, writeWithin } from "../core/byte_stream.ts";
 import { linkSignals } from "../core/signals.ts";
 
 /** What a command left behind. */
@@ -86,6 +86,8 @@ export interface StreamedResult {
   readonly timedOut: boolean;
   /** The error of the input stream, when it failed: the command was killed before it could see an end of input. */
   readonly inputError: Error | null;
+  /** Set when the command took none of its input for `stdinStallMs`: it was killed. */
+  readonly stdinStalled: WriteStalledError | null;
 }
 
 /** A running command whose output is read as it comes. */
@@ -100,6 +102,8 @@ export interface StreamingRun {
 export interface StreamRunOptions extends RunOptions {
   /** Fed to its standard input, chunk by chunk (none: standard input is empty). */
   readonly stdin?: ReadableStream<Uint8Array>;
+  /** Kills the command when it takes none of `stdin` for this long (ms); absent: no limit. */
+  readonly stdinStallMs?: number;
 }
 
 /** Starts `argv[0]` with its output as a stream (an image export or import); throws when it cannot be started. */
@@ -108,7 +112,7 @@ export type StreamingCommandRunner = (argv: readonly string[], options: StreamRu
 /** Makes the real streaming runner on `Deno.Command`: the same prefix and abort rules as `createCommandRunner`. */
 export function createStreamingCommandRunner(options: CommandRunnerOptions = {}): StreamingCommandRunner {
   const prefix = options.prefix ?? [];
-  return function runStreaming(argv, { timeoutMs, signal, stdin }) {
+  return function runStreaming(argv, { timeoutMs, signal, stdin, stdinStallMs }) {
     const full = [...prefix, ...argv];
     if (full.length === 0) throw new Error("Cannot run a command: empty argument list");
     const timeout = AbortSignal.timeout(timeoutMs);
@@ -126,8 +130,10 @@ export function createStreamingCommandRunner(options: CommandRunnerOptions = {})
       if (error instanceof Deno.errors.NotFound) throw new Error(`Cannot run "${full[0]}": command not found`);
       throw new Error(`Cannot run "${full[0]}": ${(error as Error).message}`);
     }
-    let inputError: Error | null = null;
-    const fed = stdin ? feed(child, stdin).then((error) => void (inputError = error)) : Promise.resolve();
+    let fedResult: Fed = { inputError: null, stalled: null };
+    const fed = stdin
+      ? feed(child, stdin, stdinStallMs).then((result) => void (fedResult = result))
+      : Promise.resolve();
     const stderr = (async () => {
       const decoder = new TextDecoder();
       let tail = "";
@@ -141,19 +147,35 @@ export function createStreamingCommandRunner(options: CommandRunnerOptions = {})
         code: status.signal === null ? status.code : null,
         stderr: await stderr,
         timedOut: timeout.aborted,
-        inputError,
+        inputError: fedResult.inputError,
+        stdinStalled: fedResult.stalled,
       };
     })();
     return { stdout: child.stdout, finished };
   };
 }
 
+/** How feeding a child's standard input ended. */
+interface Fed {
+  /** The input stream's failure. */
+  readonly inputError: Error | null;
+  /** The child took none of it for the stall timeout. */
+  readonly stalled: WriteStalledError | null;
+}
+
 /**
  * Copies `input` to the child's standard input. When `input` fails, the child is killed first and its input closed
- * after, so it never takes a cut stream for a whole one; resolves with that failure, or null.
+ * after, so it never takes a cut stream for a whole one; so too when the child takes nothing for `stallMs`.
  */
-async function feed(child: Deno.ChildProcess, input: ReadableStream<Uint8Array>): Promise<Error | null> {
+async function feed(child: Deno.ChildProcess, input: ReadableStream<Uint8Array>, stallMs?: number): Promise<Fed> {
   const writer = child.stdin.getWriter();
+  const kill = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  };
   // One buffer for every piece: a write resolves once the pipe took it all.
   const reader = byteReader(input);
   let buffer = new ArrayBuffer(PIECE_BYTES);
@@ -163,23 +185,19 @@ async function feed(child: Deno.ChildProcess, input: ReadableStream<Uint8Array>)
       try {
         piece = await reader.read(new Uint8Array(buffer));
       } catch (error) {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // already gone
-        }
+        kill();
         await writer.abort().catch(() => {});
-        return error instanceof Error ? error : new Error(String(error));
+        return { inputError: error instanceof Error ? error : new Error(String(error)), stalled: null };
       }
       if (piece.length === 0) break;
       buffer = piece.buffer as ArrayBuffer;
-      await writer.write(piece);
+      await writeWithin(writer.write(piece), stallMs, { stop: kill, who: "the command" });
     }
     await writer.close();
-    return null;
-  } catch {
-    // The child closed its input (it exited): its exit code tells why.
+    return { inputError: null, stalled: null };
+  } catch (error) {
+    // The child closed its input (it exited, or was killed for taking nothing): its exit tells why.
     await reader.cancel().catch(() => {});
-    return null;
+    return { inputError: null, stalled: error instanceof WriteStalledError ? error : null };
   }
 }

@@ -1,4 +1,5 @@
 /** A small Docker Engine API client: HTTP over the daemon's unix socket (or tcp://), version negotiated from `/_ping`. */
+import { WriteStalledError } from "../core/byte_stream.ts";
 import { linkSignals } from "../core/signals.ts";
 import { type UploadAnswer, UploadBodyError, uploadStream } from "./http_upload.ts";
 
@@ -25,7 +26,8 @@ export interface DockerApiClient {
   send(path: string, init: DockerSendInit): Promise<Response>;
   /**
    * A POST of a long stream (an image load) on a connection of its own, each piece written from one buffer; only
-   * `init.signal` limits it. Throws `UploadBodyError` when `body` failed, else when the daemon cannot be reached.
+   * `init.signal` and `init.stallMs` limit it. Throws `UploadBodyError` when `body` failed, `WriteStalledError` when the
+   * daemon stopped taking it, else when the daemon cannot be reached.
    */
   upload(path: string, body: ReadableStream<Uint8Array>, init: DockerUploadInit): Promise<UploadAnswer>;
   /** Releases the HTTP client. */
@@ -58,6 +60,8 @@ export interface DockerUploadInit {
   readonly headers?: Record<string, string>;
   /** Ends the call, body included. */
   readonly signal?: AbortSignal;
+  /** Fails with `WriteStalledError` when the daemon takes none of the body for this long (ms). */
+  readonly stallMs?: number;
 }
 
 /** One image of `GET /images/json` (only the fields used here). */
@@ -129,9 +133,15 @@ export function createDockerApiClient(host: string, options: DockerApiOptions = 
   async function upload(path: string, body: ReadableStream<Uint8Array>, init: DockerUploadInit) {
     const linked = linkSignals([init.signal, options.signal]);
     try {
-      return await uploadStream(address, body, { path, headers: init.headers, signal: linked.signal });
+      return await uploadStream(address, body, {
+        path,
+        headers: init.headers,
+        signal: linked.signal,
+        stallMs: init.stallMs,
+      });
     } catch (error) {
       if (error instanceof UploadBodyError) throw error;
+      if (error instanceof WriteStalledError) throw new WriteStalledError(error.stallMs, "the Docker Engine");
       throw new Error(connectionCause(error, false, timeoutMs));
     } finally {
       linked.dispose();

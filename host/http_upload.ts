@@ -4,7 +4,7 @@
  * each piece in a buffer of its own until V8 collects it. The body goes chunked, and a body that fails ends the connection without
  * the last chunk, so the server never takes a cut stream for a whole one.
  */
-import { byteReader, joinBytes, PIECE_BYTES, readFull } from "../core/byte_stream.ts";
+import { byteReader, joinBytes, PIECE_BYTES, readFull, WriteStalledError, writeWithin } from "../core/byte_stream.ts";
 import { CHUNK_HEAD, CHUNK_TAIL, findHeadEnd, frameChunk } from "../core/http_framing.ts";
 
 /** The server's answer. */
@@ -32,6 +32,8 @@ export interface UploadRequest {
   readonly headers?: Record<string, string>;
   /** Closes the connection, which ends the request. */
   readonly signal?: AbortSignal;
+  /** Fails with `WriteStalledError` when the server takes none of the body for this long (ms); absent: no limit. */
+  readonly stallMs?: number;
 }
 
 /** The longest answer read. */
@@ -100,7 +102,8 @@ export function parseAnswer(bytes: Uint8Array): UploadAnswer {
 
 /**
  * POSTs `body` on a new connection to `address` and resolves with the answer. Throws `UploadBodyError` when the
- * body failed, else an Error naming what happened to the connection.
+ * body failed, `WriteStalledError` when the server stopped taking it, else an Error naming what happened to the
+ * connection.
  */
 export async function uploadStream(
   address: Deno.ConnectOptions | Deno.UnixConnectOptions,
@@ -118,11 +121,13 @@ export async function uploadStream(
   };
   request.signal?.addEventListener("abort", close, { once: true });
   const reader = byteReader(body);
+  const send = (bytes: Uint8Array) =>
+    writeWithin(writeAll(conn, bytes), request.stallMs, { stop: close, who: "the server" });
   try {
     let head = `POST ${request.path} HTTP/1.1\r\nHost: docker\r\n`;
     for (const [name, value] of Object.entries(request.headers ?? {})) head += `${name}: ${value}\r\n`;
     head += "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
-    await writeAll(conn, encoder.encode(head));
+    await send(encoder.encode(head));
     let buffer = new ArrayBuffer(CHUNK_HEAD + PIECE_BYTES + CHUNK_TAIL);
     for (;;) {
       let piece: Uint8Array;
@@ -134,16 +139,17 @@ export async function uploadStream(
       if (piece.length === 0) break;
       buffer = piece.buffer as ArrayBuffer;
       try {
-        await writeAll(conn, frameChunk(buffer, piece.length));
+        await send(frameChunk(buffer, piece.length));
       } catch (error) {
         request.signal?.throwIfAborted();
+        if (error instanceof WriteStalledError) throw error;
         // The server stopped taking the body: it may have answered why.
         const early = await earlyAnswer(conn);
         if (early) return early;
         throw new Error(`the connection broke: ${(error as Error).message}`);
       }
     }
-    await writeAll(conn, encoder.encode("0\r\n\r\n"));
+    await send(encoder.encode("0\r\n\r\n"));
     return parseAnswer(await readAnswer(conn));
   } catch (error) {
     request.signal?.throwIfAborted();

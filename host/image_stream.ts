@@ -3,7 +3,7 @@
  * (`POST /images/load`, `ctr images import -`), the image ID, removal of a reference and its image. Bytes pass
  * through; nothing holds a whole image in memory and nothing is written to a temporary file.
  */
-import { byteReader, byteStreamFrom, readFull } from "../core/byte_stream.ts";
+import { byteReader, byteStreamFrom, readFull, WriteStalledError } from "../core/byte_stream.ts";
 import type { CommandRunner, StreamingCommandRunner } from "./command.ts";
 import type { DockerApiClient } from "./docker_api.ts";
 import { UploadBodyError } from "./http_upload.ts";
@@ -20,10 +20,14 @@ export interface ImageExport {
 
 /** A load that failed: the store refused or the stream broke. */
 export class ImageLoadError extends Error {
+  /** Set when the store stopped taking the archive, rather than refused it. */
+  readonly storeStalled: WriteStalledError | null;
+
   /** Builds the error. */
-  constructor(message: string, readonly inputError: Error | null) {
+  constructor(message: string, readonly inputError: Error | null, options: { storeStalled?: WriteStalledError } = {}) {
     super(message);
     this.name = "ImageLoadError";
+    this.storeStalled = options.storeStalled ?? null;
   }
 }
 
@@ -92,7 +96,7 @@ export async function exportDockerImage(
 export async function loadDockerImage(
   docker: DockerApiClient,
   archive: ReadableStream<Uint8Array>,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; stallMs?: number } = {},
 ): Promise<string[]> {
   const version = await docker.apiVersion();
   let answer: { status: number; text: string };
@@ -100,10 +104,12 @@ export async function loadDockerImage(
     answer = await docker.upload(`/v${version}/images/load?quiet=1`, archive, {
       headers: { "Content-Type": "application/x-tar" },
       signal: options.signal,
+      stallMs: options.stallMs,
     });
   } catch (error) {
     const inputError = error instanceof UploadBodyError ? error.cause : null;
-    throw new ImageLoadError(`Cannot load image: ${(error as Error).message}`, inputError);
+    const stalled = error instanceof WriteStalledError ? error : undefined;
+    throw new ImageLoadError(`Cannot load image: ${(error as Error).message}`, inputError, { storeStalled: stalled });
   }
   const text = answer.text;
   if (answer.status !== 200) {
@@ -326,15 +332,20 @@ function describeExit(result: { code: number | null; stderr: string; timedOut: b
 /** Streams an archive into containerd (`ctr images import -`); a failed input kills ctr before it sees an end. */
 export async function loadContainerdImage(
   archive: ReadableStream<Uint8Array>,
-  options: ContainerdStreamOptions,
+  options: ContainerdStreamOptions & { stallMs?: number },
 ): Promise<void> {
   const run = options.runStreaming(ctrArgs(options, ["images", "import", "-"]), {
     timeoutMs: options.timeoutMs,
     signal: options.signal,
     stdin: archive,
+    stdinStallMs: options.stallMs,
   });
   await run.stdout.pipeTo(new WritableStream());
   const result = await run.finished;
+  if (result.stdinStalled) {
+    const stalled = new WriteStalledError(result.stdinStalled.stallMs, "ctr images import");
+    throw new ImageLoadError(`Cannot load image: ${stalled.message}`, null, { storeStalled: stalled });
+  }
   if (result.inputError) {
     throw new ImageLoadError(`Cannot load image: the stream failed: ${result.inputError.message}`, result.inputError);
   }

@@ -30,7 +30,7 @@ export interface ReplicationStore {
   /** Streams an image out; null when the store has none of that name. */
   exportImage(ref: string, options: { signal: AbortSignal }): Promise<ImageExport | null>;
   /** Streams an archive in; throws `ImageLoadError` when the store refused it or the stream broke. */
-  load(archive: ReadableStream<Uint8Array>, options: { signal: AbortSignal }): Promise<void>;
+  load(archive: ReadableStream<Uint8Array>, options: { signal: AbortSignal; stallMs?: number }): Promise<void>;
   /** Removes a reference, and its image when no other reference keeps it. */
   remove(ref: string, options: { id: string }): Promise<void>;
   /** The path whose file system receives the images (for the disk check). */
@@ -78,8 +78,8 @@ function dockerStore(docker: DockerApiClient): ReplicationStore {
       if (!(await dockerImageInfo(docker, ref))) return null;
       return await exportDockerImage(docker, ref, { signal });
     },
-    async load(archive, { signal }) {
-      await loadDockerImage(docker, archive, { signal });
+    async load(archive, { signal, stallMs }) {
+      await loadDockerImage(docker, archive, { signal, stallMs });
     },
     remove: (ref, { id }) => removeDockerImage(docker, ref, { id }),
     root: () => dockerRootDir(docker),
@@ -98,7 +98,7 @@ function containerdStore(options: StoreOptions): ReplicationStore {
       if (!(await containerdImageInfo(runCommand, ref, target))) return null;
       return await exportContainerdImage(runCommand, ref, { ...streams, signal });
     },
-    load: (archive, { signal }) => loadContainerdImage(archive, { ...streams, signal }),
+    load: (archive, { signal, stallMs }) => loadContainerdImage(archive, { ...streams, signal, stallMs }),
     remove: (ref) => removeContainerdImage(runCommand, ref, target),
     root: () => containerdContentRoot(runCommand, target),
     close: () => {},

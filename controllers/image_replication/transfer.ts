@@ -37,7 +37,7 @@ export interface AttemptOptions {
   readonly checkDisk: (bytes: number) => Promise<DiskVerdict>;
   /** Bytes per second at most (0: no cap). */
   readonly bytesPerSecond: number;
-  /** Fail after this long without a byte, the answer's head included (ms). */
+  /** Fail after this long without a byte from the peer, the answer's head included, or into the store (ms). */
   readonly stallMs: number;
   /** Called once the peer answered, with the size it gave. */
   readonly onStart: (total: number | null) => void;
@@ -156,12 +156,13 @@ async function receive(
     onBytes,
   });
   try {
-    await options.store.load(body, { signal: options.signal });
+    await options.store.load(body, { signal: options.signal, stallMs: options.stallMs });
   } catch (error) {
     options.signal.throwIfAborted();
     await body.cancel().catch(() => {});
     if (!(error instanceof ImageLoadError)) return failed("PeerFailed", (error as Error).message, bytes);
     if (error.inputError instanceof StreamStalledError) return failed("Stalled", error.inputError.message, bytes);
+    if (error.storeStalled) return failed("Stalled", error.storeStalled.message, bytes);
     if (error.inputError) return failed("StreamCut", `the stream broke: ${error.inputError.message}`, bytes);
     return failed("Garbage", `the image store refused what the peer sent: ${error.message}`, bytes);
   }

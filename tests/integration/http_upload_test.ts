@@ -4,7 +4,7 @@
  * taken, and the answer's three framings.
  */
 import { assert, assertEquals, assertRejects } from "../support/assert.ts";
-import { PIECE_BYTES } from "../../core/byte_stream.ts";
+import { PIECE_BYTES, WriteStalledError } from "../../core/byte_stream.ts";
 import { parseAnswer, UploadBodyError, uploadStream } from "../../host/http_upload.ts";
 
 const encoder = new TextEncoder();
@@ -180,4 +180,25 @@ Deno.test("parseAnswer reads chunked, Content-Length and close-delimited answers
     }
     assertEquals(thrown, message, `refused: ${JSON.stringify(bad)}`);
   }
+});
+
+Deno.test("a server that stops reading the body fails the upload after the stall timeout, its connection closed", async () => {
+  let closedByClient = false;
+  let gaveUp = () => {};
+  const clientGaveUp = new Promise<void>((resolve) => (gaveUp = resolve));
+  await withServer(async (conn) => {
+    // The head, then nothing more is read until the client has given up.
+    await readAll(conn, (b) => decoder.decode(b).includes("\r\n\r\n"));
+    await clientGaveUp;
+    const rest = await readAll(conn);
+    closedByClient = rest.length < 50_000_000;
+  }, async (address) => {
+    await assertRejects(
+      () => uploadStream(address, counting(50_000_000, 65_536), { path: "/images/load", stallMs: 300 }),
+      WriteStalledError,
+      "the server took no data for 0.3 s",
+    );
+    gaveUp();
+  });
+  assert(closedByClient, "the client closed the connection before sending the whole body");
 });

@@ -104,6 +104,28 @@ Deno.test({
         assertEquals(await allImages(b), before);
       });
 
+      await t.step(
+        "a dockerd that stops reading (SIGSTOP) fails the load after the stall timeout; nothing loads",
+        async () => {
+          const pid = Number(await Deno.readTextFile(b.socketPath.replace(/docker\.sock$/, "docker.pid")));
+          const exported = await exportDockerImage(clientA, ref);
+          Deno.kill(pid, "SIGSTOP");
+          let error: Error;
+          try {
+            error = await assertRejects(
+              () => loadDockerImage(clientB, exported.stream, { stallMs: 500 }),
+              ImageLoadError,
+            );
+          } finally {
+            Deno.kill(pid, "SIGCONT");
+          }
+          assertEquals(error.message, "Cannot load image: the Docker Engine took no data for 0.5 s");
+          assertEquals((error as ImageLoadError).storeStalled?.stallMs, 500);
+          assertEquals((error as ImageLoadError).inputError, null);
+          assertEquals(await allImages(b), before);
+        },
+      );
+
       await t.step("the whole stream loads the same image ID under its tag", async () => {
         const exported = await exportDockerImage(clientA, ref);
         const sent = { bytes: 0 };

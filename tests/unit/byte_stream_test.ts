@@ -1,6 +1,13 @@
 /** Streams read into the consumer's memory (core/byte_stream.ts): BYOB and default sources and consumers. */
 import { assert, assertEquals, assertRejects } from "../support/assert.ts";
-import { byteReader, byteStreamFrom, PIECE_BYTES, readFull } from "../../core/byte_stream.ts";
+import {
+  byteReader,
+  byteStreamFrom,
+  PIECE_BYTES,
+  readFull,
+  WriteStalledError,
+  writeWithin,
+} from "../../core/byte_stream.ts";
 
 /** `total` bytes counting up from 0 (mod 251), in chunks of `size`, from a default (not byte) stream. */
 function counting(total: number, size: number): ReadableStream<Uint8Array> {
@@ -108,4 +115,30 @@ Deno.test("a source's failure fails the stream with its error; a cancel reaches 
   assertEquals((await reader.read(new Uint8Array(10))).length, 1);
   await reader.cancel("receiver left");
   assertEquals(reason, "receiver left");
+});
+
+Deno.test("writeWithin: a write that does not settle in time is stopped and fails naming who took nothing", async () => {
+  let stopped = false;
+  let fail: (error: Error) => void = () => {};
+  const hung = new Promise<void>((_, reject) => (fail = reject));
+  const error = await assertRejects(
+    () =>
+      writeWithin(hung, 50, {
+        stop: () => {
+          stopped = true;
+          fail(new Error("Broken pipe"));
+        },
+        who: "the Docker Engine",
+      }),
+    WriteStalledError,
+    "the Docker Engine took no data for 0.05 s",
+  );
+  assert(stopped, "stop was called");
+  assertEquals((error as WriteStalledError).stallMs, 50);
+  assertEquals(await writeWithin(Promise.resolve(7), 50, { stop: () => {}, who: "x" }), 7);
+  await assertRejects(
+    () => writeWithin(Promise.reject(new Error("Disk full")), 50, { stop: () => {}, who: "x" }),
+    Error,
+    "Disk full",
+  );
 });
