@@ -7,10 +7,10 @@
  */
 import { createDockerApiClient } from "../host/docker_api.ts";
 import { removeDockerImage } from "../host/image_stream.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "../tests/fake_kube/server.ts";
+import type { FakeKubeApiServer } from "../tests/fake_kube/server.ts";
 import { freePort, startDaemon } from "../tests/support/daemon_process.ts";
 import { dockerSavePipe, startDockerDaemon, type TestDockerDaemon } from "../tests/support/docker_daemon.ts";
-import { configMapObject, nodeObject, VERSION_LABELS } from "../tests/support/faults_cluster.ts";
+import { startImageCluster } from "../tests/support/image_cluster.ts";
 import { importLargeImage } from "../tests/support/large_image.ts";
 
 const MIB = 1024 * 1024;
@@ -26,16 +26,6 @@ const POLL_MS = 100;
 
 function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]) / 1024;
-}
-
-function pod(node: string, port: number): Record<string, unknown> {
-  return {
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: { name: `polarstack-daemon-${node}`, namespace: "kube-system", labels: { app: "polarstack-daemon" } },
-    spec: { nodeName: node, containers: [{ name: "d", image: "x", ports: [{ name: "http", containerPort: port }] }] },
-    status: { phase: "Running", podIP: "127.0.0.1" },
-  };
 }
 
 function median(values: number[]): number {
@@ -61,22 +51,10 @@ const daemons: { stop(): Promise<number> }[] = [];
 try {
   const id = await importLargeImage(a.socketPath, REF, { bytes: SIZE_MB * MIB, seed: 9 });
   const [portA, portB] = [freePort(), freePort()];
-  server = await startFakeKubeApiServer({
-    seed: [
-      nodeObject("node-a"),
-      nodeObject("node-b"),
-      configMapObject("controller-config", { data: { isCheckOObIP: "false" } }),
-      configMapObject("bench-version", { labels: VERSION_LABELS, data: { name: "bench", pgEngineImage: REF } }),
-      pod("node-a", portA),
-      pod("node-b", portB),
-    ],
-  });
-  await Deno.writeTextFile(`${dir}/token`, server.peerToken);
-  const args = (node: string, docker: TestDockerDaemon) => [
-    ...["--kubeconfig", server!.kubeconfigPath, "--current-node-name", node, "--docker-host", docker.host],
-    ...["--image-store", "docker", "--dbcluster-log-dir", dir, "--net-card-name", "lo"],
-    ...["--peer-token-file", `${dir}/token`],
-  ];
+  const cluster = await startImageCluster({ bench: { pgEngineImage: REF } }, { ports: [portA, portB], dir });
+  server = cluster.server;
+  const args = (node: string, docker: TestDockerDaemon) =>
+    cluster.daemonArgs(node, ["--docker-host", docker.host, "--image-store", "docker"]);
   const senderDaemon = await startDaemon(args("node-a", a), { port: portA });
   daemons.push(senderDaemon);
   const receiverDaemon = await startDaemon(args("node-b", b), { port: portB });

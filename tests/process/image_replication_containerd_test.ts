@@ -8,10 +8,8 @@ import { assert, assertEquals } from "../support/assert.ts";
 import { type DaemonProcess, freePort, startDaemon, waitFor } from "../support/daemon_process.ts";
 import { startContainerd } from "../support/containerd_daemon.ts";
 import { ociImageTar } from "../support/docker_tar.ts";
-import { configMapObject, nodeObject } from "../support/faults_cluster.ts";
 import { hasCommand, isRoot, skipUnless } from "../support/prereq.ts";
-import { daemonPod, existingVersions, images, versionConfigMap } from "../support/image_cluster.ts";
-import { startFakeKubeApiServer } from "../fake_kube/server.ts";
+import { existingVersions, images, startImageCluster } from "../support/image_cluster.ts";
 
 const MB = 1024 * 1024;
 const ENGINE = "registry.local:5000/polardb/engine:1.0";
@@ -68,34 +66,12 @@ Deno.test({
       await ctrA.importArchive(image.tar);
       ids[ref] = image.id;
     }
-    const server = await startFakeKubeApiServer({
-      seed: [
-        nodeObject("node-a"),
-        nodeObject("node-b"),
-        configMapObject("controller-config", { data: { isCheckOObIP: "false" } }),
-        versionConfigMap("v-1", { pgEngineImage: ENGINE, pfsdImage: PFSD }),
-        versionConfigMap("v-2", { pgEngineImage: BIG }),
-        daemonPod("node-a", portA),
-        daemonPod("node-b", portB),
-      ],
-    });
-    const tokenFile = `${dir}/peer-token`;
-    await Deno.writeTextFile(tokenFile, server.peerToken);
+    const { server, daemonArgs } = await startImageCluster({
+      "v-1": { pgEngineImage: ENGINE, pfsdImage: PFSD },
+      "v-2": { pgEngineImage: BIG },
+    }, { ports: [portA, portB], dir });
     const args = (node: string, address: string, extra: string[]) => [
-      "--kubeconfig",
-      server.kubeconfigPath,
-      "--current-node-name",
-      node,
-      "--image-store",
-      "containerd",
-      "--containerd-address",
-      address,
-      "--dbcluster-log-dir",
-      dir,
-      "--net-card-name",
-      "lo",
-      "--peer-token-file",
-      tokenFile,
+      ...daemonArgs(node, ["--image-store", "containerd", "--containerd-address", address]),
       ...extra,
     ];
     const startA = () => startDaemon(args("node-a", ctrA.address, []), { port: portA });

@@ -11,8 +11,8 @@ import { hasDockerd, startDockerDaemon, type TestDockerDaemon } from "../support
 import { configMapObject, nodeObject } from "../support/faults_cluster.ts";
 import { importLargeImage } from "../support/large_image.ts";
 import { hasCommand, isRoot, skipUnless } from "../support/prereq.ts";
-import { daemonPod, existingVersions, images, versionConfigMap } from "../support/image_cluster.ts";
-import { type FakeKubeApiServer, startFakeKubeApiServer } from "../fake_kube/server.ts";
+import { daemonPod, existingVersions, images, startImageCluster, versionConfigMap } from "../support/image_cluster.ts";
+import type { FakeKubeApiServer } from "../fake_kube/server.ts";
 
 const MB = 1024 * 1024;
 const ENGINE = "registry.local:5000/polardb/engine:1.0";
@@ -110,34 +110,12 @@ Deno.test({
     ids[BIG] = await importLargeImage(dockerA.socketPath, BIG, { bytes: BIG_MB * MB, seed: 3 });
     ids[MOVED] = await importLargeImage(dockerA.socketPath, MOVED, { bytes: 1 * MB, seed: 4 });
     await importLargeImage(dockerA.socketPath, SECRET, { bytes: 1 * MB, seed: 5 });
-    const server = await startFakeKubeApiServer({
-      seed: [
-        nodeObject("node-a"),
-        nodeObject("node-b"),
-        configMapObject("controller-config", { data: { isCheckOObIP: "false" } }),
-        versionConfigMap("v-1", { pgEngineImage: ENGINE, pfsdImage: PFSD }),
-        versionConfigMap("v-3", { pgEngineImage: BIG }),
-        daemonPod("node-a", portA),
-        daemonPod("node-b", portB),
-      ],
-    });
-    const tokenFile = `${dir}/peer-token`;
-    await Deno.writeTextFile(tokenFile, server.peerToken);
+    const { server, daemonArgs } = await startImageCluster({
+      "v-1": { pgEngineImage: ENGINE, pfsdImage: PFSD },
+      "v-3": { pgEngineImage: BIG },
+    }, { ports: [portA, portB], dir });
     const args = (node: string, docker: TestDockerDaemon, extra: string[]) => [
-      "--kubeconfig",
-      server.kubeconfigPath,
-      "--current-node-name",
-      node,
-      "--docker-host",
-      docker.host,
-      "--image-store",
-      "docker",
-      "--dbcluster-log-dir",
-      dir,
-      "--net-card-name",
-      "lo",
-      "--peer-token-file",
-      tokenFile,
+      ...daemonArgs(node, ["--docker-host", docker.host, "--image-store", "docker"]),
       ...extra,
     ];
     const startA = () => startDaemon(args("node-a", dockerA, []), { port: portA });
