@@ -4,6 +4,7 @@
  * here at 0; the names and help texts are those the jobs report.
  */
 import type { FloatingIpResult } from "../controllers/floating_ip/result.ts";
+import { ATTEMPT_FAILURES } from "../controllers/image_replication/retry.ts";
 import { JOBS } from "../core/jobs.ts";
 import type { JobCounter } from "../core/types.ts";
 
@@ -61,8 +62,7 @@ export const DECLARED_JOB_METRICS: readonly DeclaredJobMetric[] = [
     name: "image_replication_transfers_total",
     help: "Image transfers by outcome",
     kind: "counter",
-    series: ["success", "ImageMismatch", "StreamCut", "Stalled", "Garbage", "PeerFailed", "PeerBusy", "DiskPressure"]
-      .map((outcome) => ({ outcome })),
+    series: ["success", ...ATTEMPT_FAILURES].map((outcome) => ({ outcome })),
   },
 ];
 

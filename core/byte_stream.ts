@@ -15,8 +15,6 @@ export interface ByteReader {
   read(into: Uint8Array): Promise<Uint8Array>;
   /** Cancels the stream. */
   cancel(reason?: unknown): Promise<void>;
-  /** Releases the stream, which can then be read another way. */
-  releaseLock(): void;
 }
 
 /**
@@ -49,7 +47,6 @@ export function byteReader(stream: ReadableStream<Uint8Array>): ByteReader {
         return result.value ?? new Uint8Array(0);
       },
       cancel: (reason) => reader.cancel(reason),
-      releaseLock: () => reader.releaseLock(),
     };
   }
   const reader = stream.getReader();
@@ -67,7 +64,6 @@ export function byteReader(stream: ReadableStream<Uint8Array>): ByteReader {
       return into.subarray(0, n);
     },
     cancel: (reason) => reader.cancel(reason),
-    releaseLock: () => reader.releaseLock(),
   };
 }
 

@@ -5,22 +5,29 @@
  */
 import { rankPeers } from "./plan.ts";
 
-/** How an attempt failed. */
-export type AttemptFailure =
-  /** The loaded image's ID differs from the peer's header or its details: the peer is dropped for this version. */
-  | "ImageMismatch"
-  /** The stream ended before the image was whole (peer killed, connection reset). */
-  | "StreamCut"
-  /** No byte arrived for the stall timeout. */
-  | "Stalled"
-  /** The peer sent something the store could not load. */
-  | "Garbage"
-  /** The peer refused (4xx/5xx other than busy) or could not be reached. */
-  | "PeerFailed"
-  /** The peer was at its export limit (429 or 503 with Retry-After). */
-  | "PeerBusy"
-  /** The store's file system would be too full: no peer can help, so the copy stops. */
-  | "DiskPressure";
+/**
+ * Every way an attempt fails (the metric's outcomes are these and `success`):
+ * - `ImageMismatch`: the loaded image's ID differs from the peer's header or its details; the peer is dropped for
+ *   this version.
+ * - `StreamCut`: the stream ended before the image was whole (peer killed, connection reset).
+ * - `Stalled`: no byte arrived, or the store took none, for the stall timeout.
+ * - `Garbage`: the peer sent something the store could not load.
+ * - `PeerFailed`: the peer refused (4xx/5xx other than busy) or could not be reached.
+ * - `PeerBusy`: the peer was at its export limit (429 or 503 with Retry-After).
+ * - `DiskPressure`: the store's file system would be too full; no peer can help, so the copy stops.
+ */
+export const ATTEMPT_FAILURES = [
+  "ImageMismatch",
+  "StreamCut",
+  "Stalled",
+  "Garbage",
+  "PeerFailed",
+  "PeerBusy",
+  "DiskPressure",
+] as const;
+
+/** How an attempt failed (see `ATTEMPT_FAILURES`). */
+export type AttemptFailure = typeof ATTEMPT_FAILURES[number];
 
 /** One failed attempt. */
 export interface FailedAttempt {
